@@ -1,0 +1,347 @@
+//! `gallery.yaml`: the schema, parsing, and validation.
+//!
+//! Parsing is typed (serde, unknown keys refused); validation then checks what types cannot:
+//! ids, references between entries, that files exist and fit their model. Every error
+//! names the config file and the key, and the line where it can be found.
+
+mod schema;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{read_to_string, Error, Result};
+use crate::models::{self, Architecture, InputSpec};
+pub use schema::{LabelRef, RawConfig};
+
+/// The validated configuration, with paths resolved against the config's folder.
+#[derive(Debug)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    /// The folder paths are relative to (the site root).
+    pub root: PathBuf,
+    pub site: Site,
+    pub models: Vec<ModelConfig>,
+    pub images: Vec<ImageConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Site {
+    pub title: String,
+    pub description: String,
+    /// Folder under `themes/` whose files override the built-in templates.
+    pub theme: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct Input {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+    /// Per channel, on the 0..1 pixel scale.
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+impl Input {
+    pub fn spec(&self) -> InputSpec {
+        InputSpec {
+            height: self.height,
+            width: self.width,
+            channels: self.channels,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct ModelConfig {
+    pub id: String,
+    pub arch: &'static Architecture,
+    pub weights: PathBuf,
+    pub classes_path: PathBuf,
+    pub classes: Vec<String>,
+    pub input: Input,
+    pub training_log: Option<PathBuf>,
+    pub description: String,
+}
+
+#[derive(Debug)]
+pub struct ImageConfig {
+    pub id: String,
+    pub path: PathBuf,
+    pub label: Option<LabelRef>,
+    pub caption: String,
+    /// The ids of the models this image is shown with.
+    pub models: Vec<String>,
+}
+
+impl ImageConfig {
+    /// The label as a class index of `model`, when the image has one.
+    pub fn label_index(&self, model: &ModelConfig) -> Option<usize> {
+        match &self.label {
+            None => None,
+            Some(LabelRef::Index(i)) => Some(*i),
+            Some(LabelRef::Name(n)) => model.classes.iter().position(|c| c == n),
+        }
+    }
+}
+
+/// Finds the line (1-based) of the `nth` occurrence of `key:` — optionally followed by
+/// `value` — so errors found after parsing can still point into the file.
+pub fn line_of(text: &str, key: &str, value: Option<&str>, nth: usize) -> Option<usize> {
+    let pat = format!("{key}:");
+    let mut seen = 0;
+    for (i, line) in text.lines().enumerate() {
+        let line = line.split(" #").next().unwrap_or(line);
+        let mut from = 0;
+        while let Some(pos) = line[from..].find(&pat) {
+            let at = from + pos;
+            from = at + pat.len();
+            let before = line[..at].chars().last();
+            if before.is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '-') {
+                continue;
+            }
+            let rest = line[at + pat.len()..].trim_start();
+            let matches = match value {
+                None => true,
+                Some(v) => {
+                    let rest = rest.trim_start_matches(['"', '\'']);
+                    rest.starts_with(v)
+                        && !rest[v.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '/')
+                }
+            };
+            if matches {
+                if seen == nth {
+                    return Some(i + 1);
+                }
+                seen += 1;
+            }
+        }
+    }
+    None
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// Reads and validates a config file. Nothing is written.
+pub fn load(path: &Path) -> Result<Config> {
+    let text = read_to_string(path)?;
+    let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
+    let root = path
+        .parent()
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    validate(raw, path, &root, &text)
+}
+
+fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Config> {
+    // An error at key `key` whose value is `value`: located by searching the text.
+    let err = |key: &str, field: &str, value: Option<&str>, msg: String| {
+        Error::at_line(path, line_of(text, field, value, 0), format!("{key}: {msg}"))
+    };
+    if raw.site.title.trim().is_empty() {
+        return Err(err("site.title", "title", None, "must not be empty".into()));
+    }
+    if raw.models.is_empty() {
+        return Err(err("models", "models", None, "at least one model is required".into()));
+    }
+    let theme = raw.site.theme.unwrap_or_else(|| "default".to_string());
+    if !valid_id(&theme) {
+        return Err(err("site.theme", "theme", None, format!("`{theme}` is not a theme folder name ([a-z0-9-]+)")));
+    }
+    let mut ids: HashSet<String> = HashSet::new();
+    let mut id_seen = |key: &str, id: &str| -> Result<()> {
+        if !valid_id(id) {
+            return Err(err(key, "id", Some(id), format!("`{id}` is not a valid id: use [a-z0-9-]+")));
+        }
+        if !ids.insert(id.to_string()) {
+            return Err(Error::at_line(
+                path,
+                line_of(text, "id", Some(id), 1),
+                format!("{key}: duplicate id `{id}` (ids must be unique across models and images)"),
+            ));
+        }
+        Ok(())
+    };
+    let resolve = |key: &str, field: &str, p: &Path| -> Result<PathBuf> {
+        let full = root.join(p);
+        if !full.is_file() {
+            return Err(err(
+                key,
+                field,
+                Some(&p.display().to_string()),
+                format!("file `{}` not found (paths are relative to the config file)", p.display()),
+            ));
+        }
+        Ok(full)
+    };
+
+    let mut models = Vec::new();
+    for (i, m) in raw.models.into_iter().enumerate() {
+        let key = format!("models[{i}]");
+        id_seen(&format!("{key}.id"), &m.id)?;
+        let arch = models::architecture(&m.arch).ok_or_else(|| {
+            err(
+                &format!("{key}.arch"),
+                "arch",
+                Some(&m.arch),
+                format!("unknown architecture `{}` (built in: {})", m.arch, models::architecture_ids().join(", ")),
+            )
+        })?;
+        let weights = resolve(&format!("{key}.weights"), "weights", &m.weights)?;
+        let classes_path = resolve(&format!("{key}.classes"), "classes", &m.classes)?;
+        let classes: Vec<String> = read_to_string(&classes_path)?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        if classes.is_empty() {
+            return Err(Error::at(&classes_path, "no class names: expected one name per line"));
+        }
+        let ikey = format!("{key}.input");
+        let inp = m.input;
+        if inp.channels != 1 && inp.channels != 3 {
+            return Err(err(&format!("{ikey}.channels"), "channels", None, format!("must be 1 or 3, not {}", inp.channels)));
+        }
+        if inp.size[0] == 0 || inp.size[1] == 0 {
+            return Err(err(&format!("{ikey}.size"), "size", None, "sizes must be positive".into()));
+        }
+        for (name, v) in [("mean", &inp.mean), ("std", &inp.std)] {
+            if v.len() != inp.channels {
+                return Err(err(
+                    &format!("{ikey}.{name}"),
+                    name,
+                    None,
+                    format!("has {} values but the input has {} channel(s)", v.len(), inp.channels),
+                ));
+            }
+        }
+        if let Some(s) = inp.std.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
+            return Err(err(&format!("{ikey}.std"), "std", None, format!("every std must be positive, found {s}")));
+        }
+        let input = Input {
+            height: inp.size[0],
+            width: inp.size[1],
+            channels: inp.channels,
+            mean: inp.mean,
+            std: inp.std,
+        };
+        (arch.check_input)(&input.spec()).map_err(|msg| err(&format!("{ikey}.size"), "size", None, msg))?;
+        let training_log = match &m.training_log {
+            Some(p) => Some(resolve(&format!("{key}.training_log"), "training_log", p)?),
+            None => None,
+        };
+        models.push(ModelConfig {
+            id: m.id,
+            arch,
+            weights,
+            classes_path,
+            classes,
+            input,
+            training_log,
+            description: m.description.unwrap_or_default(),
+        });
+    }
+
+    let mut images = Vec::new();
+    for (i, im) in raw.images.into_iter().enumerate() {
+        let key = format!("images[{i}]");
+        id_seen(&format!("{key}.id"), &im.id)?;
+        let full = resolve(&format!("{key}.path"), "path", &im.path)?;
+        let model_ids: Vec<String> = match im.models {
+            Some(list) => {
+                if list.is_empty() {
+                    return Err(err(&format!("{key}.models"), "models", None, "lists no model (leave the key out for every model)".into()));
+                }
+                for id in &list {
+                    if !models.iter().any(|m| &m.id == id) {
+                        return Err(err(
+                            &format!("{key}.models"),
+                            "models",
+                            None,
+                            format!("unknown model `{id}` (models: {})", models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")),
+                        ));
+                    }
+                }
+                list
+            }
+            None => models.iter().map(|m| m.id.clone()).collect(),
+        };
+        let (channels, _) = crate::data::image::probe(&full)?;
+        for mid in &model_ids {
+            let m = models.iter().find(|m| &m.id == mid).expect("checked above");
+            if channels != m.input.channels {
+                return Err(err(
+                    &format!("{key}.path"),
+                    "path",
+                    Some(&im.path.display().to_string()),
+                    format!(
+                        "`{}` has {channels} channel(s) but model `{}` takes {} (convert the image, or list only fitting models under `models:`)",
+                        im.path.display(),
+                        m.id,
+                        m.input.channels
+                    ),
+                ));
+            }
+            match &im.label {
+                Some(LabelRef::Index(l)) if *l >= m.classes.len() => {
+                    return Err(err(
+                        &format!("{key}.label"),
+                        "label",
+                        None,
+                        format!("class index {l} is out of range: model `{}` has {} classes", m.id, m.classes.len()),
+                    ))
+                }
+                Some(LabelRef::Name(n)) if !m.classes.iter().any(|c| c == n) => {
+                    return Err(err(
+                        &format!("{key}.label"),
+                        "label",
+                        None,
+                        format!("`{n}` is not a class of model `{}` (see {})", m.id, m.classes_path.display()),
+                    ))
+                }
+                _ => {}
+            }
+        }
+        images.push(ImageConfig {
+            id: im.id,
+            path: full,
+            label: im.label,
+            caption: im.caption.unwrap_or_default(),
+            models: model_ids,
+        });
+    }
+
+    Ok(Config {
+        path: path.to_path_buf(),
+        root: root.to_path_buf(),
+        site: Site {
+            title: raw.site.title,
+            description: raw.site.description.unwrap_or_default(),
+            theme,
+        },
+        models,
+        images,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::line_of;
+
+    #[test]
+    fn finds_keys_and_values() {
+        let t = "models:\n  - id: a\n    arch: x\n  - id: b\n    arch: lenet5\nimages:\n  - { id: a, path: p }\n";
+        assert_eq!(line_of(t, "id", Some("a"), 0), Some(2));
+        assert_eq!(line_of(t, "id", Some("a"), 1), Some(7));
+        assert_eq!(line_of(t, "arch", Some("lenet5"), 0), Some(5));
+        assert_eq!(line_of(t, "path", None, 0), Some(7));
+        assert_eq!(line_of(t, "id", Some("ab"), 0), None);
+    }
+}

@@ -1,0 +1,62 @@
+//! The typed shape of `gallery.yaml`, as written by users. Unknown keys are errors.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub site: RawSite,
+    pub models: Vec<RawModel>,
+    #[serde(default)]
+    pub images: Vec<RawImage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSite {
+    pub title: String,
+    pub description: Option<String>,
+    pub theme: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawModel {
+    pub id: String,
+    pub arch: String,
+    pub weights: PathBuf,
+    pub classes: PathBuf,
+    pub input: RawInput,
+    pub training_log: Option<PathBuf>,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawInput {
+    /// `[height, width]` in pixels.
+    pub size: [usize; 2],
+    pub channels: usize,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImage {
+    pub id: String,
+    pub path: PathBuf,
+    pub label: Option<LabelRef>,
+    pub caption: Option<String>,
+    pub models: Option<Vec<String>>,
+}
+
+/// A true class, given as an index into the model's classes or as a class name.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum LabelRef {
+    Index(usize),
+    Name(String),
+}

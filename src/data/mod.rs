@@ -1,0 +1,4 @@
+//! Reading data: IDX digit files and images.
+
+pub mod idx;
+pub mod image;

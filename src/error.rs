@@ -1,0 +1,79 @@
+//! One error type for the library. Every error that comes from a file carries its path,
+//! and where we know them, the line or the key inside it.
+
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A problem located in a file (config, weights, image, note, template).
+    #[error("{}: {msg}", path.display())]
+    At { path: PathBuf, msg: String },
+    /// A problem at a known line of a file.
+    #[error("{}:{line}: {msg}", path.display())]
+    AtLine { path: PathBuf, line: usize, msg: String },
+    /// An I/O failure on a known path.
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("tensor computation failed: {0}")]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    Msg(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    pub fn at(path: impl AsRef<Path>, msg: impl Into<String>) -> Self {
+        Error::At {
+            path: path.as_ref().to_path_buf(),
+            msg: msg.into(),
+        }
+    }
+    pub fn at_line(path: impl AsRef<Path>, line: Option<usize>, msg: impl Into<String>) -> Self {
+        match line {
+            Some(line) => Error::AtLine {
+                path: path.as_ref().to_path_buf(),
+                line,
+                msg: msg.into(),
+            },
+            None => Error::at(path, msg),
+        }
+    }
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.as_ref().to_path_buf(),
+            source,
+        }
+    }
+    pub fn msg(msg: impl Into<String>) -> Self {
+        Error::Msg(msg.into())
+    }
+}
+
+/// Attach a path to errors from I/O calls.
+pub trait IoContext<T> {
+    fn at_path(self, path: impl AsRef<Path>) -> Result<T>;
+}
+
+impl<T> IoContext<T> for std::io::Result<T> {
+    fn at_path(self, path: impl AsRef<Path>) -> Result<T> {
+        self.map_err(|e| Error::io(path, e))
+    }
+}
+
+pub fn read_to_string(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).at_path(path)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::at(
+            path,
+            format!(
+                "not valid UTF-8 (first bad byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}

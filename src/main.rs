@@ -1,0 +1,182 @@
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use cnnscope::site::Site;
+use cnnscope::train::{train_lenet5, TrainOptions};
+
+#[derive(Parser)]
+#[command(name = "cnnscope", version, about = "Build interpretability galleries of convolutional networks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build the site: run the models on the images, draw everything, write the pages.
+    Build {
+        /// The gallery config.
+        #[arg(long, short, default_value = "gallery.yaml")]
+        config: PathBuf,
+        /// Output folder [default: `public/` next to the config]. It is replaced as a whole
+        /// when the build succeeds and left untouched when it fails.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Load and validate everything (config, files, weights, notes, theme); write nothing.
+    Check {
+        #[arg(long, short, default_value = "gallery.yaml")]
+        config: PathBuf,
+    },
+    /// Train a built-in architecture (lenet5) on IDX digits.
+    Train {
+        /// Architecture to train; only `lenet5` can be trained.
+        arch: String,
+        /// Folder with `*images-idx3-ubyte[.gz]` and `*labels-idx1-ubyte[.gz]`.
+        #[arg(long, default_value = "data/mnist")]
+        data: PathBuf,
+        /// Where to write the weights (safetensors).
+        #[arg(long, default_value = "models/lenet5-mnist.safetensors")]
+        out: PathBuf,
+        /// Where to write the JSON training log [default: OUT with extension .json].
+        #[arg(long)]
+        log: Option<PathBuf>,
+        #[arg(long, default_value_t = 12)]
+        epochs: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Train on the first N digits.
+        #[arg(long, default_value_t = 8000)]
+        train_size: usize,
+        /// Evaluate on the last N digits.
+        #[arg(long, default_value_t = 2000)]
+        test_size: usize,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        /// Adam learning rate.
+        #[arg(long, default_value_t = 1e-3)]
+        lr: f64,
+    },
+}
+
+fn secs(d: std::time::Duration) -> String {
+    format!("{:.2} s", d.as_secs_f64())
+}
+
+fn load(config: &Path) -> cnnscope::Result<Site> {
+    eprintln!("loading {}", config.display());
+    let site = Site::load(config)?;
+    for (phase, t) in &site.timings {
+        eprintln!("  {phase:<10} {}", secs(*t));
+    }
+    if !site.theme.overridden.is_empty() {
+        eprintln!("  theme files overriding the defaults: {}", site.theme.overridden.join(", "));
+    }
+    Ok(site)
+}
+
+fn check(config: &Path) -> cnnscope::Result<()> {
+    let site = load(config)?;
+    let pairs = cnnscope::plan::plan(&site.config).pairs.len();
+    eprintln!(
+        "ok: {} model(s), {} image(s), {} model × image page(s), {} note(s)",
+        site.config.models.len(),
+        site.config.images.len(),
+        pairs,
+        site.content.notes.len() + usize::from(site.content.intro.is_some())
+    );
+    Ok(())
+}
+
+fn build(config: &Path, output: Option<PathBuf>) -> cnnscope::Result<()> {
+    let start = Instant::now();
+    let site = load(config)?;
+    let output = output.unwrap_or_else(|| site.config.root.join("public"));
+    let pairs = cnnscope::plan::plan(&site.config).pairs.len();
+    eprintln!("building {} model × image page(s) into {}", pairs, output.display());
+    let report = site.build(&output, &|line| eprintln!("{line}"))?;
+    for (phase, t) in &report.timings {
+        eprintln!("  {phase:<28} {}", secs(*t));
+    }
+    eprintln!(
+        "done: {} pages, {} artifacts in {} ({} in all); open {}",
+        report.pages,
+        report.artifacts,
+        report.output.display(),
+        secs(start.elapsed()),
+        report.output.join("index.html").display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Build { config, output } => build(&config, output),
+        Command::Check { config } => check(&config),
+        Command::Train {
+            arch,
+            data,
+            out,
+            log,
+            epochs,
+            seed,
+            train_size,
+            test_size,
+            batch_size,
+            lr,
+        } => {
+            if arch != "lenet5" {
+                Err(cnnscope::Error::msg(format!("cannot train `{arch}`: only `lenet5` can be trained")))
+            } else {
+                let opts = TrainOptions {
+                    data,
+                    out,
+                    log,
+                    epochs,
+                    seed,
+                    train_size,
+                    test_size,
+                    batch_size,
+                    lr,
+                };
+                eprintln!(
+                    "training lenet5 on digits 0..{} of {}, evaluating on the last {} (seed {})",
+                    opts.train_size,
+                    opts.data.display(),
+                    opts.test_size,
+                    opts.seed
+                );
+                train_lenet5(&opts, |e| {
+                    eprintln!(
+                        "epoch {:>3}: train loss {:.4} acc {:.2}% | held-out loss {:.4} acc {:.2}%",
+                        e.epoch,
+                        e.train_loss,
+                        100.0 * e.train_accuracy,
+                        e.test_loss,
+                        100.0 * e.test_accuracy
+                    )
+                })
+                .map(|log| {
+                    eprintln!(
+                        "wrote {} and {} ({:.2}% held-out accuracy, {:.1} s)",
+                        opts.out.display(),
+                        opts.log_path().display(),
+                        100.0 * log.test_accuracy,
+                        log.seconds
+                    )
+                })
+            }
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

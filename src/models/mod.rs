@@ -1,0 +1,295 @@
+//! Architectures and the model interface every method is written against.
+//!
+//! A model lists its named layers and runs a forward pass in which every named layer's
+//! output goes through a [`Tap`]. The tap can keep the activation and can add a zero-valued
+//! `Var` ("probe") to it: candle keeps gradients only for `Var`s, and the gradient of a
+//! score with respect to the probe is exactly the gradient with respect to the activation.
+//! One backward pass from a scalar score then yields the input gradient and every probed
+//! layer's gradient together.
+//!
+//! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
+
+pub mod lenet5;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
+use candle_nn::VarBuilder;
+use serde::Serialize;
+
+use crate::error::{Error, Result};
+
+/// What a layer is, for display and for methods that look for a kind (the last conv, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LayerKind {
+    Conv,
+    Relu,
+    MaxPool,
+    Linear,
+}
+
+impl LayerKind {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LayerKind::Conv => "conv",
+            LayerKind::Relu => "relu",
+            LayerKind::MaxPool => "maxpool",
+            LayerKind::Linear => "linear",
+        }
+    }
+}
+
+/// A named point in the network whose output can be read and differentiated.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    pub name: String,
+    pub kind: LayerKind,
+    /// Output shape for one input at the configured size, without the batch dimension.
+    pub output_shape: Vec<usize>,
+    /// Number of trainable numbers in this layer (0 for activations and pooling).
+    pub parameters: usize,
+    /// Name of the weight tensor, for layers that have one (`conv1.weight`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub weight: Option<String>,
+}
+
+/// The input a model was configured for: `[height, width]`, channels, normalisation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub height: usize,
+    pub width: usize,
+    pub channels: usize,
+}
+
+/// Which layers a tap acts on.
+#[derive(Debug, Clone, Default)]
+pub enum Select {
+    #[default]
+    None,
+    All,
+    Only(Vec<String>),
+}
+
+impl Select {
+    fn contains(&self, name: &str) -> bool {
+        match self {
+            Select::None => false,
+            Select::All => true,
+            Select::Only(v) => v.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// Observes a forward pass: keeps activations and inserts gradient probes by layer name.
+#[derive(Default)]
+pub struct Tap {
+    pub keep: Select,
+    pub probe: Select,
+    /// Activations in network order.
+    pub activations: Vec<(String, Tensor)>,
+    /// Zero `Var`s added to the probed activations, in network order.
+    pub probes: Vec<(String, Var)>,
+}
+
+impl Tap {
+    pub fn new(keep: Select, probe: Select) -> Self {
+        Tap {
+            keep,
+            probe,
+            ..Default::default()
+        }
+    }
+
+    /// Called by models at every named layer; returns the tensor the network continues with.
+    pub fn at(&mut self, name: &str, t: Tensor) -> candle_core::Result<Tensor> {
+        let t = if self.probe.contains(name) {
+            let p = Var::zeros(t.shape(), t.dtype(), t.device())?;
+            let t = (t + p.as_tensor())?;
+            self.probes.push((name.to_string(), p));
+            t
+        } else {
+            t
+        };
+        if self.keep.contains(name) {
+            self.activations.push((name.to_string(), t.clone()));
+        }
+        Ok(t)
+    }
+}
+
+pub trait Model: Send + Sync {
+    fn arch(&self) -> &'static str;
+    fn layers(&self) -> &[LayerInfo];
+    fn num_classes(&self) -> usize;
+    /// Runs the network on an `(N, C, H, W)` batch and returns the logits `(N, classes)`.
+    fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor>;
+}
+
+/// An architecture the config can name.
+pub struct Architecture {
+    pub id: &'static str,
+    pub summary: &'static str,
+    /// Checks that the configured input fits the architecture.
+    pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
+    /// The tensors a weights file must hold, with their shapes.
+    pub tensors: fn(&InputSpec, usize) -> Vec<(String, Vec<usize>)>,
+    pub build: fn(VarBuilder, &InputSpec, usize) -> candle_core::Result<Box<dyn Model>>,
+}
+
+impl std::fmt::Debug for Architecture {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Architecture({})", self.id)
+    }
+}
+
+/// The registry of built-in architectures.
+pub const ARCHITECTURES: &[Architecture] = &[lenet5::ARCH];
+
+pub fn architecture(id: &str) -> Option<&'static Architecture> {
+    ARCHITECTURES.iter().find(|a| a.id == id)
+}
+
+pub fn architecture_ids() -> Vec<&'static str> {
+    ARCHITECTURES.iter().map(|a| a.id).collect()
+}
+
+/// A model with its weights, as loaded from a file.
+pub struct LoadedModel {
+    pub model: Box<dyn Model>,
+    /// Every tensor of the weights file, as f32, by name.
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+/// Loads a weights file and checks it against the architecture, tensor by tensor.
+pub fn load(arch: &Architecture, path: &Path, input: &InputSpec, classes: usize) -> Result<LoadedModel> {
+    load_as(arch, path, input, classes, DType::F32)
+}
+
+/// [`load`], computing in `dtype` (f64 serves finite-difference checks).
+pub fn load_as(arch: &Architecture, path: &Path, input: &InputSpec, classes: usize, dtype: DType) -> Result<LoadedModel> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if ext != "safetensors" {
+        return Err(Error::at(
+            path,
+            format!("unsupported weights format `.{ext}`: expected a `.safetensors` file"),
+        ));
+    }
+    let raw = candle_core::safetensors::load(path, &Device::Cpu)
+        .map_err(|e| Error::at(path, format!("cannot read the weights as safetensors: {e}")))?;
+    let tensors = check_tensors(arch, path, raw, input, classes)?;
+    let map: HashMap<String, Tensor> = tensors
+        .iter()
+        .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
+        .collect::<candle_core::Result<_>>()?;
+    let vb = VarBuilder::from_tensors(map, dtype, &Device::Cpu);
+    let model = (arch.build)(vb, input, classes)
+        .map_err(|e| Error::at(path, format!("cannot build {} from these weights: {e}", arch.id)))?;
+    Ok(LoadedModel { model, tensors })
+}
+
+fn check_tensors(
+    arch: &Architecture,
+    path: &Path,
+    raw: HashMap<String, Tensor>,
+    input: &InputSpec,
+    classes: usize,
+) -> Result<BTreeMap<String, Tensor>> {
+    let expected = (arch.tensors)(input, classes);
+    let mut out = BTreeMap::new();
+    for (name, shape) in &expected {
+        let Some(t) = raw.get(name) else {
+            return Err(Error::at(
+                path,
+                format!("tensor `{name}` is missing: {} expects shape {shape:?}", arch.id),
+            ));
+        };
+        if t.dims() != shape.as_slice() {
+            return Err(Error::at(
+                path,
+                format!(
+                    "tensor `{name}` has shape {:?}, but {} expects {shape:?} (input {}×{}×{}, {classes} classes from the classes file)",
+                    t.dims(),
+                    arch.id,
+                    input.channels,
+                    input.height,
+                    input.width
+                ),
+            ));
+        }
+        let t = match t.dtype() {
+            DType::F32 => t.clone(),
+            DType::F16 | DType::BF16 | DType::F64 => t.to_dtype(DType::F32)?,
+            dt => {
+                return Err(Error::at(
+                    path,
+                    format!("tensor `{name}` has dtype {dt:?}; expected f32, f16 or bf16"),
+                ))
+            }
+        };
+        out.insert(name.clone(), t);
+    }
+    let mut unexpected: Vec<&String> = raw.keys().filter(|k| !out.contains_key(*k)).collect();
+    unexpected.sort();
+    if let Some(name) = unexpected.first() {
+        return Err(Error::at(
+            path,
+            format!(
+                "unexpected tensor `{name}` (shape {:?}): {} has no such parameter{}",
+                raw[*name].dims(),
+                arch.id,
+                if unexpected.len() > 1 {
+                    format!(" ({} unexpected tensors in all)", unexpected.len())
+                } else {
+                    String::new()
+                }
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// The result of one forward + backward pass from a class score.
+pub struct Gradients {
+    pub logits: Tensor,
+    /// d score / d input, same shape as the input.
+    pub input: Tensor,
+    /// (layer, activation, d score / d activation) for every probed layer, in network order.
+    pub layers: Vec<(String, Tensor, Tensor)>,
+}
+
+/// Runs one forward and one backward pass: the score is `Σ_n logits[n, targets[n]]`,
+/// so each sample of the batch gets the gradient of its own target's logit.
+pub fn gradients(model: &dyn Model, x: &Tensor, targets: &[usize], layers: Select) -> Result<Gradients> {
+    let n = x.dim(0)?;
+    if targets.len() != n {
+        return Err(Error::msg(format!("{} targets for a batch of {n}", targets.len())));
+    }
+    let input = Var::from_tensor(x)?;
+    let mut tap = Tap::new(layers.clone(), layers);
+    let logits = model.forward(input.as_tensor(), &mut tap)?;
+    let idx = Tensor::from_vec(targets.iter().map(|&t| t as u32).collect::<Vec<_>>(), (n, 1), x.device())?;
+    let score = logits.gather(&idx, 1)?.sum_all()?;
+    let grads = score.backward()?;
+    let zeros = |t: &Tensor| t.zeros_like();
+    let input_grad = match grads.get(input.as_tensor()) {
+        Some(g) => g.clone(),
+        None => zeros(input.as_tensor())?,
+    };
+    let mut acts: HashMap<String, Tensor> = tap.activations.into_iter().collect();
+    let mut out = Vec::new();
+    for (name, probe) in tap.probes {
+        let g = match grads.get(probe.as_tensor()) {
+            Some(g) => g.clone(),
+            None => zeros(probe.as_tensor())?,
+        };
+        let a = acts.remove(&name).expect("probed layers are kept");
+        out.push((name, a.detach(), g));
+    }
+    Ok(Gradients {
+        logits: logits.detach(),
+        input: input_grad,
+        layers: out,
+    })
+}

@@ -1,0 +1,5 @@
+//! Custom candle ops whose forward and backward we control.
+
+pub mod maxpool;
+
+pub use maxpool::max_pool2d;

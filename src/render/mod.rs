@@ -1,0 +1,8 @@
+//! Turning arrays and text into what the site shows: colour maps, image grids, plots,
+//! markdown and templates.
+
+pub mod colormap;
+pub mod grid;
+pub mod markdown;
+pub mod plot;
+pub mod templates;

@@ -1,0 +1,119 @@
+//! Page templates (tera). The default theme is compiled into the binary; a file of the
+//! same name in the site's `themes/<theme>/` folder replaces it, file by file (templates
+//! are `*.html`, everything else is a static file copied to the output's `static/`).
+
+use std::path::{Path, PathBuf};
+
+use tera::Tera;
+
+use crate::error::{Error, IoContext, Result};
+
+macro_rules! theme_file {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../../themes/default/", $name)))
+    };
+}
+
+/// The built-in theme: (file name, contents).
+pub const DEFAULT_THEME: &[(&str, &str)] = &[
+    theme_file!("base.html"),
+    theme_file!("index.html"),
+    theme_file!("model.html"),
+    theme_file!("image.html"),
+    theme_file!("note.html"),
+    theme_file!("style.css"),
+];
+
+pub struct Theme {
+    pub tera: Tera,
+    /// Static files: (name, bytes), written under `static/`.
+    pub statics: Vec<(String, Vec<u8>)>,
+    /// Which files came from the site's theme folder (for the build report).
+    pub overridden: Vec<String>,
+}
+
+fn describe(e: &tera::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Loads the default theme, then the files of `dir` (when it exists) over it.
+pub fn load(dir: Option<&Path>) -> Result<Theme> {
+    let mut files: Vec<(String, Vec<u8>, Option<PathBuf>)> = DEFAULT_THEME
+        .iter()
+        .map(|(n, c)| (n.to_string(), c.as_bytes().to_vec(), None))
+        .collect();
+    let mut overridden = Vec::new();
+    if let Some(dir) = dir.filter(|d| d.is_dir()) {
+        let mut entries: Vec<PathBuf> = walkdir::WalkDir::new(dir)
+            .max_depth(1)
+            .into_iter()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_file())
+            .map(|e| e.into_path())
+            .collect();
+        entries.sort();
+        for p in entries {
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            if name.starts_with('.') {
+                continue;
+            }
+            let bytes = std::fs::read(&p).at_path(&p)?;
+            match files.iter_mut().find(|(n, _, _)| *n == name) {
+                // A copy of the built-in file (as in this repository's own themes/default) is no override.
+                Some(slot) if slot.1 == bytes => {}
+                Some(slot) => {
+                    overridden.push(name.clone());
+                    slot.1 = bytes;
+                    slot.2 = Some(p);
+                }
+                None => {
+                    overridden.push(name.clone());
+                    files.push((name, bytes, Some(p)))
+                }
+            }
+        }
+    }
+    let mut tera = Tera::default();
+    let mut statics = Vec::new();
+    let mut templates = Vec::new();
+    for (name, bytes, origin) in files {
+        if name.ends_with(".html") {
+            let origin = origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
+            let text = String::from_utf8(bytes).map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
+            templates.push((name, text, origin));
+        } else {
+            statics.push((name, bytes));
+        }
+    }
+    // Templates can extend each other, so they are added together; a syntax error is
+    // then reported for the file that has it.
+    if let Err(e) = tera.add_raw_templates(templates.iter().map(|(n, t, _)| (n.as_str(), t.as_str()))) {
+        let msg = describe(&e);
+        let culprit = templates
+            .iter()
+            .find(|(n, _, _)| msg.contains(&format!("'{n}'")))
+            .map(|(_, _, o)| o.clone())
+            .unwrap_or_else(|| dir.map(Path::to_path_buf).unwrap_or_default());
+        return Err(Error::at(culprit, format!("template error: {msg}")));
+    }
+    Ok(Theme {
+        tera,
+        statics,
+        overridden,
+    })
+}
+
+impl Theme {
+    pub fn render(&self, template: &str, ctx: &tera::Context) -> Result<String> {
+        self.tera
+            .render(template, ctx)
+            .map_err(|e| Error::msg(format!("rendering template `{template}`: {}", describe(&e))))
+    }
+}

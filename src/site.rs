@@ -1,0 +1,654 @@
+//! Loading a site (everything checked, nothing written) and building it into an output
+//! folder. The build writes into a staging folder next to the output and swaps it in only
+//! when everything succeeded, so a failed build leaves the previous site as it was.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use candle_core::{Tensor, D};
+use image::DynamicImage;
+use rayon::prelude::*;
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use crate::config::{self, Config, ImageConfig, ModelConfig};
+use crate::content::{self, Content};
+use crate::data::image as img;
+use crate::error::{Error, IoContext, Result};
+use crate::models::{self, LayerKind, LoadedModel, Select, Tap};
+use crate::plan::{self, Pair};
+use crate::render::colormap::Scale;
+use crate::render::grid;
+use crate::render::markdown::to_html;
+use crate::render::plot::line_chart;
+use crate::render::templates::{self, Theme};
+use crate::train::{read_log, TrainLog};
+
+/// A site, loaded and validated: what `check` verifies and `build` renders.
+pub struct Site {
+    pub config: Config,
+    /// Parallel to `config.models`.
+    pub models: Vec<LoadedModel>,
+    pub training: Vec<Option<TrainLog>>,
+    /// Parallel to `config.images`, decoded.
+    pub images: Vec<DynamicImage>,
+    pub content: Content,
+    pub theme: Theme,
+    pub timings: Vec<(String, Duration)>,
+}
+
+/// One file the build wrote from an array, as listed in `manifest.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Artifact {
+    pub kind: &'static str,
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub png: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub npy: Option<String>,
+    pub shape: Vec<usize>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassProb {
+    pub index: usize,
+    pub name: String,
+    pub probability: f32,
+}
+
+pub struct BuildReport {
+    pub output: PathBuf,
+    pub pages: usize,
+    pub artifacts: usize,
+    pub timings: Vec<(String, Duration)>,
+}
+
+fn timed<T>(timings: &mut Vec<(String, Duration)>, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = Instant::now();
+    let out = f()?;
+    timings.push((name.to_string(), t.elapsed()));
+    Ok(out)
+}
+
+impl Site {
+    /// Reads and checks everything: config, weights against their architectures, images,
+    /// training logs, notes and theme. Writes nothing.
+    pub fn load(config_path: &Path) -> Result<Site> {
+        let mut timings = Vec::new();
+        let config = timed(&mut timings, "config", || config::load(config_path))?;
+        let models = timed(&mut timings, "weights", || {
+            config
+                .models
+                .par_iter()
+                .map(|m| models::load(m.arch, &m.weights, &m.input.spec(), m.classes.len()))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let training = config
+            .models
+            .iter()
+            .map(|m| m.training_log.as_deref().map(read_log).transpose())
+            .collect::<Result<Vec<_>>>()?;
+        let images = timed(&mut timings, "images", || {
+            config.images.par_iter().map(|i| img::load(&i.path)).collect::<Result<Vec<_>>>()
+        })?;
+        let content = timed(&mut timings, "notes", || content::load(&config.root.join("content")))?;
+        let theme_dir = config.root.join("themes").join(&config.site.theme);
+        if config.site.theme != "default" && !theme_dir.is_dir() {
+            return Err(Error::at(
+                &config.path,
+                format!("site.theme: theme folder `{}` not found", theme_dir.display()),
+            ));
+        }
+        let theme = timed(&mut timings, "theme", || templates::load(Some(&theme_dir)))?;
+        Ok(Site {
+            config,
+            models,
+            training,
+            images,
+            content,
+            theme,
+            timings,
+        })
+    }
+
+    /// Builds the site into `output`, replacing what was there only on success.
+    /// `log` receives progress lines.
+    pub fn build(&self, output: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        let staging = prepare_output(output)?;
+        match self.build_into(&staging, log) {
+            Ok(mut report) => {
+                swap_in(&staging, output)?;
+                report.output = output.to_path_buf();
+                Ok(report)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&staging);
+                Err(e)
+            }
+        }
+    }
+
+    fn build_into(&self, out: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        let mut timings = Vec::new();
+        let plan = plan::plan(&self.config);
+        let done = AtomicUsize::new(0);
+        let total = plan.pairs.len();
+        let model_views = timed(&mut timings, "model pictures", || {
+            (0..self.models.len())
+                .into_par_iter()
+                .map(|mi| self.model_pictures(mi, out))
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let pair_views = timed(&mut timings, "forward passes and pictures", || {
+            plan.pairs
+                .par_iter()
+                .map(|p| {
+                    let v = self.compute_pair(*p, out)?;
+                    let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    log(&format!(
+                        "  [{n}/{total}] {} × {}",
+                        self.config.models[p.model].id, self.config.images[p.image].id
+                    ));
+                    Ok(v)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let pages = timed(&mut timings, "pages", || self.write_pages(out, &plan.pairs, &model_views, &pair_views))?;
+        let mut artifacts: Vec<Artifact> = model_views.iter().flat_map(|m| m.artifacts.clone()).collect();
+        artifacts.extend(pair_views.iter().flat_map(|p| p.artifacts.clone()));
+        timed(&mut timings, "manifest", || self.write_manifest(out, &model_views, &pair_views, &artifacts))?;
+        Ok(BuildReport {
+            output: out.to_path_buf(),
+            pages,
+            artifacts: artifacts.len(),
+            timings,
+        })
+    }
+}
+
+/// The folder the build writes into: a fresh sibling of `output`.
+fn prepare_output(output: &Path) -> Result<PathBuf> {
+    if output.exists() {
+        if !output.is_dir() {
+            return Err(Error::at(output, "the output exists and is not a folder"));
+        }
+        let empty = std::fs::read_dir(output).at_path(output)?.next().is_none();
+        if !empty && !output.join("manifest.json").is_file() {
+            return Err(Error::at(
+                output,
+                "the output folder is not empty and holds no cnnscope site (no manifest.json): \
+                 choose another --output or empty it, since a build replaces the whole folder",
+            ));
+        }
+    }
+    let parent = match output.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).at_path(&parent)?;
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("public");
+    let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).at_path(&staging)?;
+    }
+    std::fs::create_dir_all(&staging).at_path(&staging)?;
+    Ok(staging)
+}
+
+fn swap_in(staging: &Path, output: &Path) -> Result<()> {
+    if output.exists() {
+        let old = staging.with_extension("old");
+        std::fs::rename(output, &old).at_path(output)?;
+        std::fs::rename(staging, output).at_path(output)?;
+        std::fs::remove_dir_all(&old).at_path(&old)?;
+    } else {
+        std::fs::rename(staging, output).at_path(output)?;
+    }
+    Ok(())
+}
+
+fn mkdir(p: &Path) -> Result<()> {
+    std::fs::create_dir_all(p).at_path(p)
+}
+
+fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
+    t.write_npy(path).map_err(|e| Error::at(path, format!("cannot write npy: {e}")))
+}
+
+fn shape_str(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+}
+
+/// Pictures of one model's parameters.
+struct ModelView {
+    /// One entry per layer with weights: filter grids for convs, matrices for linears.
+    weights: Vec<Value>,
+    artifacts: Vec<Artifact>,
+}
+
+/// What one model × image pair computed.
+struct PairView {
+    top5: Vec<ClassProb>,
+    layers: Vec<Value>,
+    input_png: String,
+    artifacts: Vec<Artifact>,
+}
+
+impl Site {
+    fn model_pictures(&self, mi: usize, out: &Path) -> Result<ModelView> {
+        let mc = &self.config.models[mi];
+        let lm = &self.models[mi];
+        let dir = plan::model_dir(&mc.id);
+        mkdir(&out.join(&dir).join("weights"))?;
+        let mut weights = Vec::new();
+        let mut artifacts = Vec::new();
+        for layer in lm.model.layers() {
+            let Some(wname) = &layer.weight else { continue };
+            let Some(w) = lm.tensors.get(wname) else { continue };
+            let dims = w.dims().to_vec();
+            let data = w.flatten_all()?.to_vec1::<f32>()?;
+            let scale = Scale::fit(&data);
+            let (picture, caption) = match (layer.kind, dims.as_slice()) {
+                (LayerKind::Conv, &[o, i, kh, kw]) => {
+                    let cols = if i > 1 { i } else { o.min(16) };
+                    let zoom = grid::zoom_for(kh, kw, 40);
+                    let caption = if i > 1 {
+                        format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each")
+                    } else {
+                        format!("{o} filters, {kh}×{kw} each")
+                    };
+                    (grid::maps(&data, o * i, kh, kw, cols, zoom, &scale), caption)
+                }
+                (LayerKind::Linear, &[o, i]) => {
+                    let zoom = (480 / o.max(i) as u32).clamp(1, 8);
+                    (
+                        grid::maps(&data, 1, o, i, 1, zoom, &scale),
+                        format!("{o} outputs (rows) × {i} inputs (columns)"),
+                    )
+                }
+                _ => continue,
+            };
+            let base = format!("{dir}/weights/{}", layer.name);
+            grid::save_png(&picture, &out.join(format!("{base}.png")))?;
+            write_npy(w, &out.join(format!("{base}.npy")))?;
+            let (lo, hi) = scale.range();
+            let kind = if layer.kind == LayerKind::Conv { "filters" } else { "weights" };
+            weights.push(json!({
+                "layer": layer.name, "kind": kind, "tensor": wname, "shape": shape_str(&dims),
+                "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+                "min": lo, "max": hi, "colormap": scale.name(),
+                "colorbar": colorbar_name(&scale),
+            }));
+            artifacts.push(Artifact {
+                kind,
+                model: mc.id.clone(),
+                image: None,
+                layer: Some(layer.name.clone()),
+                png: Some(format!("{base}.png")),
+                npy: Some(format!("{base}.npy")),
+                shape: dims,
+            });
+        }
+        Ok(ModelView { weights, artifacts })
+    }
+
+    fn compute_pair(&self, p: Pair, out: &Path) -> Result<PairView> {
+        let mc = &self.config.models[p.model];
+        let ic = &self.config.images[p.image];
+        let model = &self.models[p.model].model;
+        let dir = plan::image_dir(&mc.id, &ic.id);
+        mkdir(&out.join(&dir).join("activations"))?;
+        let (shown, x) = img::prepare(&self.images[p.image], &mc.input)?;
+        let mut tap = Tap::new(Select::All, Select::None);
+        let logits = model.forward(&x, &mut tap)?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.squeeze(0)?.to_vec1::<f32>()?;
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
+        let top5 = order
+            .iter()
+            .take(5)
+            .map(|&i| ClassProb {
+                index: i,
+                name: mc.classes[i].clone(),
+                probability: probs[i],
+            })
+            .collect();
+
+        let mut artifacts = Vec::new();
+        let art = |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| Artifact {
+            kind,
+            model: mc.id.clone(),
+            image: Some(ic.id.clone()),
+            layer: layer.map(str::to_string),
+            png,
+            npy: Some(npy),
+            shape,
+        };
+        let input_png = format!("{dir}/input.png");
+        grid::save_dynamic_png(&shown, &out.join(&input_png))?;
+        let x0 = x.squeeze(0)?;
+        write_npy(&x0, &out.join(format!("{dir}/input.npy")))?;
+        artifacts.push(art("input", None, Some(input_png.clone()), format!("{dir}/input.npy"), x0.dims().to_vec()));
+        let l0 = logits.squeeze(0)?;
+        write_npy(&l0, &out.join(format!("{dir}/logits.npy")))?;
+        artifacts.push(art("logits", None, None, format!("{dir}/logits.npy"), l0.dims().to_vec()));
+
+        let mut layers = Vec::new();
+        for (info, (name, act)) in model.layers().iter().zip(&tap.activations) {
+            debug_assert_eq!(&info.name, name);
+            let a = act.squeeze(0)?;
+            let dims = a.dims().to_vec();
+            let data = a.flatten_all()?.to_vec1::<f32>()?;
+            let scale = Scale::fit(&data);
+            let picture = match dims.as_slice() {
+                &[c, h, w] => grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+                &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
+                _ => continue,
+            };
+            let base = format!("{dir}/activations/{name}");
+            grid::save_png(&picture, &out.join(format!("{base}.png")))?;
+            write_npy(&a, &out.join(format!("{base}.npy")))?;
+            let (lo, hi) = scale.range();
+            let (amin, amax) = data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let strongest = (dims.len() == 1).then(|| {
+                let mut idx: Vec<usize> = (0..data.len()).collect();
+                idx.sort_by(|&a, &b| data[b].total_cmp(&data[a]).then(a.cmp(&b)));
+                idx.truncate(3);
+                idx
+            });
+            layers.push(json!({
+                "name": name, "kind": info.kind.as_str(), "shape": shape_str(&dims),
+                "vector": dims.len() == 1, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+                "min": lo, "max": hi, "value_min": amin, "value_max": amax,
+                "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
+            }));
+            artifacts.push(art("activation", Some(name), Some(format!("{base}.png")), format!("{base}.npy"), dims));
+        }
+        Ok(PairView {
+            top5,
+            layers,
+            input_png,
+            artifacts,
+        })
+    }
+}
+
+fn colorbar_name(scale: &Scale) -> &'static str {
+    match scale {
+        Scale::Sequential { .. } => "static/colorbar-sequential.png",
+        Scale::Diverging { .. } => "static/colorbar-diverging.png",
+    }
+}
+
+fn pct(p: f32) -> String {
+    format!("{:.1}%", 100.0 * p)
+}
+
+impl Site {
+    fn base_context(&self, dir: &str, title: &str) -> tera::Context {
+        let root = plan::root_from(dir);
+        let mut ctx = tera::Context::new();
+        ctx.insert("root", &root);
+        ctx.insert("page_title", title);
+        ctx.insert(
+            "site",
+            &json!({"title": self.config.site.title, "description": self.config.site.description}),
+        );
+        let models: Vec<Value> = self
+            .config
+            .models
+            .iter()
+            .map(|m| json!({"id": m.id, "href": format!("{}/index.html", plan::model_dir(&m.id))}))
+            .collect();
+        let notes: Vec<Value> = self
+            .content
+            .notes
+            .iter()
+            .map(|n| json!({"title": n.title, "href": format!("{}/index.html", plan::note_dir(&n.slug))}))
+            .collect();
+        ctx.insert("nav", &json!({"models": models, "notes": notes}));
+        ctx
+    }
+
+    fn write_page(&self, out: &Path, dir: &str, template: &str, ctx: &tera::Context) -> Result<()> {
+        let html = self.theme.render(template, ctx)?;
+        let d = out.join(dir);
+        mkdir(&d)?;
+        let p = d.join("index.html");
+        std::fs::write(&p, html).at_path(&p)
+    }
+
+    fn training_view(&self, mc: &ModelConfig, log: &TrainLog) -> Result<Value> {
+        let loss = line_chart(
+            "Loss per epoch",
+            "cross-entropy",
+            &[
+                ("training", log.epochs.iter().map(|e| e.train_loss).collect()),
+                ("held-out", log.epochs.iter().map(|e| e.test_loss).collect()),
+            ],
+            None,
+        )?;
+        let acc = line_chart(
+            "Accuracy per epoch",
+            "accuracy (%)",
+            &[
+                ("training", log.epochs.iter().map(|e| 100.0 * e.train_accuracy).collect()),
+                ("held-out", log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect()),
+            ],
+            None,
+        )?;
+        let names: Vec<&str> = (0..log.confusion.len())
+            .map(|i| mc.classes.get(i).map(String::as_str).unwrap_or("?"))
+            .collect();
+        let rows: Vec<Value> = log
+            .confusion
+            .iter()
+            .enumerate()
+            .map(|(t, row)| {
+                let total: usize = row.iter().sum();
+                let cells: Vec<Value> = row
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &n)| {
+                        // Shade by the share of the true class, so errors stand out.
+                        let share = if total > 0 { n as f64 / total as f64 } else { 0.0 };
+                        json!({"count": n, "diagonal": p == t, "share": format!("{:.3}", share)})
+                    })
+                    .collect();
+                json!({"name": names[t], "cells": cells, "total": total,
+                       "recall": if total > 0 { pct(row[t] as f32 / total as f32) } else { "–".into() }})
+            })
+            .collect();
+        Ok(json!({
+            "loss_svg": loss, "accuracy_svg": acc, "classes": names, "confusion": rows,
+            "accuracy": pct(log.test_accuracy as f32), "epochs": log.epochs.len(),
+            "train_digits": log.train_digits, "test_digits": log.test_digits, "seed": log.seed,
+            "optimizer": log.optimizer, "learning_rate": log.learning_rate, "batch_size": log.batch_size,
+            "normalisation": log.normalisation,
+            "table": log.epochs.iter().map(|e| json!({
+                "epoch": e.epoch, "train_loss": format!("{:.4}", e.train_loss), "test_loss": format!("{:.4}", e.test_loss),
+                "train_accuracy": pct(e.train_accuracy as f32), "test_accuracy": pct(e.test_accuracy as f32)})).collect::<Vec<_>>(),
+        }))
+    }
+
+    fn label_of(&self, ic: &ImageConfig, mc: &ModelConfig) -> Option<Value> {
+        ic.label_index(mc).map(|i| json!({"index": i, "name": mc.classes[i]}))
+    }
+
+    fn write_pages(&self, out: &Path, pairs: &[Pair], models: &[ModelView], views: &[PairView]) -> Result<usize> {
+        let mut pages = 0;
+        for (name, bytes) in &self.theme.statics {
+            mkdir(&out.join("static"))?;
+            let p = out.join("static").join(name);
+            std::fs::write(&p, bytes).at_path(&p)?;
+        }
+        mkdir(&out.join("static"))?;
+        grid::save_png(
+            &grid::colorbar(&Scale::Sequential { min: 0.0, max: 1.0 }, 256, 12),
+            &out.join("static/colorbar-sequential.png"),
+        )?;
+        grid::save_png(&grid::colorbar(&Scale::Diverging { abs: 1.0 }, 256, 12), &out.join("static/colorbar-diverging.png"))?;
+
+        let pair_link = |p: &Pair, v: &PairView| {
+            let mc = &self.config.models[p.model];
+            let ic = &self.config.images[p.image];
+            let top = &v.top5[0];
+            let label = ic.label_index(mc);
+            json!({"model": mc.id, "image": ic.id, "href": format!("{}/index.html", plan::image_dir(&mc.id, &ic.id)),
+                   "input": v.input_png, "top1": top.name, "top1_probability": pct(top.probability),
+                   "correct": label.map(|l| l == top.index)})
+        };
+
+        // Home.
+        let model_cards: Vec<Value> = self
+            .config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(mi, m)| {
+                let total: usize = self.models[mi].model.layers().iter().map(|l| l.parameters).sum();
+                json!({"id": m.id, "arch": m.arch.id, "summary": m.arch.summary, "parameters": total,
+                       "description": to_html(&m.description), "href": format!("{}/index.html", plan::model_dir(&m.id)),
+                       "accuracy": self.training[mi].as_ref().map(|l| pct(l.test_accuracy as f32))})
+            })
+            .collect();
+        let image_cards: Vec<Value> = self
+            .config
+            .images
+            .iter()
+            .enumerate()
+            .map(|(ii, ic)| {
+                let links: Vec<Value> = pairs
+                    .iter()
+                    .zip(views)
+                    .filter(|(p, _)| p.image == ii)
+                    .map(|(p, v)| pair_link(p, v))
+                    .collect();
+                json!({"id": ic.id, "caption": to_html(&ic.caption), "pairs": links,
+                       "thumb": links.first().map(|l| l["input"].clone())})
+            })
+            .collect();
+        let mut ctx = self.base_context("", &self.config.site.title);
+        ctx.insert("intro", &self.content.intro.as_ref().map(|n| n.html.clone()));
+        ctx.insert("models", &model_cards);
+        ctx.insert("images", &image_cards);
+        self.write_page(out, "", "index.html", &ctx)?;
+        pages += 1;
+
+        // Models.
+        for (mi, mc) in self.config.models.iter().enumerate() {
+            let model = &self.models[mi].model;
+            let dir = plan::model_dir(&mc.id);
+            let total: usize = model.layers().iter().map(|l| l.parameters).sum();
+            let layers: Vec<Value> = model
+                .layers()
+                .iter()
+                .map(|l| json!({"name": l.name, "kind": l.kind.as_str(), "shape": shape_str(&l.output_shape), "parameters": l.parameters}))
+                .collect();
+            let training = match &self.training[mi] {
+                Some(log) => Some(self.training_view(mc, log)?),
+                None => None,
+            };
+            let images: Vec<Value> = pairs
+                .iter()
+                .zip(views)
+                .filter(|(p, _)| p.model == mi)
+                .map(|(p, v)| pair_link(p, v))
+                .collect();
+            let mut ctx = self.base_context(&dir, &format!("{} · {}", mc.id, self.config.site.title));
+            ctx.insert(
+                "model",
+                &json!({"id": mc.id, "arch": mc.arch.id, "summary": mc.arch.summary, "description": to_html(&mc.description),
+                        "parameters": total, "layers": layers, "weights": models[mi].weights,
+                        "input": format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width),
+                        "mean": mc.input.mean, "std": mc.input.std, "classes": mc.classes.len()}),
+            );
+            ctx.insert("training", &training);
+            ctx.insert("images", &images);
+            self.write_page(out, &dir, "model.html", &ctx)?;
+            pages += 1;
+        }
+
+        // Model × image.
+        for (p, v) in pairs.iter().zip(views) {
+            let mc = &self.config.models[p.model];
+            let ic = &self.config.images[p.image];
+            let dir = plan::image_dir(&mc.id, &ic.id);
+            let label = ic.label_index(mc);
+            let top5: Vec<Value> = v
+                .top5
+                .iter()
+                .enumerate()
+                .map(|(r, c)| json!({"rank": r + 1, "index": c.index, "name": c.name, "probability": pct(c.probability),
+                                    "width": format!("{:.1}", 100.0 * c.probability), "is_label": Some(c.index) == label}))
+                .collect();
+            let mut ctx = self.base_context(&dir, &format!("{} × {} · {}", mc.id, ic.id, self.config.site.title));
+            ctx.insert("model", &json!({"id": mc.id, "arch": mc.arch.id, "href": format!("{}/index.html", plan::model_dir(&mc.id)),
+                                        "input": format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width)}));
+            ctx.insert("image", &json!({"id": ic.id, "caption": to_html(&ic.caption), "input": v.input_png,
+                                        "label": self.label_of(ic, mc),
+                                        "correct": label.map(|l| l == v.top5[0].index)}));
+            ctx.insert("top5", &top5);
+            ctx.insert("layers", &v.layers);
+            self.write_page(out, &dir, "image.html", &ctx)?;
+            pages += 1;
+        }
+
+        // Notes.
+        for n in &self.content.notes {
+            let dir = plan::note_dir(&n.slug);
+            let mut ctx = self.base_context(&dir, &format!("{} · {}", n.title, self.config.site.title));
+            ctx.insert("note", &json!({"title": n.title, "html": n.html}));
+            self.write_page(out, &dir, "note.html", &ctx)?;
+            pages += 1;
+        }
+        Ok(pages)
+    }
+
+    fn write_manifest(&self, out: &Path, _models: &[ModelView], views: &[PairView], artifacts: &[Artifact]) -> Result<()> {
+        let plan = plan::plan(&self.config);
+        let models: Vec<Value> = self
+            .config
+            .models
+            .iter()
+            .enumerate()
+            .map(|(mi, m)| {
+                let layers = self.models[mi].model.layers();
+                json!({"id": m.id, "arch": m.arch.id, "parameters": layers.iter().map(|l| l.parameters).sum::<usize>(),
+                       "classes": m.classes.len(), "page": format!("{}/index.html", plan::model_dir(&m.id)),
+                       "layers": layers.iter().map(|l| json!({"name": l.name, "kind": l.kind.as_str(),
+                                "output_shape": l.output_shape, "parameters": l.parameters})).collect::<Vec<_>>()})
+            })
+            .collect();
+        let pairs: Vec<Value> = plan
+            .pairs
+            .iter()
+            .zip(views)
+            .map(|(p, v)| {
+                let mc = &self.config.models[p.model];
+                let ic = &self.config.images[p.image];
+                json!({"model": mc.id, "image": ic.id, "label": ic.label_index(mc),
+                       "page": format!("{}/index.html", plan::image_dir(&mc.id, &ic.id)), "top5": v.top5})
+            })
+            .collect();
+        let notes: Vec<Value> = self
+            .content
+            .notes
+            .iter()
+            .map(|n| json!({"slug": n.slug, "title": n.title, "page": format!("{}/index.html", plan::note_dir(&n.slug))}))
+            .collect();
+        let manifest = json!({
+            "generator": format!("cnnscope {}", env!("CARGO_PKG_VERSION")),
+            "site": {"title": self.config.site.title, "description": self.config.site.description},
+            "models": models, "pairs": pairs, "notes": notes, "artifacts": artifacts,
+        });
+        let p = out.join("manifest.json");
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::msg(e.to_string()))?;
+        std::fs::write(&p, text + "\n").at_path(&p)
+    }
+}
