@@ -10,13 +10,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let out = PathBuf::from(args.next().unwrap_or_else(|| "content/images".into()));
     let digits = cnnscope::data::idx::read_digits(&data)?;
     std::fs::create_dir_all(&out)?;
-    let names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+    let names = [
+        "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    ];
     for class in 0..10u8 {
         let i = (digits.len() - 2000..digits.len())
             .find(|&i| digits.labels[i] == class)
             .ok_or("a class has no held-out digit")?;
-        let img = image::GrayImage::from_raw(digits.cols as u32, digits.rows as u32, digits.image(i).to_vec())
-            .ok_or("bad digit size")?;
+        let img = image::GrayImage::from_raw(
+            digits.cols as u32,
+            digits.rows as u32,
+            digits.image(i).to_vec(),
+        )
+        .ok_or("bad digit size")?;
         let path = out.join(format!("{}.png", names[class as usize]));
         img.save(&path)?;
         println!("{} <- digit #{i} (label {class})", path.display());

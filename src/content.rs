@@ -24,13 +24,25 @@ pub struct Content {
 }
 
 fn slug_of(path: &Path) -> Result<String> {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let stem = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default();
     let slug: String = stem
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect();
     if slug.trim_matches('-').is_empty() {
-        return Err(Error::at(path, "cannot make a page name from this file name"));
+        return Err(Error::at(
+            path,
+            "cannot make a page name from this file name",
+        ));
     }
     Ok(slug)
 }
@@ -39,7 +51,10 @@ pub fn load_note(path: &Path) -> Result<Note> {
     let text = read_to_string(path)?;
     let (fm, body) = split_front_matter(path, &text)?;
     let slug = slug_of(path)?;
-    let title = fm.title.or_else(|| first_heading(&body)).unwrap_or_else(|| slug.clone());
+    let title = fm
+        .title
+        .or_else(|| first_heading(&body))
+        .unwrap_or_else(|| slug.clone());
     Ok(Note {
         slug,
         title,
@@ -71,13 +86,20 @@ pub fn load(dir: &Path) -> Result<Content> {
             content.intro = Some(note);
         } else {
             if let Some(other) = content.notes.iter().find(|n| n.slug == note.slug) {
-                return Err(Error::at(&p, format!("gives the same page name `{}` as {}", note.slug, other.source.display())));
+                return Err(Error::at(
+                    &p,
+                    format!(
+                        "gives the same page name `{}` as {}",
+                        note.slug,
+                        other.source.display()
+                    ),
+                ));
             }
             content.notes.push(note);
         }
     }
-    content
-        .notes
-        .sort_by(|a, b| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug)));
+    content.notes.sort_by(|a, b| {
+        (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug))
+    });
     Ok(content)
 }

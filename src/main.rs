@@ -1,6 +1,6 @@
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 use std::process::ExitCode;
+use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
@@ -8,7 +8,11 @@ use cnnscope::site::Site;
 use cnnscope::train::{train_lenet5, TrainOptions};
 
 #[derive(Parser)]
-#[command(name = "cnnscope", version, about = "Build interpretability galleries of convolutional networks")]
+#[command(
+    name = "cnnscope",
+    version,
+    about = "Build interpretability galleries of convolutional networks"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -73,7 +77,10 @@ fn load(config: &Path) -> cnnscope::Result<Site> {
         eprintln!("  {phase:<10} {}", secs(*t));
     }
     if !site.theme.overridden.is_empty() {
-        eprintln!("  theme files overriding the defaults: {}", site.theme.overridden.join(", "));
+        eprintln!(
+            "  theme files overriding the defaults: {}",
+            site.theme.overridden.join(", ")
+        );
     }
     Ok(site)
 }
@@ -96,7 +103,11 @@ fn build(config: &Path, output: Option<PathBuf>) -> cnnscope::Result<()> {
     let site = load(config)?;
     let output = output.unwrap_or_else(|| site.config.root.join("public"));
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
-    eprintln!("building {} model × image page(s) into {}", pairs, output.display());
+    eprintln!(
+        "building {} model × image page(s) into {}",
+        pairs,
+        output.display()
+    );
     let report = site.build(&output, &|line| eprintln!("{line}"))?;
     for (phase, t) in &report.timings {
         eprintln!("  {phase:<28} {}", secs(*t));
@@ -130,7 +141,9 @@ fn main() -> ExitCode {
             lr,
         } => {
             if arch != "lenet5" {
-                Err(cnnscope::Error::msg(format!("cannot train `{arch}`: only `lenet5` can be trained")))
+                Err(cnnscope::Error::msg(format!(
+                    "cannot train `{arch}`: only `lenet5` can be trained"
+                )))
             } else {
                 let opts = TrainOptions {
                     data,

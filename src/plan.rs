@@ -23,7 +23,10 @@ pub fn plan(config: &Config) -> Plan {
     for (mi, m) in config.models.iter().enumerate() {
         for (ii, im) in config.images.iter().enumerate() {
             if im.models.iter().any(|id| id == &m.id) {
-                pairs.push(Pair { model: mi, image: ii });
+                pairs.push(Pair {
+                    model: mi,
+                    image: ii,
+                });
             }
         }
     }

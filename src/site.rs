@@ -61,6 +61,7 @@ pub struct ClassProb {
     pub probability: f32,
 }
 
+#[derive(Debug)]
 pub struct BuildReport {
     pub output: PathBuf,
     pub pages: usize,
@@ -68,7 +69,11 @@ pub struct BuildReport {
     pub timings: Vec<(String, Duration)>,
 }
 
-fn timed<T>(timings: &mut Vec<(String, Duration)>, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn timed<T>(
+    timings: &mut Vec<(String, Duration)>,
+    name: &str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let t = Instant::now();
     let out = f()?;
     timings.push((name.to_string(), t.elapsed()));
@@ -94,14 +99,23 @@ impl Site {
             .map(|m| m.training_log.as_deref().map(read_log).transpose())
             .collect::<Result<Vec<_>>>()?;
         let images = timed(&mut timings, "images", || {
-            config.images.par_iter().map(|i| img::load(&i.path)).collect::<Result<Vec<_>>>()
+            config
+                .images
+                .par_iter()
+                .map(|i| img::load(&i.path))
+                .collect::<Result<Vec<_>>>()
         })?;
-        let content = timed(&mut timings, "notes", || content::load(&config.root.join("content")))?;
+        let content = timed(&mut timings, "notes", || {
+            content::load(&config.root.join("content"))
+        })?;
         let theme_dir = config.root.join("themes").join(&config.site.theme);
         if config.site.theme != "default" && !theme_dir.is_dir() {
             return Err(Error::at(
                 &config.path,
-                format!("site.theme: theme folder `{}` not found", theme_dir.display()),
+                format!(
+                    "site.theme: theme folder `{}` not found",
+                    theme_dir.display()
+                ),
             ));
         }
         let theme = timed(&mut timings, "theme", || templates::load(Some(&theme_dir)))?;
@@ -158,10 +172,17 @@ impl Site {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        let pages = timed(&mut timings, "pages", || self.write_pages(out, &plan.pairs, &model_views, &pair_views))?;
-        let mut artifacts: Vec<Artifact> = model_views.iter().flat_map(|m| m.artifacts.clone()).collect();
+        let pages = timed(&mut timings, "pages", || {
+            self.write_pages(out, &plan.pairs, &model_views, &pair_views)
+        })?;
+        let mut artifacts: Vec<Artifact> = model_views
+            .iter()
+            .flat_map(|m| m.artifacts.clone())
+            .collect();
         artifacts.extend(pair_views.iter().flat_map(|p| p.artifacts.clone()));
-        timed(&mut timings, "manifest", || self.write_manifest(out, &model_views, &pair_views, &artifacts))?;
+        timed(&mut timings, "manifest", || {
+            self.write_manifest(out, &model_views, &pair_views, &artifacts)
+        })?;
         Ok(BuildReport {
             output: out.to_path_buf(),
             pages,
@@ -191,7 +212,10 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).at_path(&parent)?;
-    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("public");
+    let name = output
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("public");
     let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).at_path(&staging)?;
@@ -217,11 +241,16 @@ fn mkdir(p: &Path) -> Result<()> {
 }
 
 fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
-    t.write_npy(path).map_err(|e| Error::at(path, format!("cannot write npy: {e}")))
+    t.write_npy(path)
+        .map_err(|e| Error::at(path, format!("cannot write npy: {e}")))
 }
 
 fn shape_str(shape: &[usize]) -> String {
-    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+    shape
+        .iter()
+        .map(|d| d.to_string())
+        .collect::<Vec<_>>()
+        .join("×")
 }
 
 /// Pictures of one model's parameters.
@@ -249,7 +278,9 @@ impl Site {
         let mut artifacts = Vec::new();
         for layer in lm.model.layers() {
             let Some(wname) = &layer.weight else { continue };
-            let Some(w) = lm.tensors.get(wname) else { continue };
+            let Some(w) = lm.tensors.get(wname) else {
+                continue;
+            };
             let dims = w.dims().to_vec();
             let data = w.flatten_all()?.to_vec1::<f32>()?;
             let scale = Scale::fit(&data);
@@ -262,7 +293,10 @@ impl Site {
                     } else {
                         format!("{o} filters, {kh}×{kw} each")
                     };
-                    (grid::maps(&data, o * i, kh, kw, cols, zoom, &scale), caption)
+                    (
+                        grid::maps(&data, o * i, kh, kw, cols, zoom, &scale),
+                        caption,
+                    )
                 }
                 (LayerKind::Linear, &[o, i]) => {
                     let zoom = (480 / o.max(i) as u32).clamp(1, 8);
@@ -277,7 +311,11 @@ impl Site {
             grid::save_png(&picture, &out.join(format!("{base}.png")))?;
             write_npy(w, &out.join(format!("{base}.npy")))?;
             let (lo, hi) = scale.range();
-            let kind = if layer.kind == LayerKind::Conv { "filters" } else { "weights" };
+            let kind = if layer.kind == LayerKind::Conv {
+                "filters"
+            } else {
+                "weights"
+            };
             weights.push(json!({
                 "layer": layer.name, "kind": kind, "tensor": wname, "shape": shape_str(&dims),
                 "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
@@ -306,7 +344,9 @@ impl Site {
         let (shown, x) = img::prepare(&self.images[p.image], &mc.input)?;
         let mut tap = Tap::new(Select::All, Select::None);
         let logits = model.forward(&x, &mut tap)?;
-        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?.squeeze(0)?.to_vec1::<f32>()?;
+        let probs = candle_nn::ops::softmax(&logits, D::Minus1)?
+            .squeeze(0)?
+            .to_vec1::<f32>()?;
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         let top5 = order
@@ -320,23 +360,38 @@ impl Site {
             .collect();
 
         let mut artifacts = Vec::new();
-        let art = |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| Artifact {
-            kind,
-            model: mc.id.clone(),
-            image: Some(ic.id.clone()),
-            layer: layer.map(str::to_string),
-            png,
-            npy: Some(npy),
-            shape,
-        };
+        let art =
+            |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| {
+                Artifact {
+                    kind,
+                    model: mc.id.clone(),
+                    image: Some(ic.id.clone()),
+                    layer: layer.map(str::to_string),
+                    png,
+                    npy: Some(npy),
+                    shape,
+                }
+            };
         let input_png = format!("{dir}/input.png");
         grid::save_dynamic_png(&shown, &out.join(&input_png))?;
         let x0 = x.squeeze(0)?;
         write_npy(&x0, &out.join(format!("{dir}/input.npy")))?;
-        artifacts.push(art("input", None, Some(input_png.clone()), format!("{dir}/input.npy"), x0.dims().to_vec()));
+        artifacts.push(art(
+            "input",
+            None,
+            Some(input_png.clone()),
+            format!("{dir}/input.npy"),
+            x0.dims().to_vec(),
+        ));
         let l0 = logits.squeeze(0)?;
         write_npy(&l0, &out.join(format!("{dir}/logits.npy")))?;
-        artifacts.push(art("logits", None, None, format!("{dir}/logits.npy"), l0.dims().to_vec()));
+        artifacts.push(art(
+            "logits",
+            None,
+            None,
+            format!("{dir}/logits.npy"),
+            l0.dims().to_vec(),
+        ));
 
         let mut layers = Vec::new();
         for (info, (name, act)) in model.layers().iter().zip(&tap.activations) {
@@ -346,7 +401,9 @@ impl Site {
             let data = a.flatten_all()?.to_vec1::<f32>()?;
             let scale = Scale::fit(&data);
             let picture = match dims.as_slice() {
-                &[c, h, w] => grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+                &[c, h, w] => {
+                    grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale)
+                }
                 &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
                 _ => continue,
             };
@@ -354,7 +411,11 @@ impl Site {
             grid::save_png(&picture, &out.join(format!("{base}.png")))?;
             write_npy(&a, &out.join(format!("{base}.npy")))?;
             let (lo, hi) = scale.range();
-            let (amin, amax) = data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (amin, amax) = data
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+                    (a.min(v), b.max(v))
+                });
             let strongest = (dims.len() == 1).then(|| {
                 let mut idx: Vec<usize> = (0..data.len()).collect();
                 idx.sort_by(|&a, &b| data[b].total_cmp(&data[a]).then(a.cmp(&b)));
@@ -367,7 +428,13 @@ impl Site {
                 "min": lo, "max": hi, "value_min": amin, "value_max": amax,
                 "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
             }));
-            artifacts.push(art("activation", Some(name), Some(format!("{base}.png")), format!("{base}.npy"), dims));
+            artifacts.push(art(
+                "activation",
+                Some(name),
+                Some(format!("{base}.png")),
+                format!("{base}.npy"),
+                dims,
+            ));
         }
         Ok(PairView {
             top5,
@@ -428,7 +495,10 @@ impl Site {
             "Loss per epoch",
             "cross-entropy",
             &[
-                ("training", log.epochs.iter().map(|e| e.train_loss).collect()),
+                (
+                    "training",
+                    log.epochs.iter().map(|e| e.train_loss).collect(),
+                ),
                 ("held-out", log.epochs.iter().map(|e| e.test_loss).collect()),
             ],
             None,
@@ -437,8 +507,17 @@ impl Site {
             "Accuracy per epoch",
             "accuracy (%)",
             &[
-                ("training", log.epochs.iter().map(|e| 100.0 * e.train_accuracy).collect()),
-                ("held-out", log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect()),
+                (
+                    "training",
+                    log.epochs
+                        .iter()
+                        .map(|e| 100.0 * e.train_accuracy)
+                        .collect(),
+                ),
+                (
+                    "held-out",
+                    log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect(),
+                ),
             ],
             None,
         )?;
@@ -477,10 +556,17 @@ impl Site {
     }
 
     fn label_of(&self, ic: &ImageConfig, mc: &ModelConfig) -> Option<Value> {
-        ic.label_index(mc).map(|i| json!({"index": i, "name": mc.classes[i]}))
+        ic.label_index(mc)
+            .map(|i| json!({"index": i, "name": mc.classes[i]}))
     }
 
-    fn write_pages(&self, out: &Path, pairs: &[Pair], models: &[ModelView], views: &[PairView]) -> Result<usize> {
+    fn write_pages(
+        &self,
+        out: &Path,
+        pairs: &[Pair],
+        models: &[ModelView],
+        views: &[PairView],
+    ) -> Result<usize> {
         let mut pages = 0;
         for (name, bytes) in &self.theme.statics {
             mkdir(&out.join("static"))?;
@@ -492,7 +578,10 @@ impl Site {
             &grid::colorbar(&Scale::Sequential { min: 0.0, max: 1.0 }, 256, 12),
             &out.join("static/colorbar-sequential.png"),
         )?;
-        grid::save_png(&grid::colorbar(&Scale::Diverging { abs: 1.0 }, 256, 12), &out.join("static/colorbar-diverging.png"))?;
+        grid::save_png(
+            &grid::colorbar(&Scale::Diverging { abs: 1.0 }, 256, 12),
+            &out.join("static/colorbar-diverging.png"),
+        )?;
 
         let pair_link = |p: &Pair, v: &PairView| {
             let mc = &self.config.models[p.model];
@@ -534,7 +623,10 @@ impl Site {
             })
             .collect();
         let mut ctx = self.base_context("", &self.config.site.title);
-        ctx.insert("intro", &self.content.intro.as_ref().map(|n| n.html.clone()));
+        ctx.insert(
+            "intro",
+            &self.content.intro.as_ref().map(|n| n.html.clone()),
+        );
         ctx.insert("models", &model_cards);
         ctx.insert("images", &image_cards);
         self.write_page(out, "", "index.html", &ctx)?;
@@ -560,7 +652,8 @@ impl Site {
                 .filter(|(p, _)| p.model == mi)
                 .map(|(p, v)| pair_link(p, v))
                 .collect();
-            let mut ctx = self.base_context(&dir, &format!("{} · {}", mc.id, self.config.site.title));
+            let mut ctx =
+                self.base_context(&dir, &format!("{} · {}", mc.id, self.config.site.title));
             ctx.insert(
                 "model",
                 &json!({"id": mc.id, "arch": mc.arch.id, "summary": mc.arch.summary, "description": to_html(&mc.description),
@@ -587,12 +680,18 @@ impl Site {
                 .map(|(r, c)| json!({"rank": r + 1, "index": c.index, "name": c.name, "probability": pct(c.probability),
                                     "width": format!("{:.1}", 100.0 * c.probability), "is_label": Some(c.index) == label}))
                 .collect();
-            let mut ctx = self.base_context(&dir, &format!("{} × {} · {}", mc.id, ic.id, self.config.site.title));
+            let mut ctx = self.base_context(
+                &dir,
+                &format!("{} × {} · {}", mc.id, ic.id, self.config.site.title),
+            );
             ctx.insert("model", &json!({"id": mc.id, "arch": mc.arch.id, "href": format!("{}/index.html", plan::model_dir(&mc.id)),
                                         "input": format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width)}));
-            ctx.insert("image", &json!({"id": ic.id, "caption": to_html(&ic.caption), "input": v.input_png,
+            ctx.insert(
+                "image",
+                &json!({"id": ic.id, "caption": to_html(&ic.caption), "input": v.input_png,
                                         "label": self.label_of(ic, mc),
-                                        "correct": label.map(|l| l == v.top5[0].index)}));
+                                        "correct": label.map(|l| l == v.top5[0].index)}),
+            );
             ctx.insert("top5", &top5);
             ctx.insert("layers", &v.layers);
             self.write_page(out, &dir, "image.html", &ctx)?;
@@ -602,7 +701,8 @@ impl Site {
         // Notes.
         for n in &self.content.notes {
             let dir = plan::note_dir(&n.slug);
-            let mut ctx = self.base_context(&dir, &format!("{} · {}", n.title, self.config.site.title));
+            let mut ctx =
+                self.base_context(&dir, &format!("{} · {}", n.title, self.config.site.title));
             ctx.insert("note", &json!({"title": n.title, "html": n.html}));
             self.write_page(out, &dir, "note.html", &ctx)?;
             pages += 1;
@@ -610,7 +710,13 @@ impl Site {
         Ok(pages)
     }
 
-    fn write_manifest(&self, out: &Path, _models: &[ModelView], views: &[PairView], artifacts: &[Artifact]) -> Result<()> {
+    fn write_manifest(
+        &self,
+        out: &Path,
+        _models: &[ModelView],
+        views: &[PairView],
+        artifacts: &[Artifact],
+    ) -> Result<()> {
         let plan = plan::plan(&self.config);
         let models: Vec<Value> = self
             .config
@@ -648,7 +754,8 @@ impl Site {
             "models": models, "pairs": pairs, "notes": notes, "artifacts": artifacts,
         });
         let p = out.join("manifest.json");
-        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::msg(e.to_string()))?;
+        let text =
+            serde_json::to_string_pretty(&manifest).map_err(|e| Error::msg(e.to_string()))?;
         std::fs::write(&p, text + "\n").at_path(&p)
     }
 }

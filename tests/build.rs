@@ -12,7 +12,8 @@ fn build(dir: &Path) -> (std::path::PathBuf, Value) {
     let site = Site::load(&dir.join("gallery.yaml")).expect("fixture loads");
     let out = dir.join("public");
     site.build(&out, &|_| {}).expect("fixture builds");
-    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     (out, manifest)
 }
 
@@ -27,8 +28,14 @@ fn fixture_site_pages_manifest_and_arrays() {
 
     // Pages.
     let home = read(&out.join("index.html"));
-    assert!(home.contains("Fixture &lt;site&gt; &amp; co"), "title is escaped");
-    assert!(home.contains("Welcome to the <strong>fixture</strong>"), "index.md is the intro");
+    assert!(
+        home.contains("Fixture &lt;site&gt; &amp; co"),
+        "title is escaped"
+    );
+    assert!(
+        home.contains("Welcome to the <strong>fixture</strong>"),
+        "index.md is the intro"
+    );
     assert!(home.contains("href=\"models/lenet/index.html\""));
     assert!(home.contains("href=\"notes/first/index.html\""));
     let first = home.find("First note from its heading").unwrap();
@@ -36,19 +43,35 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert!(first < second, "notes are ordered by weight");
     let model = read(&out.join("models/lenet/index.html"));
     assert!(model.contains("61706"), "total parameter count");
-    for layer in ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "fc2", "relu4", "fc3"] {
-        assert!(model.contains(&format!("<code>{layer}</code>")), "layer {layer} in the table");
+    for layer in [
+        "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "fc2", "relu4", "fc3",
+    ] {
+        assert!(
+            model.contains(&format!("<code>{layer}</code>")),
+            "layer {layer} in the table"
+        );
     }
     assert!(model.contains("<svg"), "training chart");
     assert!(model.contains("class=\"confusion\""), "confusion matrix");
-    assert!(model.contains("href=\"../../static/style.css\""), "relative links");
+    assert!(
+        model.contains("href=\"../../static/style.css\""),
+        "relative links"
+    );
     let page = read(&out.join("models/lenet/images/three/index.html"));
     assert!(page.contains("True class: <strong>3</strong>"));
-    assert!(page.contains("A <em>three</em> <b>bold</b>"), "captions are markdown");
+    assert!(
+        page.contains("A <em>three</em> <b>bold</b>"),
+        "captions are markdown"
+    );
     assert!(page.contains("src=\"../../../../models/lenet/images/three/activations/conv2.png\""));
     let note = read(&out.join("notes/second/index.html"));
-    assert!(note.contains("class=\"overridden-note\""), "a theme file overrides the default");
-    assert!(note.contains("<table>") && note.contains("<del>struck</del>") && note.contains("footnote"));
+    assert!(
+        note.contains("class=\"overridden-note\""),
+        "a theme file overrides the default"
+    );
+    assert!(
+        note.contains("<table>") && note.contains("<del>struck</del>") && note.contains("footnote")
+    );
     assert!(out.join("static/style.css").is_file());
 
     // Manifest.
@@ -56,7 +79,10 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert_eq!(m["models"][0]["arch"], "lenet5");
     assert_eq!(m["models"][0]["parameters"], 61706);
     assert_eq!(m["models"][0]["layers"].as_array().unwrap().len(), 11);
-    assert_eq!(m["models"][0]["layers"][3]["output_shape"], serde_json::json!([16, 10, 10]));
+    assert_eq!(
+        m["models"][0]["layers"][3]["output_shape"],
+        serde_json::json!([16, 10, 10])
+    );
     let pairs = m["pairs"].as_array().unwrap();
     assert_eq!(pairs.len(), 2);
     let three = &pairs[0];
@@ -66,10 +92,16 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert_eq!(top5.len(), 5);
     assert_eq!(top5[0]["index"], 3, "the trained model reads the three");
     assert_eq!(top5[0]["name"], "3");
-    let p: Vec<f64> = top5.iter().map(|c| c["probability"].as_f64().unwrap()).collect();
+    let p: Vec<f64> = top5
+        .iter()
+        .map(|c| c["probability"].as_f64().unwrap())
+        .collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted by probability");
     assert_eq!(pairs[1]["image"], "seven-large");
-    assert_eq!(pairs[1]["label"], 7, "a label given by name resolves to its index");
+    assert_eq!(
+        pairs[1]["label"], 7,
+        "a label given by name resolves to its index"
+    );
 
     // Every artifact's files exist and every npy has the recorded shape.
     let arts = m["artifacts"].as_array().unwrap();
@@ -84,11 +116,17 @@ fn fixture_site_pages_manifest_and_arrays() {
         }
         let npy = a["npy"].as_str().expect("every artifact has its array");
         let t = Tensor::read_npy(out.join(npy)).unwrap();
-        let shape: Vec<usize> = a["shape"].as_array().unwrap().iter().map(|d| d.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = a["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(t.dims(), shape.as_slice(), "{npy}");
     }
     let act = |img: &str, layer: &str| {
-        Tensor::read_npy(out.join(format!("models/lenet/images/{img}/activations/{layer}.npy"))).unwrap()
+        Tensor::read_npy(out.join(format!("models/lenet/images/{img}/activations/{layer}.npy")))
+            .unwrap()
     };
     assert_eq!(act("three", "conv1").dims(), &[6, 28, 28]);
     assert_eq!(act("three", "pool2").dims(), &[16, 5, 5]);
@@ -96,9 +134,19 @@ fn fixture_site_pages_manifest_and_arrays() {
     // The logits on disk agree with the top-5 in the manifest.
     let logits = Tensor::read_npy(out.join("models/lenet/images/three/logits.npy")).unwrap();
     assert_eq!(logits.argmax(0).unwrap().to_scalar::<u32>().unwrap(), 3);
-    assert_eq!(act("three", "fc3").to_vec1::<f32>().unwrap(), logits.to_vec1::<f32>().unwrap());
+    assert_eq!(
+        act("three", "fc3").to_vec1::<f32>().unwrap(),
+        logits.to_vec1::<f32>().unwrap()
+    );
     // ReLU outputs are non-negative; the 56×42 image was resized to the model's 28×28.
-    assert!(act("three", "relu2").min_all().unwrap().to_scalar::<f32>().unwrap() >= 0.0);
+    assert!(
+        act("three", "relu2")
+            .min_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            >= 0.0
+    );
     let input = Tensor::read_npy(out.join("models/lenet/images/seven-large/input.npy")).unwrap();
     assert_eq!(input.dims(), &[1, 28, 28]);
 }
@@ -107,8 +155,12 @@ fn fixture_site_pages_manifest_and_arrays() {
 fn an_image_of_the_input_size_is_not_resampled() {
     let dir = common::fixture("basic");
     let (out, _) = build(dir.path());
-    let original = image::open(dir.path().join("images/three.png")).unwrap().to_luma8();
-    let shown = image::open(out.join("models/lenet/images/three/input.png")).unwrap().to_luma8();
+    let original = image::open(dir.path().join("images/three.png"))
+        .unwrap()
+        .to_luma8();
+    let shown = image::open(out.join("models/lenet/images/three/input.png"))
+        .unwrap()
+        .to_luma8();
     assert_eq!(original.as_raw(), shown.as_raw());
     // And the tensor is exactly (pixel/255 − mean)/std.
     let x = Tensor::read_npy(out.join("models/lenet/images/three/input.npy")).unwrap();
@@ -124,7 +176,11 @@ fn a_failed_build_leaves_the_previous_site_untouched() {
     let (out, _) = build(dir.path());
     let before = read(&out.join("index.html"));
     // A template that fails at render time.
-    std::fs::write(dir.path().join("themes/default/image.html"), "{{ no_such_variable.field }}").unwrap();
+    std::fs::write(
+        dir.path().join("themes/default/image.html"),
+        "{{ no_such_variable.field }}",
+    )
+    .unwrap();
     let site = Site::load(&dir.path().join("gallery.yaml")).unwrap();
     let err = site.build(&out, &|_| {}).unwrap_err().to_string();
     assert!(err.contains("image.html"), "{err}");
@@ -155,13 +211,28 @@ fn cli_build_and_check() {
     let dir = common::fixture("basic");
     let bin = env!("CARGO_BIN_EXE_cnnscope");
     let cfg = dir.path().join("gallery.yaml");
-    let check = std::process::Command::new(bin).args(["check", "--config"]).arg(&cfg).output().unwrap();
-    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    let check = std::process::Command::new(bin)
+        .args(["check", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
     assert!(!dir.path().join("public").exists(), "check writes nothing");
-    let b = std::process::Command::new(bin).args(["build", "--config"]).arg(&cfg).output().unwrap();
+    let b = std::process::Command::new(bin)
+        .args(["build", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&b.stderr);
     assert!(b.status.success(), "{err}");
     assert!(err.contains("[2/2]"), "progress per pair: {err}");
     assert!(err.contains("pages"), "{err}");
-    assert!(dir.path().join("public/index.html").is_file(), "output defaults to public/ next to the config");
+    assert!(
+        dir.path().join("public/index.html").is_file(),
+        "output defaults to public/ next to the config"
+    );
 }

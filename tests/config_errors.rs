@@ -31,94 +31,196 @@ fn the_fixture_itself_is_valid() {
 #[test]
 fn unknown_key() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(dir.path(), "    label: 3\n", "    label: 3\n    colour: red\n");
-    assert_has(&load_err(&cfg), &["gallery.yaml", "images[0]", "unknown field `colour`", "line 15"]);
+    let cfg = common::edit_config(
+        dir.path(),
+        "    label: 3\n",
+        "    label: 3\n    colour: red\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml",
+            "images[0]",
+            "unknown field `colour`",
+            "line 15",
+        ],
+    );
 }
 
 #[test]
 fn wrong_type() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "channels: 1", "channels: one");
-    assert_has(&load_err(&cfg), &["gallery.yaml", "models[0].input.channels", "invalid type", "line 10"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml",
+            "models[0].input.channels",
+            "invalid type",
+            "line 10",
+        ],
+    );
 }
 
 #[test]
 fn duplicate_id() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "id: seven-large", "id: three");
-    assert_has(&load_err(&cfg), &["gallery.yaml:17:", "images[1].id", "duplicate id `three`"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:16:", "images[1].id", "duplicate id `three`"],
+    );
 }
 
 #[test]
 fn invalid_id() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "id: lenet", "id: LeNet_5");
-    assert_has(&load_err(&cfg), &["gallery.yaml:5:", "models[0].id", "[a-z0-9-]+"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:5:", "models[0].id", "[a-z0-9-]+"],
+    );
 }
 
 #[test]
 fn unknown_architecture() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "arch: lenet5", "arch: lenet7");
-    assert_has(&load_err(&cfg), &["gallery.yaml:6:", "models[0].arch", "unknown architecture `lenet7`", "lenet5"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:6:",
+            "models[0].arch",
+            "unknown architecture `lenet7`",
+            "lenet5",
+        ],
+    );
 }
 
 #[test]
 fn missing_weights_file() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(dir.path(), "weights: models/lenet5-mnist.safetensors", "weights: models/nope.safetensors");
-    assert_has(&load_err(&cfg), &["gallery.yaml:7:", "models[0].weights", "models/nope.safetensors", "not found"]);
+    let cfg = common::edit_config(
+        dir.path(),
+        "weights: models/lenet5-mnist.safetensors",
+        "weights: models/nope.safetensors",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:7:",
+            "models[0].weights",
+            "models/nope.safetensors",
+            "not found",
+        ],
+    );
 }
 
 #[test]
 fn missing_classes_file() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "classes: classes.txt", "classes: names.txt");
-    assert_has(&load_err(&cfg), &["gallery.yaml:9:", "models[0].classes", "names.txt", "not found"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:9:",
+            "models[0].classes",
+            "names.txt",
+            "not found",
+        ],
+    );
 }
 
 #[test]
 fn missing_image_file() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/four.png");
-    assert_has(&load_err(&cfg), &["gallery.yaml:13:", "images[0].path", "images/four.png", "not found"]);
+    let cfg = common::edit_config(
+        dir.path(),
+        "path: images/three.png",
+        "path: images/four.png",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "images/four.png",
+            "not found",
+        ],
+    );
 }
 
 #[test]
 fn image_channels_do_not_fit_the_model() {
     let dir = common::fixture("basic");
-    image::RgbImage::from_pixel(28, 28, image::Rgb([10, 200, 30])).save(dir.path().join("images/rgb.png")).unwrap();
+    image::RgbImage::from_pixel(28, 28, image::Rgb([10, 200, 30]))
+        .save(dir.path().join("images/rgb.png"))
+        .unwrap();
     let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/rgb.png");
-    assert_has(&load_err(&cfg), &["gallery.yaml:13:", "images[0].path", "3 channel(s)", "`lenet` takes 1"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "3 channel(s)",
+            "`lenet` takes 1",
+        ],
+    );
 }
 
 #[test]
 fn not_an_image() {
     let dir = common::fixture("basic");
     std::fs::write(dir.path().join("images/notes.png"), "this is text").unwrap();
-    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/notes.png");
-    assert_has(&load_err(&cfg), &["images/notes.png", "cannot read the image"]);
+    let cfg = common::edit_config(
+        dir.path(),
+        "path: images/three.png",
+        "path: images/notes.png",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["images/notes.png", "cannot read the image"],
+    );
 }
 
 #[test]
 fn label_out_of_range() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "label: 3", "label: 12");
-    assert_has(&load_err(&cfg), &["gallery.yaml:14:", "images[0].label", "out of range", "10 classes"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:14:",
+            "images[0].label",
+            "out of range",
+            "10 classes",
+        ],
+    );
 }
 
 #[test]
 fn label_name_unknown() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "label: \"7\"", "label: seven");
-    assert_has(&load_err(&cfg), &["images[1].label", "`seven` is not a class"]);
+    assert_has(
+        &load_err(&cfg),
+        &["images[1].label", "`seven` is not a class"],
+    );
 }
 
 #[test]
 fn mean_has_the_wrong_length() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "mean: [0.1307]", "mean: [0.1, 0.2, 0.3]");
-    assert_has(&load_err(&cfg), &["gallery.yaml:10:", "models[0].input.mean", "3 values", "1 channel"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:10:",
+            "models[0].input.mean",
+            "3 values",
+            "1 channel",
+        ],
+    );
 }
 
 #[test]
@@ -131,39 +233,70 @@ fn input_size_does_not_fit_the_architecture() {
 #[test]
 fn image_for_an_unknown_model() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(dir.path(), "    label: 3\n", "    label: 3\n    models: [resnet]\n");
-    assert_has(&load_err(&cfg), &["images[0].models", "unknown model `resnet`"]);
+    let cfg = common::edit_config(
+        dir.path(),
+        "    label: 3\n",
+        "    label: 3\n    models: [resnet]\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["images[0].models", "unknown model `resnet`"],
+    );
 }
 
 #[test]
 fn no_models() {
     let dir = common::fixture("basic");
     let cfg = common::write_config(dir.path(), "site: { title: t }\nmodels: []\n");
-    assert_has(&load_err(&cfg), &["gallery.yaml:2:", "models", "at least one model"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:2:", "models", "at least one model"],
+    );
 }
 
 #[test]
 fn malformed_yaml_with_a_tab() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(dir.path(), "  - id: lenet\n    arch", "  - id: lenet\n\tarch");
+    let cfg = common::edit_config(
+        dir.path(),
+        "  - id: lenet\n    arch",
+        "  - id: lenet\n\tarch",
+    );
     assert_has(&load_err(&cfg), &["gallery.yaml", "line 6"]);
 }
 
 /// Writes the fixture's weights with `edit` applied, and points the config at them.
 fn with_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> std::path::PathBuf {
-    let mut t = candle_core::safetensors::load(dir.join("models/lenet5-mnist.safetensors"), &Device::Cpu).unwrap();
+    let mut t =
+        candle_core::safetensors::load(dir.join("models/lenet5-mnist.safetensors"), &Device::Cpu)
+            .unwrap();
     edit(&mut t);
     candle_core::safetensors::save(&t, dir.join("models/edited.safetensors")).unwrap();
-    common::edit_config(dir, "weights: models/lenet5-mnist.safetensors", "weights: models/edited.safetensors")
+    common::edit_config(
+        dir,
+        "weights: models/lenet5-mnist.safetensors",
+        "weights: models/edited.safetensors",
+    )
 }
 
 #[test]
 fn weights_with_a_wrong_shape() {
     let dir = common::fixture("basic");
     let cfg = with_weights(dir.path(), |t| {
-        t.insert("fc3.weight".into(), Tensor::zeros((9, 84), candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "fc3.weight".into(),
+            Tensor::zeros((9, 84), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
-    assert_has(&load_err(&cfg), &["edited.safetensors", "`fc3.weight`", "[9, 84]", "expects [10, 84]"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "edited.safetensors",
+            "`fc3.weight`",
+            "[9, 84]",
+            "expects [10, 84]",
+        ],
+    );
 }
 
 #[test]
@@ -172,39 +305,73 @@ fn weights_with_a_missing_tensor() {
     let cfg = with_weights(dir.path(), |t| {
         t.remove("conv2.bias");
     });
-    assert_has(&load_err(&cfg), &["edited.safetensors", "`conv2.bias` is missing", "[16]"]);
+    assert_has(
+        &load_err(&cfg),
+        &["edited.safetensors", "`conv2.bias` is missing", "[16]"],
+    );
 }
 
 #[test]
 fn weights_with_an_unexpected_tensor() {
     let dir = common::fixture("basic");
     let cfg = with_weights(dir.path(), |t| {
-        t.insert("fc4.weight".into(), Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "fc4.weight".into(),
+            Tensor::zeros((2, 2), candle_core::DType::F32, &Device::Cpu).unwrap(),
+        );
     });
-    assert_has(&load_err(&cfg), &["edited.safetensors", "unexpected tensor `fc4.weight`", "[2, 2]"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "edited.safetensors",
+            "unexpected tensor `fc4.weight`",
+            "[2, 2]",
+        ],
+    );
 }
 
 #[test]
 fn weights_file_truncated() {
     let dir = common::fixture("basic");
     let bytes = std::fs::read(dir.path().join("models/lenet5-mnist.safetensors")).unwrap();
-    std::fs::write(dir.path().join("models/cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    let cfg = common::edit_config(dir.path(), "weights: models/lenet5-mnist.safetensors", "weights: models/cut.safetensors");
-    assert_has(&load_err(&cfg), &["cut.safetensors", "cannot read the weights"]);
+    std::fs::write(
+        dir.path().join("models/cut.safetensors"),
+        &bytes[..bytes.len() / 2],
+    )
+    .unwrap();
+    let cfg = common::edit_config(
+        dir.path(),
+        "weights: models/lenet5-mnist.safetensors",
+        "weights: models/cut.safetensors",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["cut.safetensors", "cannot read the weights"],
+    );
 }
 
 #[test]
 fn note_with_bad_front_matter() {
     let dir = common::fixture("basic");
-    std::fs::write(dir.path().join("content/broken.md"), "---\ntitle: x\nweight: [1,\n---\nbody\n").unwrap();
-    assert_has(&load_err(&dir.path().join("gallery.yaml")), &["content/broken.md:", "front matter"]);
+    std::fs::write(
+        dir.path().join("content/broken.md"),
+        "---\ntitle: x\nweight: [1,\n---\nbody\n",
+    )
+    .unwrap();
+    assert_has(
+        &load_err(&dir.path().join("gallery.yaml")),
+        &["content/broken.md:", "front matter"],
+    );
 }
 
 #[test]
 fn note_with_invalid_utf8() {
     let dir = common::fixture("basic");
     std::fs::write(dir.path().join("content/latin1.md"), b"caf\xe9\n").unwrap();
-    assert_has(&load_err(&dir.path().join("gallery.yaml")), &["content/latin1.md", "not valid UTF-8"]);
+    assert_has(
+        &load_err(&dir.path().join("gallery.yaml")),
+        &["content/latin1.md", "not valid UTF-8"],
+    );
 }
 
 #[test]
@@ -218,7 +385,10 @@ fn cli_reports_errors_with_a_non_zero_exit_and_no_panic() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("error: ") && err.contains("unknown architecture `lenet7`"), "{err}");
+    assert!(
+        err.contains("error: ") && err.contains("unknown architecture `lenet7`"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     assert!(!dir.path().join("public").exists());
 }

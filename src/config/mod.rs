@@ -107,10 +107,9 @@ pub fn line_of(text: &str, key: &str, value: Option<&str>, nth: usize) -> Option
                 Some(v) => {
                     let rest = rest.trim_start_matches(['"', '\'']);
                     rest.starts_with(v)
-                        && !rest[v.len()..]
-                            .chars()
-                            .next()
-                            .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '/')
+                        && !rest[v.len()..].chars().next().is_some_and(|c| {
+                            c.is_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '/'
+                        })
                 }
             };
             if matches {
@@ -125,7 +124,10 @@ pub fn line_of(text: &str, key: &str, value: Option<&str>, nth: usize) -> Option
 }
 
 fn valid_id(id: &str) -> bool {
-    !id.is_empty() && id.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    !id.is_empty()
+        && id
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Reads and validates a config file. Nothing is written.
@@ -134,7 +136,13 @@ pub fn load(path: &Path) -> Result<Config> {
     let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
     let root = path
         .parent()
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     validate(raw, path, &root, &text)
@@ -143,22 +151,41 @@ pub fn load(path: &Path) -> Result<Config> {
 fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Config> {
     // An error at key `key` whose value is `value`: located by searching the text.
     let err = |key: &str, field: &str, value: Option<&str>, msg: String| {
-        Error::at_line(path, line_of(text, field, value, 0), format!("{key}: {msg}"))
+        Error::at_line(
+            path,
+            line_of(text, field, value, 0),
+            format!("{key}: {msg}"),
+        )
     };
     if raw.site.title.trim().is_empty() {
         return Err(err("site.title", "title", None, "must not be empty".into()));
     }
     if raw.models.is_empty() {
-        return Err(err("models", "models", None, "at least one model is required".into()));
+        return Err(err(
+            "models",
+            "models",
+            None,
+            "at least one model is required".into(),
+        ));
     }
     let theme = raw.site.theme.unwrap_or_else(|| "default".to_string());
     if !valid_id(&theme) {
-        return Err(err("site.theme", "theme", None, format!("`{theme}` is not a theme folder name ([a-z0-9-]+)")));
+        return Err(err(
+            "site.theme",
+            "theme",
+            None,
+            format!("`{theme}` is not a theme folder name ([a-z0-9-]+)"),
+        ));
     }
     let mut ids: HashSet<String> = HashSet::new();
     let mut id_seen = |key: &str, id: &str| -> Result<()> {
         if !valid_id(id) {
-            return Err(err(key, "id", Some(id), format!("`{id}` is not a valid id: use [a-z0-9-]+")));
+            return Err(err(
+                key,
+                "id",
+                Some(id),
+                format!("`{id}` is not a valid id: use [a-z0-9-]+"),
+            ));
         }
         if !ids.insert(id.to_string()) {
             return Err(Error::at_line(
@@ -176,7 +203,10 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                 key,
                 field,
                 Some(&p.display().to_string()),
-                format!("file `{}` not found (paths are relative to the config file)", p.display()),
+                format!(
+                    "file `{}` not found (paths are relative to the config file)",
+                    p.display()
+                ),
             ));
         }
         Ok(full)
@@ -191,7 +221,11 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                 &format!("{key}.arch"),
                 "arch",
                 Some(&m.arch),
-                format!("unknown architecture `{}` (built in: {})", m.arch, models::architecture_ids().join(", ")),
+                format!(
+                    "unknown architecture `{}` (built in: {})",
+                    m.arch,
+                    models::architecture_ids().join(", ")
+                ),
             )
         })?;
         let weights = resolve(&format!("{key}.weights"), "weights", &m.weights)?;
@@ -202,15 +236,28 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             .filter(|l| !l.is_empty())
             .collect();
         if classes.is_empty() {
-            return Err(Error::at(&classes_path, "no class names: expected one name per line"));
+            return Err(Error::at(
+                &classes_path,
+                "no class names: expected one name per line",
+            ));
         }
         let ikey = format!("{key}.input");
         let inp = m.input;
         if inp.channels != 1 && inp.channels != 3 {
-            return Err(err(&format!("{ikey}.channels"), "channels", None, format!("must be 1 or 3, not {}", inp.channels)));
+            return Err(err(
+                &format!("{ikey}.channels"),
+                "channels",
+                None,
+                format!("must be 1 or 3, not {}", inp.channels),
+            ));
         }
         if inp.size[0] == 0 || inp.size[1] == 0 {
-            return Err(err(&format!("{ikey}.size"), "size", None, "sizes must be positive".into()));
+            return Err(err(
+                &format!("{ikey}.size"),
+                "size",
+                None,
+                "sizes must be positive".into(),
+            ));
         }
         for (name, v) in [("mean", &inp.mean), ("std", &inp.std)] {
             if v.len() != inp.channels {
@@ -218,12 +265,21 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                     &format!("{ikey}.{name}"),
                     name,
                     None,
-                    format!("has {} values but the input has {} channel(s)", v.len(), inp.channels),
+                    format!(
+                        "has {} values but the input has {} channel(s)",
+                        v.len(),
+                        inp.channels
+                    ),
                 ));
             }
         }
         if let Some(s) = inp.std.iter().find(|s| !(**s > 0.0) || !s.is_finite()) {
-            return Err(err(&format!("{ikey}.std"), "std", None, format!("every std must be positive, found {s}")));
+            return Err(err(
+                &format!("{ikey}.std"),
+                "std",
+                None,
+                format!("every std must be positive, found {s}"),
+            ));
         }
         let input = Input {
             height: inp.size[0],
@@ -232,7 +288,8 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             mean: inp.mean,
             std: inp.std,
         };
-        (arch.check_input)(&input.spec()).map_err(|msg| err(&format!("{ikey}.size"), "size", None, msg))?;
+        (arch.check_input)(&input.spec())
+            .map_err(|msg| err(&format!("{ikey}.size"), "size", None, msg))?;
         let training_log = match &m.training_log {
             Some(p) => Some(resolve(&format!("{key}.training_log"), "training_log", p)?),
             None => None,
@@ -257,7 +314,12 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
         let model_ids: Vec<String> = match im.models {
             Some(list) => {
                 if list.is_empty() {
-                    return Err(err(&format!("{key}.models"), "models", None, "lists no model (leave the key out for every model)".into()));
+                    return Err(err(
+                        &format!("{key}.models"),
+                        "models",
+                        None,
+                        "lists no model (leave the key out for every model)".into(),
+                    ));
                 }
                 for id in &list {
                     if !models.iter().any(|m| &m.id == id) {
@@ -265,7 +327,14 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                             &format!("{key}.models"),
                             "models",
                             None,
-                            format!("unknown model `{id}` (models: {})", models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")),
+                            format!(
+                                "unknown model `{id}` (models: {})",
+                                models
+                                    .iter()
+                                    .map(|m| m.id.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ),
                         ));
                     }
                 }
@@ -295,7 +364,11 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                         &format!("{key}.label"),
                         "label",
                         None,
-                        format!("class index {l} is out of range: model `{}` has {} classes", m.id, m.classes.len()),
+                        format!(
+                            "class index {l} is out of range: model `{}` has {} classes",
+                            m.id,
+                            m.classes.len()
+                        ),
                     ))
                 }
                 Some(LabelRef::Name(n)) if !m.classes.iter().any(|c| c == n) => {
@@ -303,7 +376,11 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                         &format!("{key}.label"),
                         "label",
                         None,
-                        format!("`{n}` is not a class of model `{}` (see {})", m.id, m.classes_path.display()),
+                        format!(
+                            "`{n}` is not a class of model `{}` (see {})",
+                            m.id,
+                            m.classes_path.display()
+                        ),
                     ))
                 }
                 _ => {}

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, IoContext, Result};
 
 /// An IDX array of unsigned bytes.
+#[derive(Debug)]
 pub struct Idx {
     pub dims: Vec<usize>,
     pub data: Vec<u8>,
@@ -33,7 +34,10 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Idx, String> {
         return Err("not an IDX file (bad magic number)".into());
     }
     if bytes[2] != 0x08 {
-        return Err(format!("IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)", bytes[2]));
+        return Err(format!(
+            "IDX element type 0x{:02x} is not supported (only unsigned bytes, 0x08)",
+            bytes[2]
+        ));
     }
     let nd = bytes[3] as usize;
     let header = 4 + 4 * nd;
@@ -45,7 +49,10 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Idx, String> {
         .collect();
     let n: usize = dims.iter().product();
     if bytes.len() - header != n {
-        return Err(format!("IDX dimensions {dims:?} need {n} bytes of data, found {}", bytes.len() - header));
+        return Err(format!(
+            "IDX dimensions {dims:?} need {n} bytes of data, found {}",
+            bytes.len() - header
+        ));
     }
     Ok(Idx {
         dims,
@@ -78,13 +85,19 @@ fn find(dir: &Path, marker: &str) -> Result<PathBuf> {
     let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
         .at_path(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.contains(marker)))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.contains(marker))
+        })
         .collect();
     found.sort();
-    found
-        .into_iter()
-        .next()
-        .ok_or_else(|| Error::at(dir, format!("no file named like `*{marker}*` in this folder")))
+    found.into_iter().next().ok_or_else(|| {
+        Error::at(
+            dir,
+            format!("no file named like `*{marker}*` in this folder"),
+        )
+    })
 }
 
 /// Reads the `*images-idx3-ubyte*` and `*labels-idx1-ubyte*` files of a folder.
@@ -94,12 +107,23 @@ pub fn read_digits(dir: &Path) -> Result<Digits> {
     let images = read(&ip)?;
     let labels = read(&lp)?;
     if images.dims.len() != 3 {
-        return Err(Error::at(&ip, format!("expected 3 dimensions (count, rows, cols), found {:?}", images.dims)));
+        return Err(Error::at(
+            &ip,
+            format!(
+                "expected 3 dimensions (count, rows, cols), found {:?}",
+                images.dims
+            ),
+        ));
     }
     if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {
         return Err(Error::at(
             &lp,
-            format!("{:?} labels for {} images in {}", labels.dims, images.dims[0], ip.display()),
+            format!(
+                "{:?} labels for {} images in {}",
+                labels.dims,
+                images.dims[0],
+                ip.display()
+            ),
         ));
     }
     Ok(Digits {

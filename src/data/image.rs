@@ -34,7 +34,10 @@ pub fn probe(path: &Path) -> Result<(usize, (u32, u32))> {
     use image::ImageDecoder;
     let (w, h) = dec.dimensions();
     if w > MAX_SIDE || h > MAX_SIDE {
-        return Err(bad(path, format!("{w}×{h} pixels is larger than the {MAX_SIDE}-pixel limit")));
+        return Err(bad(
+            path,
+            format!("{w}×{h} pixels is larger than the {MAX_SIDE}-pixel limit"),
+        ));
     }
     let channels = match dec.color_type().channel_count() {
         1 | 2 => 1, // grey, grey + alpha

@@ -14,7 +14,8 @@ use crate::ops::max_pool2d;
 
 pub const ARCH: Architecture = Architecture {
     id: "lenet5",
-    summary: "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
+    summary:
+        "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
     check_input,
     tensors,
     build,

@@ -163,12 +163,23 @@ pub struct LoadedModel {
 }
 
 /// Loads a weights file and checks it against the architecture, tensor by tensor.
-pub fn load(arch: &Architecture, path: &Path, input: &InputSpec, classes: usize) -> Result<LoadedModel> {
+pub fn load(
+    arch: &Architecture,
+    path: &Path,
+    input: &InputSpec,
+    classes: usize,
+) -> Result<LoadedModel> {
     load_as(arch, path, input, classes, DType::F32)
 }
 
 /// [`load`], computing in `dtype` (f64 serves finite-difference checks).
-pub fn load_as(arch: &Architecture, path: &Path, input: &InputSpec, classes: usize, dtype: DType) -> Result<LoadedModel> {
+pub fn load_as(
+    arch: &Architecture,
+    path: &Path,
+    input: &InputSpec,
+    classes: usize,
+    dtype: DType,
+) -> Result<LoadedModel> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if ext != "safetensors" {
         return Err(Error::at(
@@ -184,8 +195,12 @@ pub fn load_as(arch: &Architecture, path: &Path, input: &InputSpec, classes: usi
         .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
         .collect::<candle_core::Result<_>>()?;
     let vb = VarBuilder::from_tensors(map, dtype, &Device::Cpu);
-    let model = (arch.build)(vb, input, classes)
-        .map_err(|e| Error::at(path, format!("cannot build {} from these weights: {e}", arch.id)))?;
+    let model = (arch.build)(vb, input, classes).map_err(|e| {
+        Error::at(
+            path,
+            format!("cannot build {} from these weights: {e}", arch.id),
+        )
+    })?;
     Ok(LoadedModel { model, tensors })
 }
 
@@ -202,7 +217,10 @@ fn check_tensors(
         let Some(t) = raw.get(name) else {
             return Err(Error::at(
                 path,
-                format!("tensor `{name}` is missing: {} expects shape {shape:?}", arch.id),
+                format!(
+                    "tensor `{name}` is missing: {} expects shape {shape:?}",
+                    arch.id
+                ),
             ));
         };
         if t.dims() != shape.as_slice() {
@@ -261,15 +279,27 @@ pub struct Gradients {
 
 /// Runs one forward and one backward pass: the score is `Σ_n logits[n, targets[n]]`,
 /// so each sample of the batch gets the gradient of its own target's logit.
-pub fn gradients(model: &dyn Model, x: &Tensor, targets: &[usize], layers: Select) -> Result<Gradients> {
+pub fn gradients(
+    model: &dyn Model,
+    x: &Tensor,
+    targets: &[usize],
+    layers: Select,
+) -> Result<Gradients> {
     let n = x.dim(0)?;
     if targets.len() != n {
-        return Err(Error::msg(format!("{} targets for a batch of {n}", targets.len())));
+        return Err(Error::msg(format!(
+            "{} targets for a batch of {n}",
+            targets.len()
+        )));
     }
     let input = Var::from_tensor(x)?;
     let mut tap = Tap::new(layers.clone(), layers);
     let logits = model.forward(input.as_tensor(), &mut tap)?;
-    let idx = Tensor::from_vec(targets.iter().map(|&t| t as u32).collect::<Vec<_>>(), (n, 1), x.device())?;
+    let idx = Tensor::from_vec(
+        targets.iter().map(|&t| t as u32).collect::<Vec<_>>(),
+        (n, 1),
+        x.device(),
+    )?;
     let score = logits.gather(&idx, 1)?.sum_all()?;
     let grads = score.backward()?;
     let zeros = |t: &Tensor| t.zeros_like();

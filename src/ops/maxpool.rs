@@ -68,7 +68,11 @@ impl MaxPool2d {
             )
         }
         if dims.2 + 2 * self.padding < self.kernel || dims.3 + 2 * self.padding < self.kernel {
-            candle_core::bail!("max-pool: input {:?} smaller than kernel {}", shape, self.kernel)
+            candle_core::bail!(
+                "max-pool: input {:?} smaller than kernel {}",
+                shape,
+                self.kernel
+            )
         }
         Ok(dims)
     }
@@ -87,7 +91,11 @@ impl CustomOp1 for MaxPool2d {
         "cnnscope-max-pool2d"
     }
 
-    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        storage: &CpuStorage,
+        layout: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = self.check(layout.shape())?;
         let (start, end) = layout
             .contiguous_offsets()
@@ -101,7 +109,12 @@ impl CustomOp1 for MaxPool2d {
         Ok((out, out_shape))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(
+        &self,
+        arg: &Tensor,
+        _res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
         let dims = self.check(arg.shape())?;
         let total = dims.0 * dims.1 * dims.2 * dims.3;
         let grad = match arg.dtype() {
@@ -130,7 +143,12 @@ impl CustomOp1 for MaxPool2d {
 }
 
 /// Max pooling over the last two dimensions of an `(N, C, H, W)` tensor.
-pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
+pub fn max_pool2d(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2d {
         kernel,
         stride,
@@ -151,11 +169,22 @@ mod tests {
         let w = Tensor::randn(0f64, 1.0, y.shape(), &dev).unwrap();
         let loss = (y * &w).unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
-        let gx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
+        let gx = g
+            .get(&x)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f64>()
+            .unwrap();
         let xv = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let f = |v: &Vec<f64>| -> f64 {
             let t = Tensor::from_vec(v.clone(), x.shape(), &dev).unwrap();
-            (max_pool2d(&t, k, s, p).unwrap() * &w).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap()
+            (max_pool2d(&t, k, s, p).unwrap() * &w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap()
         };
         let eps = 1e-6;
         for i in 0..xv.len() {
@@ -164,7 +193,11 @@ mod tests {
             a[i] += eps;
             b[i] -= eps;
             let fd = (f(&a) - f(&b)) / (2.0 * eps);
-            assert!((fd - gx[i]).abs() < 1e-5, "k{k} s{s} p{p} at {i}: analytic {} vs fd {fd}", gx[i]);
+            assert!(
+                (fd - gx[i]).abs() < 1e-5,
+                "k{k} s{s} p{p} at {i}: analytic {} vs fd {fd}",
+                gx[i]
+            );
         }
     }
 
@@ -180,7 +213,14 @@ mod tests {
         let x = Tensor::randn(0f32, 1.0, (2, 4, 10, 10), &Device::Cpu).unwrap();
         let ours = max_pool2d(&x, 2, 2, 0).unwrap();
         let theirs = x.max_pool2d(2).unwrap();
-        let d = (ours - theirs).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let d = (ours - theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
         assert_eq!(d, 0.0);
     }
 
@@ -188,12 +228,39 @@ mod tests {
     fn candle_builtin_gradient_is_scaled() {
         // Documents why this op exists: candle's 2x2 max-pool passes back a quarter of the
         // true gradient. If this ever starts failing, candle has been fixed.
-        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, 1, 4, 4), &Device::Cpu).unwrap()).unwrap();
-        let theirs = x.max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
-        let ours = max_pool2d(&x, 2, 2, 0).unwrap().sum_all().unwrap().backward().unwrap();
-        let t = theirs.get(&x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
-        let o = ours.get(&x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, 1, 4, 4), &Device::Cpu).unwrap())
+            .unwrap();
+        let theirs = x
+            .max_pool2d(2)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let ours = max_pool2d(&x, 2, 2, 0)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let t = theirs
+            .get(&x)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
+        let o = ours
+            .get(&x)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!((o - 4.0).abs() < 1e-12, "ours sums to {o}");
-        assert!((t - 4.0).abs() > 1e-6, "candle's gradient sums to {t}: it is correct now");
+        assert!(
+            (t - 4.0).abs() > 1e-6,
+            "candle's gradient sums to {t}: it is correct now"
+        );
     }
 }

@@ -25,7 +25,9 @@ impl Scale {
             return Scale::Sequential { min: 0.0, max: 1.0 };
         }
         if lo < 0.0 {
-            Scale::Diverging { abs: lo.abs().max(hi.abs()) }
+            Scale::Diverging {
+                abs: lo.abs().max(hi.abs()),
+            }
         } else {
             Scale::Sequential { min: 0.0, max: hi }
         }
@@ -79,7 +81,11 @@ mod tests {
         let s = Scale::fit(&[-1.0, 0.5]);
         assert_eq!(s, Scale::Diverging { abs: 1.0 });
         let w = s.color(0.0);
-        assert!(w.iter().all(|&c| c > 240), "{w:?}");
+        // ColorBrewer's RdBu centre is a neutral near-white.
+        assert!(
+            w.iter().all(|&c| c > 235) && w[0].abs_diff(w[2]) < 8,
+            "{w:?}"
+        );
         let (neg, pos) = (s.color(-1.0), s.color(1.0));
         assert!(neg[2] > neg[0], "negative is blue: {neg:?}");
         assert!(pos[0] > pos[2], "positive is red: {pos:?}");
@@ -87,6 +93,9 @@ mod tests {
 
     #[test]
     fn sequential_for_non_negative() {
-        assert_eq!(Scale::fit(&[0.0, 2.0]), Scale::Sequential { min: 0.0, max: 2.0 });
+        assert_eq!(
+            Scale::fit(&[0.0, 2.0]),
+            Scale::Sequential { min: 0.0, max: 2.0 }
+        );
     }
 }

@@ -37,7 +37,11 @@ pub fn split_front_matter(path: &Path, text: &str) -> Result<(FrontMatter, Strin
         yaml.push_str(line);
     }
     if !closed {
-        return Err(Error::at_line(path, Some(1), "front matter opened with `---` is never closed by a `---` line"));
+        return Err(Error::at_line(
+            path,
+            Some(1),
+            "front matter opened with `---` is never closed by a `---` line",
+        ));
     }
     let fm: FrontMatter = if yaml.trim().is_empty() {
         FrontMatter::default()
@@ -75,19 +79,29 @@ mod tests {
 
     #[test]
     fn front_matter_and_extensions() {
-        let (fm, body) = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: 2\n---\n| a |\n|---|\n| b |\n\n~~x~~[^1]\n\n[^1]: f\n").unwrap();
+        let (fm, body) = split_front_matter(
+            Path::new("n.md"),
+            "---\ntitle: A\nweight: 2\n---\n| a |\n|---|\n| b |\n\n~~x~~[^1]\n\n[^1]: f\n",
+        )
+        .unwrap();
         assert_eq!(fm.title.as_deref(), Some("A"));
         assert_eq!(fm.weight, Some(2));
         let html = to_html(&body);
-        assert!(html.contains("<table>") && html.contains("<del>") && html.contains("footnote"), "{html}");
+        assert!(
+            html.contains("<table>") && html.contains("<del>") && html.contains("footnote"),
+            "{html}"
+        );
     }
 
     #[test]
     fn bad_front_matter_names_file_and_line() {
-        let e = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: [\n---\nbody").unwrap_err();
+        let e = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: [\n---\nbody")
+            .unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("n.md:"), "{s}");
-        let e = split_front_matter(Path::new("n.md"), "---\ntitel: A\n---\n").unwrap_err().to_string();
+        let e = split_front_matter(Path::new("n.md"), "---\ntitel: A\n---\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown field `titel`"), "{e}");
     }
 }

@@ -32,6 +32,23 @@ pub struct Theme {
     pub overridden: Vec<String>,
 }
 
+/// HTML escaping for text and attribute values. Unlike tera's default it leaves `/` alone,
+/// so paths in links stay readable.
+pub fn escape_html(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn describe(e: &tera::Error) -> String {
     let mut msg = e.to_string();
     let mut src = std::error::Error::source(e);
@@ -60,7 +77,11 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
             .collect();
         entries.sort();
         for p in entries {
-            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
+            let name = p
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default()
+                .to_string();
             if name.starts_with('.') {
                 continue;
             }
@@ -81,12 +102,15 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
         }
     }
     let mut tera = Tera::default();
+    tera.set_escape_fn(escape_html);
     let mut statics = Vec::new();
     let mut templates = Vec::new();
     for (name, bytes, origin) in files {
         if name.ends_with(".html") {
-            let origin = origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
-            let text = String::from_utf8(bytes).map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
+            let origin =
+                origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
+            let text = String::from_utf8(bytes)
+                .map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
             templates.push((name, text, origin));
         } else {
             statics.push((name, bytes));
@@ -94,7 +118,9 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
     }
     // Templates can extend each other, so they are added together; a syntax error is
     // then reported for the file that has it.
-    if let Err(e) = tera.add_raw_templates(templates.iter().map(|(n, t, _)| (n.as_str(), t.as_str()))) {
+    if let Err(e) =
+        tera.add_raw_templates(templates.iter().map(|(n, t, _)| (n.as_str(), t.as_str())))
+    {
         let msg = describe(&e);
         let culprit = templates
             .iter()
