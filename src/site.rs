@@ -287,7 +287,7 @@ impl Site {
             let (picture, caption) = match (layer.kind, dims.as_slice()) {
                 (LayerKind::Conv, &[o, i, kh, kw]) => {
                     let cols = if i > 1 { i } else { o.min(16) };
-                    let zoom = grid::zoom_for(kh, kw, 40);
+                    let zoom = grid::zoom_for(kh, kw, 60);
                     let caption = if i > 1 {
                         format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each")
                     } else {
@@ -659,7 +659,8 @@ impl Site {
                 &json!({"id": mc.id, "arch": mc.arch.id, "summary": mc.arch.summary, "description": to_html(&mc.description),
                         "parameters": total, "layers": layers, "weights": models[mi].weights,
                         "input": format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width),
-                        "mean": mc.input.mean, "std": mc.input.std, "classes": mc.classes.len()}),
+                        "mean": mc.input.mean.iter().map(|v| v.to_string()).collect::<Vec<_>>(),
+                        "std": mc.input.std.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "classes": mc.classes.len()}),
             );
             ctx.insert("training", &training);
             ctx.insert("images", &images);
