@@ -17,12 +17,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let i = (digits.len() - 2000..digits.len())
             .find(|&i| digits.labels[i] == class)
             .ok_or("a class has no held-out digit")?;
-        let img = image::GrayImage::from_raw(
-            digits.cols as u32,
-            digits.rows as u32,
-            digits.image(i).to_vec(),
-        )
-        .ok_or("bad digit size")?;
+        let img = image::GrayImage::from_raw(digits.cols as u32, digits.rows as u32, digits.image(i).to_vec())
+            .ok_or("bad digit size")?;
         let path = out.join(format!("{}.png", names[class as usize]));
         img.save(&path)?;
         println!("{} <- digit #{i} (label {class})", path.display());

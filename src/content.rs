@@ -24,10 +24,7 @@ pub struct Content {
 }
 
 fn slug_of(path: &Path) -> Result<String> {
-    let stem = path
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .unwrap_or_default();
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     let slug: String = stem
         .chars()
         .map(|c| {
@@ -39,10 +36,7 @@ fn slug_of(path: &Path) -> Result<String> {
         })
         .collect();
     if slug.trim_matches('-').is_empty() {
-        return Err(Error::at(
-            path,
-            "cannot make a page name from this file name",
-        ));
+        return Err(Error::at(path, "cannot make a page name from this file name"));
     }
     Ok(slug)
 }
@@ -88,18 +82,14 @@ pub fn load(dir: &Path) -> Result<Content> {
             if let Some(other) = content.notes.iter().find(|n| n.slug == note.slug) {
                 return Err(Error::at(
                     &p,
-                    format!(
-                        "gives the same page name `{}` as {}",
-                        note.slug,
-                        other.source.display()
-                    ),
+                    format!("gives the same page name `{}` as {}", note.slug, other.source.display()),
                 ));
             }
             content.notes.push(note);
         }
     }
-    content.notes.sort_by(|a, b| {
-        (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug))
-    });
+    content
+        .notes
+        .sort_by(|a, b| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug)));
     Ok(content)
 }

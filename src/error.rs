@@ -10,11 +10,7 @@ pub enum Error {
     At { path: PathBuf, msg: String },
     /// A problem at a known line of a file.
     #[error("{}:{line}: {msg}", path.display())]
-    AtLine {
-        path: PathBuf,
-        line: usize,
-        msg: String,
-    },
+    AtLine { path: PathBuf, line: usize, msg: String },
     /// An I/O failure on a known path.
     #[error("{}: {source}", path.display())]
     Io {

@@ -8,6 +8,8 @@ pub mod config;
 pub mod content;
 pub mod data;
 pub mod error;
+pub mod explain;
+pub mod methods;
 pub mod models;
 pub mod ops;
 pub mod plan;

@@ -103,11 +103,7 @@ fn build(config: &Path, output: Option<PathBuf>) -> cnnscope::Result<()> {
     let site = load(config)?;
     let output = output.unwrap_or_else(|| site.config.root.join("public"));
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
-    eprintln!(
-        "building {} model × image page(s) into {}",
-        pairs,
-        output.display()
-    );
+    eprintln!("building {} model × image page(s) into {}", pairs, output.display());
     let report = site.build(&output, &|line| eprintln!("{line}"))?;
     for (phase, t) in &report.timings {
         eprintln!("  {phase:<28} {}", secs(*t));

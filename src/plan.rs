@@ -23,10 +23,7 @@ pub fn plan(config: &Config) -> Plan {
     for (mi, m) in config.models.iter().enumerate() {
         for (ii, im) in config.images.iter().enumerate() {
             if im.models.iter().any(|id| id == &m.id) {
-                pairs.push(Pair {
-                    model: mi,
-                    image: ii,
-                });
+                pairs.push(Pair { model: mi, image: ii });
             }
         }
     }

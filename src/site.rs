@@ -39,10 +39,14 @@ pub struct Site {
 }
 
 /// One file the build wrote from an array, as listed in `manifest.json`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Artifact {
     pub kind: &'static str,
     pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target: Option<ClassRef>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub image: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -52,6 +56,21 @@ pub struct Artifact {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub npy: Option<String>,
     pub shape: Vec<usize>,
+    /// The method's parameters as applied.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub params: Option<Value>,
+    /// The attribution drawn over the input.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub overlay: Option<String>,
+    /// Checks computed with the array (Integrated Gradients' completeness gap, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<std::collections::BTreeMap<String, f64>>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ClassRef {
+    pub index: usize,
+    pub name: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -69,11 +88,7 @@ pub struct BuildReport {
     pub timings: Vec<(String, Duration)>,
 }
 
-fn timed<T>(
-    timings: &mut Vec<(String, Duration)>,
-    name: &str,
-    f: impl FnOnce() -> Result<T>,
-) -> Result<T> {
+fn timed<T>(timings: &mut Vec<(String, Duration)>, name: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
     let t = Instant::now();
     let out = f()?;
     timings.push((name.to_string(), t.elapsed()));
@@ -93,6 +108,20 @@ impl Site {
                 .map(|m| models::load(m.arch, &m.weights, &m.input.spec(), m.classes.len()))
                 .collect::<Result<Vec<_>>>()
         })?;
+        for (mi, mc) in config.models.iter().enumerate() {
+            let layers = models[mi].model.layers();
+            for (k, m) in mc.methods.iter().enumerate() {
+                if let Err((param, msg)) = m.validate(mc.arch, &mc.input, layers) {
+                    let key = format!("{}[{k}].{param}", mc.methods_key);
+                    let line = if config.text.matches(&format!("{param}:")).count() == 1 {
+                        config::line_of(&config.text, &param, None, 0)
+                    } else {
+                        config::line_of(&config.text, "name", Some(m.id()), 0)
+                    };
+                    return Err(Error::at_line(&config.path, line, format!("{key}: {msg} (model `{}`)", mc.id)));
+                }
+            }
+        }
         let training = config
             .models
             .iter()
@@ -105,17 +134,12 @@ impl Site {
                 .map(|i| img::load(&i.path))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let content = timed(&mut timings, "notes", || {
-            content::load(&config.root.join("content"))
-        })?;
+        let content = timed(&mut timings, "notes", || content::load(&config.root.join("content")))?;
         let theme_dir = config.root.join("themes").join(&config.site.theme);
         if config.site.theme != "default" && !theme_dir.is_dir() {
             return Err(Error::at(
                 &config.path,
-                format!(
-                    "site.theme: theme folder `{}` not found",
-                    theme_dir.display()
-                ),
+                format!("site.theme: theme folder `{}` not found", theme_dir.display()),
             ));
         }
         let theme = timed(&mut timings, "theme", || templates::load(Some(&theme_dir)))?;
@@ -175,10 +199,7 @@ impl Site {
         let pages = timed(&mut timings, "pages", || {
             self.write_pages(out, &plan.pairs, &model_views, &pair_views)
         })?;
-        let mut artifacts: Vec<Artifact> = model_views
-            .iter()
-            .flat_map(|m| m.artifacts.clone())
-            .collect();
+        let mut artifacts: Vec<Artifact> = model_views.iter().flat_map(|m| m.artifacts.clone()).collect();
         artifacts.extend(pair_views.iter().flat_map(|p| p.artifacts.clone()));
         timed(&mut timings, "manifest", || {
             self.write_manifest(out, &model_views, &pair_views, &artifacts)
@@ -212,10 +233,7 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
         _ => PathBuf::from("."),
     };
     std::fs::create_dir_all(&parent).at_path(&parent)?;
-    let name = output
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("public");
+    let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("public");
     let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).at_path(&staging)?;
@@ -236,21 +254,17 @@ fn swap_in(staging: &Path, output: &Path) -> Result<()> {
     Ok(())
 }
 
-fn mkdir(p: &Path) -> Result<()> {
+pub(crate) fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).at_path(p)
 }
 
-fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
+pub(crate) fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
     t.write_npy(path)
         .map_err(|e| Error::at(path, format!("cannot write npy: {e}")))
 }
 
-fn shape_str(shape: &[usize]) -> String {
-    shape
-        .iter()
-        .map(|d| d.to_string())
-        .collect::<Vec<_>>()
-        .join("×")
+pub(crate) fn shape_str(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
 }
 
 /// Pictures of one model's parameters.
@@ -266,6 +280,7 @@ struct PairView {
     layers: Vec<Value>,
     input_png: String,
     artifacts: Vec<Artifact>,
+    explained: crate::explain::Explained,
 }
 
 impl Site {
@@ -281,56 +296,10 @@ impl Site {
             let Some(w) = lm.tensors.get(wname) else {
                 continue;
             };
-            let dims = w.dims().to_vec();
-            let data = w.flatten_all()?.to_vec1::<f32>()?;
-            let scale = Scale::fit(&data);
-            let (picture, caption) = match (layer.kind, dims.as_slice()) {
-                (LayerKind::Conv, &[o, i, kh, kw]) => {
-                    let cols = if i > 1 { i } else { o.min(16) };
-                    let zoom = grid::zoom_for(kh, kw, 60);
-                    let caption = if i > 1 {
-                        format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each")
-                    } else {
-                        format!("{o} filters, {kh}×{kw} each")
-                    };
-                    (
-                        grid::maps(&data, o * i, kh, kw, cols, zoom, &scale),
-                        caption,
-                    )
-                }
-                (LayerKind::Linear, &[o, i]) => {
-                    let zoom = (480 / o.max(i) as u32).clamp(1, 8);
-                    (
-                        grid::maps(&data, 1, o, i, 1, zoom, &scale),
-                        format!("{o} outputs (rows) × {i} inputs (columns)"),
-                    )
-                }
-                _ => continue,
-            };
             let base = format!("{dir}/weights/{}", layer.name);
-            grid::save_png(&picture, &out.join(format!("{base}.png")))?;
-            write_npy(w, &out.join(format!("{base}.npy")))?;
-            let (lo, hi) = scale.range();
-            let kind = if layer.kind == LayerKind::Conv {
-                "filters"
-            } else {
-                "weights"
-            };
-            weights.push(json!({
-                "layer": layer.name, "kind": kind, "tensor": wname, "shape": shape_str(&dims),
-                "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
-                "min": lo, "max": hi, "colormap": scale.name(),
-                "colorbar": colorbar_name(&scale),
-            }));
-            artifacts.push(Artifact {
-                kind,
-                model: mc.id.clone(),
-                image: None,
-                layer: Some(layer.name.clone()),
-                png: Some(format!("{base}.png")),
-                npy: Some(format!("{base}.npy")),
-                shape: dims,
-            });
+            let Some((view, art)) = weight_picture(w, layer, wname, &base, out, &mc.id)? else { continue };
+            weights.push(view);
+            artifacts.push(art);
         }
         Ok(ModelView { weights, artifacts })
     }
@@ -360,18 +329,16 @@ impl Site {
             .collect();
 
         let mut artifacts = Vec::new();
-        let art =
-            |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| {
-                Artifact {
-                    kind,
-                    model: mc.id.clone(),
-                    image: Some(ic.id.clone()),
-                    layer: layer.map(str::to_string),
-                    png,
-                    npy: Some(npy),
-                    shape,
-                }
-            };
+        let art = |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| Artifact {
+            kind,
+            model: mc.id.clone(),
+            image: Some(ic.id.clone()),
+            layer: layer.map(str::to_string),
+            png,
+            npy: Some(npy),
+            shape,
+            ..Default::default()
+        };
         let input_png = format!("{dir}/input.png");
         grid::save_dynamic_png(&shown, &out.join(&input_png))?;
         let x0 = x.squeeze(0)?;
@@ -396,63 +363,111 @@ impl Site {
         let mut layers = Vec::new();
         for (info, (name, act)) in model.layers().iter().zip(&tap.activations) {
             debug_assert_eq!(&info.name, name);
-            let a = act.squeeze(0)?;
-            let dims = a.dims().to_vec();
-            let data = a.flatten_all()?.to_vec1::<f32>()?;
-            let scale = Scale::fit(&data);
-            let picture = match dims.as_slice() {
-                &[c, h, w] => {
-                    grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale)
-                }
-                &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
-                _ => continue,
-            };
             let base = format!("{dir}/activations/{name}");
-            grid::save_png(&picture, &out.join(format!("{base}.png")))?;
-            write_npy(&a, &out.join(format!("{base}.npy")))?;
-            let (lo, hi) = scale.range();
-            let (amin, amax) = data
-                .iter()
-                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
-                    (a.min(v), b.max(v))
-                });
-            let strongest = (dims.len() == 1).then(|| {
-                let mut idx: Vec<usize> = (0..data.len()).collect();
-                idx.sort_by(|&a, &b| data[b].total_cmp(&data[a]).then(a.cmp(&b)));
-                idx.truncate(3);
-                idx
-            });
-            layers.push(json!({
-                "name": name, "kind": info.kind.as_str(), "shape": shape_str(&dims),
-                "vector": dims.len() == 1, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
-                "min": lo, "max": hi, "value_min": amin, "value_max": amax,
-                "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
-            }));
-            artifacts.push(art(
-                "activation",
-                Some(name),
-                Some(format!("{base}.png")),
-                format!("{base}.npy"),
-                dims,
-            ));
+            if let Some(v) = layer_picture(&act.squeeze(0)?, info, &base, out)? {
+                layers.push(v);
+                artifacts.push(art("activation", Some(name), Some(format!("{base}.png")), format!("{base}.npy"), act.dims()[1..].to_vec()));
+            }
         }
+        let explained = crate::explain::explain(self, p, &x, &shown, &probs, out, &dir)?;
+        artifacts.extend(explained.artifacts.iter().cloned());
         Ok(PairView {
             top5,
             layers,
             input_png,
             artifacts,
+            explained,
         })
     }
 }
 
-fn colorbar_name(scale: &Scale) -> &'static str {
+/// Draws a conv or linear weight tensor (or its gradient) and writes `<base>.png/.npy`.
+pub(crate) fn weight_picture(
+    w: &Tensor,
+    layer: &models::LayerInfo,
+    tensor: &str,
+    base: &str,
+    out: &Path,
+    model: &str,
+) -> Result<Option<(Value, Artifact)>> {
+    let dims = w.dims().to_vec();
+    let data = w.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+    let scale = Scale::fit(&data);
+    let (picture, caption) = match (layer.kind, dims.as_slice()) {
+        (LayerKind::Conv, &[o, i, kh, kw]) => {
+            let cols = if i > 1 { i } else { o.min(16) };
+            let zoom = grid::zoom_for(kh, kw, 60);
+            let caption = if i > 1 {
+                format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each")
+            } else {
+                format!("{o} filters, {kh}×{kw} each")
+            };
+            (grid::maps(&data, o * i, kh, kw, cols, zoom, &scale), caption)
+        }
+        (LayerKind::Linear, &[o, i]) => {
+            let zoom = (480 / o.max(i) as u32).clamp(1, 8);
+            (grid::maps(&data, 1, o, i, 1, zoom, &scale), format!("{o} outputs (rows) × {i} inputs (columns)"))
+        }
+        _ => return Ok(None),
+    };
+    grid::save_png(&picture, &out.join(format!("{base}.png")))?;
+    write_npy(w, &out.join(format!("{base}.npy")))?;
+    let (lo, hi) = scale.range();
+    let kind = if layer.kind == LayerKind::Conv { "filters" } else { "weights" };
+    let view = json!({
+        "layer": layer.name, "kind": kind, "tensor": tensor, "shape": shape_str(&dims),
+        "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+        "min": lo, "max": hi, "colormap": scale.name(), "colorbar": colorbar_name(&scale),
+    });
+    let art = Artifact {
+        kind,
+        model: model.to_string(),
+        png: Some(format!("{base}.png")),
+        npy: Some(format!("{base}.npy")),
+        shape: dims,
+        layer: Some(layer.name.clone()),
+        ..Default::default()
+    };
+    Ok(Some((view, art)))
+}
+
+/// Draws one layer's maps (`C×H×W`: a grid) or units (`N`: a strip) and writes
+/// `<base>.png/.npy`; used for activations and their gradients alike.
+pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, out: &Path) -> Result<Option<Value>> {
+    let dims = a.dims().to_vec();
+    let data = a.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+    let scale = Scale::fit(&data);
+    let picture = match dims.as_slice() {
+        &[c, h, w] => grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+        &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
+        _ => return Ok(None),
+    };
+    grid::save_png(&picture, &out.join(format!("{base}.png")))?;
+    write_npy(a, &out.join(format!("{base}.npy")))?;
+    let (lo, hi) = scale.range();
+    let (amin, amax) = data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let strongest = (dims.len() == 1).then(|| {
+        let mut idx: Vec<usize> = (0..data.len()).collect();
+        idx.sort_by(|&a, &b| data[b].total_cmp(&data[a]).then(a.cmp(&b)));
+        idx.truncate(3);
+        idx
+    });
+    Ok(Some(json!({
+        "name": info.name, "kind": info.kind.as_str(), "shape": shape_str(&dims),
+        "vector": dims.len() == 1, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+        "min": lo, "max": hi, "value_min": amin, "value_max": amax,
+        "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
+    })))
+}
+
+pub(crate) fn colorbar_name(scale: &Scale) -> &'static str {
     match scale {
         Scale::Sequential { .. } => "static/colorbar-sequential.png",
         Scale::Diverging { .. } => "static/colorbar-diverging.png",
     }
 }
 
-fn pct(p: f32) -> String {
+pub(crate) fn pct(p: f32) -> String {
     format!("{:.1}%", 100.0 * p)
 }
 
@@ -495,10 +510,7 @@ impl Site {
             "Loss per epoch",
             "cross-entropy",
             &[
-                (
-                    "training",
-                    log.epochs.iter().map(|e| e.train_loss).collect(),
-                ),
+                ("training", log.epochs.iter().map(|e| e.train_loss).collect()),
                 ("held-out", log.epochs.iter().map(|e| e.test_loss).collect()),
             ],
             None,
@@ -509,15 +521,9 @@ impl Site {
             &[
                 (
                     "training",
-                    log.epochs
-                        .iter()
-                        .map(|e| 100.0 * e.train_accuracy)
-                        .collect(),
+                    log.epochs.iter().map(|e| 100.0 * e.train_accuracy).collect(),
                 ),
-                (
-                    "held-out",
-                    log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect(),
-                ),
+                ("held-out", log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect()),
             ],
             None,
         )?;
@@ -556,17 +562,10 @@ impl Site {
     }
 
     fn label_of(&self, ic: &ImageConfig, mc: &ModelConfig) -> Option<Value> {
-        ic.label_index(mc)
-            .map(|i| json!({"index": i, "name": mc.classes[i]}))
+        ic.label_index(mc).map(|i| json!({"index": i, "name": mc.classes[i]}))
     }
 
-    fn write_pages(
-        &self,
-        out: &Path,
-        pairs: &[Pair],
-        models: &[ModelView],
-        views: &[PairView],
-    ) -> Result<usize> {
+    fn write_pages(&self, out: &Path, pairs: &[Pair], models: &[ModelView], views: &[PairView]) -> Result<usize> {
         let mut pages = 0;
         for (name, bytes) in &self.theme.statics {
             mkdir(&out.join("static"))?;
@@ -623,10 +622,7 @@ impl Site {
             })
             .collect();
         let mut ctx = self.base_context("", &self.config.site.title);
-        ctx.insert(
-            "intro",
-            &self.content.intro.as_ref().map(|n| n.html.clone()),
-        );
+        ctx.insert("intro", &self.content.intro.as_ref().map(|n| n.html.clone()));
         ctx.insert("models", &model_cards);
         ctx.insert("images", &image_cards);
         self.write_page(out, "", "index.html", &ctx)?;
@@ -652,8 +648,7 @@ impl Site {
                 .filter(|(p, _)| p.model == mi)
                 .map(|(p, v)| pair_link(p, v))
                 .collect();
-            let mut ctx =
-                self.base_context(&dir, &format!("{} · {}", mc.id, self.config.site.title));
+            let mut ctx = self.base_context(&dir, &format!("{} · {}", mc.id, self.config.site.title));
             ctx.insert(
                 "model",
                 &json!({"id": mc.id, "arch": mc.arch.id, "summary": mc.arch.summary, "description": to_html(&mc.description),
@@ -681,10 +676,7 @@ impl Site {
                 .map(|(r, c)| json!({"rank": r + 1, "index": c.index, "name": c.name, "probability": pct(c.probability),
                                     "width": format!("{:.1}", 100.0 * c.probability), "is_label": Some(c.index) == label}))
                 .collect();
-            let mut ctx = self.base_context(
-                &dir,
-                &format!("{} × {} · {}", mc.id, ic.id, self.config.site.title),
-            );
+            let mut ctx = self.base_context(&dir, &format!("{} × {} · {}", mc.id, ic.id, self.config.site.title));
             ctx.insert("model", &json!({"id": mc.id, "arch": mc.arch.id, "href": format!("{}/index.html", plan::model_dir(&mc.id)),
                                         "input": format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width)}));
             ctx.insert(
@@ -695,15 +687,55 @@ impl Site {
             );
             ctx.insert("top5", &top5);
             ctx.insert("layers", &v.layers);
+            let ex = &v.explained;
+            let pair = json!({
+                "href": format!("{dir}/index.html"),
+                "attributions": (!ex.rows.is_empty()).then(|| format!("{dir}/attributions/index.html")),
+                "gradients": (!ex.activation_gradients.is_empty() || ex.weight_gradients.is_some())
+                    .then(|| format!("{dir}/gradients/index.html")),
+            });
+            ctx.insert("pair", &pair);
+            // The predicted class's row of overlays, as a preview of the matrix.
+            let preview: Vec<Value> = ex
+                .rows
+                .iter()
+                .filter_map(|r| {
+                    r["cells"].get(0).map(|c| json!({"title": r["title"], "slug": r["slug"], "overlay": c["overlay"]}))
+                })
+                .collect();
+            ctx.insert("preview", &preview);
+            ctx.insert("preview_target", &ex.targets.first().map(|t| t.name.clone()));
             self.write_page(out, &dir, "image.html", &ctx)?;
             pages += 1;
+            let targets = crate::explain::targets_view(&ex.targets);
+            if !ex.rows.is_empty() {
+                let adir = format!("{dir}/attributions");
+                let mut ctx = self.base_context(&adir, &format!("Attributions: {} × {} · {}", mc.id, ic.id, self.config.site.title));
+                ctx.insert("model", &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}));
+                ctx.insert("image", &json!({"id": ic.id}));
+                ctx.insert("pair", &pair);
+                ctx.insert("targets", &targets);
+                ctx.insert("rows", &ex.rows);
+                self.write_page(out, &adir, "attributions.html", &ctx)?;
+                pages += 1;
+            }
+            if pair["gradients"].is_string() {
+                let gdir = format!("{dir}/gradients");
+                let mut ctx = self.base_context(&gdir, &format!("Gradients: {} × {} · {}", mc.id, ic.id, self.config.site.title));
+                ctx.insert("model", &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}));
+                ctx.insert("image", &json!({"id": ic.id}));
+                ctx.insert("pair", &pair);
+                ctx.insert("activation_gradients", &ex.activation_gradients);
+                ctx.insert("weight_gradients", &ex.weight_gradients);
+                self.write_page(out, &gdir, "gradients.html", &ctx)?;
+                pages += 1;
+            }
         }
 
         // Notes.
         for n in &self.content.notes {
             let dir = plan::note_dir(&n.slug);
-            let mut ctx =
-                self.base_context(&dir, &format!("{} · {}", n.title, self.config.site.title));
+            let mut ctx = self.base_context(&dir, &format!("{} · {}", n.title, self.config.site.title));
             ctx.insert("note", &json!({"title": n.title, "html": n.html}));
             self.write_page(out, &dir, "note.html", &ctx)?;
             pages += 1;
@@ -739,8 +771,15 @@ impl Site {
             .map(|(p, v)| {
                 let mc = &self.config.models[p.model];
                 let ic = &self.config.images[p.image];
+                let targets: Vec<Value> = v
+                    .explained
+                    .targets
+                    .iter()
+                    .map(|t| json!({"index": t.index, "name": t.name, "roles": t.roles}))
+                    .collect();
                 json!({"model": mc.id, "image": ic.id, "label": ic.label_index(mc),
-                       "page": format!("{}/index.html", plan::image_dir(&mc.id, &ic.id)), "top5": v.top5})
+                       "page": format!("{}/index.html", plan::image_dir(&mc.id, &ic.id)), "top5": v.top5,
+                       "targets": targets})
             })
             .collect();
         let notes: Vec<Value> = self
@@ -755,8 +794,7 @@ impl Site {
             "models": models, "pairs": pairs, "notes": notes, "artifacts": artifacts,
         });
         let p = out.join("manifest.json");
-        let text =
-            serde_json::to_string_pretty(&manifest).map_err(|e| Error::msg(e.to_string()))?;
+        let text = serde_json::to_string_pretty(&manifest).map_err(|e| Error::msg(e.to_string()))?;
         std::fs::write(&p, text + "\n").at_path(&p)
     }
 }

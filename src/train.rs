@@ -53,9 +53,7 @@ impl TrainOptions {
         }
     }
     pub fn log_path(&self) -> PathBuf {
-        self.log
-            .clone()
-            .unwrap_or_else(|| self.out.with_extension("json"))
+        self.log.clone().unwrap_or_else(|| self.out.with_extension("json"))
     }
 }
 
@@ -92,11 +90,7 @@ fn batch(d: &Digits, idx: &[usize]) -> candle_core::Result<(Tensor, Tensor)> {
     let mut x = Vec::with_capacity(idx.len() * n);
     let mut y = Vec::with_capacity(idx.len());
     for &i in idx {
-        x.extend(
-            d.image(i)
-                .iter()
-                .map(|&p| (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD),
-        );
+        x.extend(d.image(i).iter().map(|&p| (p as f32 / 255.0 - MNIST_MEAN) / MNIST_STD));
         y.push(d.labels[i] as u32);
     }
     let dev = Device::Cpu;
@@ -135,29 +129,20 @@ fn init(varmap: &VarMap, rng: &mut ChaCha8Rng) -> candle_core::Result<()> {
 }
 
 /// Mean loss, accuracy and confusion matrix of `model` on the digits `idx`.
-fn evaluate(
-    model: &LeNet5,
-    d: &Digits,
-    idx: &[usize],
-) -> candle_core::Result<(f64, f64, Vec<Vec<usize>>)> {
+fn evaluate(model: &LeNet5, d: &Digits, idx: &[usize]) -> candle_core::Result<(f64, f64, Vec<Vec<usize>>)> {
     let mut loss = 0.0;
     let mut confusion = vec![vec![0usize; 10]; 10];
     for chunk in idx.chunks(500) {
         let (x, y) = batch(d, chunk)?;
         let logits = model.forward(&x, &mut Tap::default())?;
-        loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64
-            * chunk.len() as f64;
+        loss += candle_nn::loss::cross_entropy(&logits, &y)?.to_scalar::<f32>()? as f64 * chunk.len() as f64;
         let pred = logits.argmax(D::Minus1)?.to_vec1::<u32>()?;
         for (k, &i) in chunk.iter().enumerate() {
             confusion[d.labels[i] as usize][pred[k] as usize] += 1;
         }
     }
     let correct: usize = (0..10).map(|i| confusion[i][i]).sum();
-    Ok((
-        loss / idx.len() as f64,
-        correct as f64 / idx.len() as f64,
-        confusion,
-    ))
+    Ok((loss / idx.len() as f64, correct as f64 / idx.len() as f64, confusion))
 }
 
 /// Trains LeNet-5, writes the weights (safetensors) and the JSON log, and returns the log.
@@ -168,16 +153,10 @@ pub fn train_lenet5(opts: &TrainOptions, mut progress: impl FnMut(&EpochLog)) ->
     if digits.rows != 28 || digits.cols != 28 {
         return Err(Error::at(
             &opts.data,
-            format!(
-                "digits are {}×{}, lenet5 takes 28×28",
-                digits.rows, digits.cols
-            ),
+            format!("digits are {}×{}, lenet5 takes 28×28", digits.rows, digits.cols),
         ));
     }
-    if opts.train_size == 0
-        || opts.test_size == 0
-        || opts.train_size + opts.test_size > digits.len()
-    {
+    if opts.train_size == 0 || opts.test_size == 0 || opts.train_size + opts.test_size > digits.len() {
         return Err(Error::msg(format!(
             "--train-size {} and --test-size {} must be positive and fit in the {} digits of {}",
             opts.train_size,
@@ -187,9 +166,7 @@ pub fn train_lenet5(opts: &TrainOptions, mut progress: impl FnMut(&EpochLog)) ->
         )));
     }
     if opts.epochs == 0 || opts.batch_size == 0 || !(opts.lr > 0.0) {
-        return Err(Error::msg(
-            "--epochs, --batch-size and --lr must be positive",
-        ));
+        return Err(Error::msg("--epochs, --batch-size and --lr must be positive"));
     }
     if digits.labels.iter().any(|&l| l > 9) {
         return Err(Error::at(&opts.data, "labels must be digits 0..9"));
@@ -197,11 +174,7 @@ pub fn train_lenet5(opts: &TrainOptions, mut progress: impl FnMut(&EpochLog)) ->
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let varmap = VarMap::new();
     init(&varmap, &mut rng)?;
-    let model = LeNet5::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        1,
-        10,
-    )?;
+    let model = LeNet5::new(VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu), 1, 10)?;
     // The var map is a hash map; taking the vars by name keeps runs identical.
     let vars: Vec<Var> = {
         let data = varmap.data().lock().unwrap();

@@ -12,8 +12,7 @@ fn build(dir: &Path) -> (std::path::PathBuf, Value) {
     let site = Site::load(&dir.join("gallery.yaml")).expect("fixture loads");
     let out = dir.join("public");
     site.build(&out, &|_| {}).expect("fixture builds");
-    let manifest: Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
+    let manifest: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     (out, manifest)
 }
 
@@ -28,10 +27,7 @@ fn fixture_site_pages_manifest_and_arrays() {
 
     // Pages.
     let home = read(&out.join("index.html"));
-    assert!(
-        home.contains("Fixture &lt;site&gt; &amp; co"),
-        "title is escaped"
-    );
+    assert!(home.contains("Fixture &lt;site&gt; &amp; co"), "title is escaped");
     assert!(
         home.contains("Welcome to the <strong>fixture</strong>"),
         "index.md is the intro"
@@ -53,25 +49,17 @@ fn fixture_site_pages_manifest_and_arrays() {
     }
     assert!(model.contains("<svg"), "training chart");
     assert!(model.contains("class=\"confusion\""), "confusion matrix");
-    assert!(
-        model.contains("href=\"../../static/style.css\""),
-        "relative links"
-    );
+    assert!(model.contains("href=\"../../static/style.css\""), "relative links");
     let page = read(&out.join("models/lenet/images/three/index.html"));
     assert!(page.contains("True class: <strong>3</strong>"));
-    assert!(
-        page.contains("A <em>three</em> <b>bold</b>"),
-        "captions are markdown"
-    );
+    assert!(page.contains("A <em>three</em> <b>bold</b>"), "captions are markdown");
     assert!(page.contains("src=\"../../../../models/lenet/images/three/activations/conv2.png\""));
     let note = read(&out.join("notes/second/index.html"));
     assert!(
         note.contains("class=\"overridden-note\""),
         "a theme file overrides the default"
     );
-    assert!(
-        note.contains("<table>") && note.contains("<del>struck</del>") && note.contains("footnote")
-    );
+    assert!(note.contains("<table>") && note.contains("<del>struck</del>") && note.contains("footnote"));
     assert!(out.join("static/style.css").is_file());
 
     // Manifest.
@@ -92,16 +80,10 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert_eq!(top5.len(), 5);
     assert_eq!(top5[0]["index"], 3, "the trained model reads the three");
     assert_eq!(top5[0]["name"], "3");
-    let p: Vec<f64> = top5
-        .iter()
-        .map(|c| c["probability"].as_f64().unwrap())
-        .collect();
+    let p: Vec<f64> = top5.iter().map(|c| c["probability"].as_f64().unwrap()).collect();
     assert!(p.windows(2).all(|w| w[0] >= w[1]), "sorted by probability");
     assert_eq!(pairs[1]["image"], "seven-large");
-    assert_eq!(
-        pairs[1]["label"], 7,
-        "a label given by name resolves to its index"
-    );
+    assert_eq!(pairs[1]["label"], 7, "a label given by name resolves to its index");
 
     // Every artifact's files exist and every npy has the recorded shape.
     let arts = m["artifacts"].as_array().unwrap();
@@ -125,8 +107,7 @@ fn fixture_site_pages_manifest_and_arrays() {
         assert_eq!(t.dims(), shape.as_slice(), "{npy}");
     }
     let act = |img: &str, layer: &str| {
-        Tensor::read_npy(out.join(format!("models/lenet/images/{img}/activations/{layer}.npy")))
-            .unwrap()
+        Tensor::read_npy(out.join(format!("models/lenet/images/{img}/activations/{layer}.npy"))).unwrap()
     };
     assert_eq!(act("three", "conv1").dims(), &[6, 28, 28]);
     assert_eq!(act("three", "pool2").dims(), &[16, 5, 5]);
@@ -139,14 +120,7 @@ fn fixture_site_pages_manifest_and_arrays() {
         logits.to_vec1::<f32>().unwrap()
     );
     // ReLU outputs are non-negative; the 56×42 image was resized to the model's 28×28.
-    assert!(
-        act("three", "relu2")
-            .min_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-            >= 0.0
-    );
+    assert!(act("three", "relu2").min_all().unwrap().to_scalar::<f32>().unwrap() >= 0.0);
     let input = Tensor::read_npy(out.join("models/lenet/images/seven-large/input.npy")).unwrap();
     assert_eq!(input.dims(), &[1, 28, 28]);
 }
@@ -155,9 +129,7 @@ fn fixture_site_pages_manifest_and_arrays() {
 fn an_image_of_the_input_size_is_not_resampled() {
     let dir = common::fixture("basic");
     let (out, _) = build(dir.path());
-    let original = image::open(dir.path().join("images/three.png"))
-        .unwrap()
-        .to_luma8();
+    let original = image::open(dir.path().join("images/three.png")).unwrap().to_luma8();
     let shown = image::open(out.join("models/lenet/images/three/input.png"))
         .unwrap()
         .to_luma8();
@@ -216,11 +188,7 @@ fn cli_build_and_check() {
         .arg(&cfg)
         .output()
         .unwrap();
-    assert!(
-        check.status.success(),
-        "{}",
-        String::from_utf8_lossy(&check.stderr)
-    );
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(!dir.path().join("public").exists(), "check writes nothing");
     let b = std::process::Command::new(bin)
         .args(["build", "--config"])

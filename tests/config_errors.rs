@@ -31,19 +31,10 @@ fn the_fixture_itself_is_valid() {
 #[test]
 fn unknown_key() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "    label: 3\n",
-        "    label: 3\n    colour: red\n",
-    );
+    let cfg = common::edit_config(dir.path(), "    label: 3\n", "    label: 3\n    colour: red\n");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml",
-            "images[0]",
-            "unknown field `colour`",
-            "line 15",
-        ],
+        &["gallery.yaml", "images[0]", "unknown field `colour`", "line 15"],
     );
 }
 
@@ -53,12 +44,7 @@ fn wrong_type() {
     let cfg = common::edit_config(dir.path(), "channels: 1", "channels: one");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml",
-            "models[0].input.channels",
-            "invalid type",
-            "line 10",
-        ],
+        &["gallery.yaml", "models[0].input.channels", "invalid type", "line 10"],
     );
 }
 
@@ -76,10 +62,7 @@ fn duplicate_id() {
 fn invalid_id() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "id: lenet", "id: LeNet_5");
-    assert_has(
-        &load_err(&cfg),
-        &["gallery.yaml:5:", "models[0].id", "[a-z0-9-]+"],
-    );
+    assert_has(&load_err(&cfg), &["gallery.yaml:5:", "models[0].id", "[a-z0-9-]+"]);
 }
 
 #[test]
@@ -122,31 +105,17 @@ fn missing_classes_file() {
     let cfg = common::edit_config(dir.path(), "classes: classes.txt", "classes: names.txt");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml:9:",
-            "models[0].classes",
-            "names.txt",
-            "not found",
-        ],
+        &["gallery.yaml:9:", "models[0].classes", "names.txt", "not found"],
     );
 }
 
 #[test]
 fn missing_image_file() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "path: images/three.png",
-        "path: images/four.png",
-    );
+    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/four.png");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml:13:",
-            "images[0].path",
-            "images/four.png",
-            "not found",
-        ],
+        &["gallery.yaml:13:", "images[0].path", "images/four.png", "not found"],
     );
 }
 
@@ -159,12 +128,7 @@ fn image_channels_do_not_fit_the_model() {
     let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/rgb.png");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml:13:",
-            "images[0].path",
-            "3 channel(s)",
-            "`lenet` takes 1",
-        ],
+        &["gallery.yaml:13:", "images[0].path", "3 channel(s)", "`lenet` takes 1"],
     );
 }
 
@@ -172,15 +136,8 @@ fn image_channels_do_not_fit_the_model() {
 fn not_an_image() {
     let dir = common::fixture("basic");
     std::fs::write(dir.path().join("images/notes.png"), "this is text").unwrap();
-    let cfg = common::edit_config(
-        dir.path(),
-        "path: images/three.png",
-        "path: images/notes.png",
-    );
-    assert_has(
-        &load_err(&cfg),
-        &["images/notes.png", "cannot read the image"],
-    );
+    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/notes.png");
+    assert_has(&load_err(&cfg), &["images/notes.png", "cannot read the image"]);
 }
 
 #[test]
@@ -189,12 +146,7 @@ fn label_out_of_range() {
     let cfg = common::edit_config(dir.path(), "label: 3", "label: 12");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml:14:",
-            "images[0].label",
-            "out of range",
-            "10 classes",
-        ],
+        &["gallery.yaml:14:", "images[0].label", "out of range", "10 classes"],
     );
 }
 
@@ -202,10 +154,7 @@ fn label_out_of_range() {
 fn label_name_unknown() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "label: \"7\"", "label: seven");
-    assert_has(
-        &load_err(&cfg),
-        &["images[1].label", "`seven` is not a class"],
-    );
+    assert_has(&load_err(&cfg), &["images[1].label", "`seven` is not a class"]);
 }
 
 #[test]
@@ -214,12 +163,7 @@ fn mean_has_the_wrong_length() {
     let cfg = common::edit_config(dir.path(), "mean: [0.1307]", "mean: [0.1, 0.2, 0.3]");
     assert_has(
         &load_err(&cfg),
-        &[
-            "gallery.yaml:10:",
-            "models[0].input.mean",
-            "3 values",
-            "1 channel",
-        ],
+        &["gallery.yaml:10:", "models[0].input.mean", "3 values", "1 channel"],
     );
 }
 
@@ -233,43 +177,27 @@ fn input_size_does_not_fit_the_architecture() {
 #[test]
 fn image_for_an_unknown_model() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "    label: 3\n",
-        "    label: 3\n    models: [resnet]\n",
-    );
-    assert_has(
-        &load_err(&cfg),
-        &["images[0].models", "unknown model `resnet`"],
-    );
+    let cfg = common::edit_config(dir.path(), "    label: 3\n", "    label: 3\n    models: [resnet]\n");
+    assert_has(&load_err(&cfg), &["images[0].models", "unknown model `resnet`"]);
 }
 
 #[test]
 fn no_models() {
     let dir = common::fixture("basic");
     let cfg = common::write_config(dir.path(), "site: { title: t }\nmodels: []\n");
-    assert_has(
-        &load_err(&cfg),
-        &["gallery.yaml:2:", "models", "at least one model"],
-    );
+    assert_has(&load_err(&cfg), &["gallery.yaml:2:", "models", "at least one model"]);
 }
 
 #[test]
 fn malformed_yaml_with_a_tab() {
     let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "  - id: lenet\n    arch",
-        "  - id: lenet\n\tarch",
-    );
+    let cfg = common::edit_config(dir.path(), "  - id: lenet\n    arch", "  - id: lenet\n\tarch");
     assert_has(&load_err(&cfg), &["gallery.yaml", "line 6"]);
 }
 
 /// Writes the fixture's weights with `edit` applied, and points the config at them.
 fn with_weights(dir: &Path, edit: impl FnOnce(&mut HashMap<String, Tensor>)) -> std::path::PathBuf {
-    let mut t =
-        candle_core::safetensors::load(dir.join("models/lenet5-mnist.safetensors"), &Device::Cpu)
-            .unwrap();
+    let mut t = candle_core::safetensors::load(dir.join("models/lenet5-mnist.safetensors"), &Device::Cpu).unwrap();
     edit(&mut t);
     candle_core::safetensors::save(&t, dir.join("models/edited.safetensors")).unwrap();
     common::edit_config(
@@ -290,12 +218,7 @@ fn weights_with_a_wrong_shape() {
     });
     assert_has(
         &load_err(&cfg),
-        &[
-            "edited.safetensors",
-            "`fc3.weight`",
-            "[9, 84]",
-            "expects [10, 84]",
-        ],
+        &["edited.safetensors", "`fc3.weight`", "[9, 84]", "expects [10, 84]"],
     );
 }
 
@@ -322,11 +245,7 @@ fn weights_with_an_unexpected_tensor() {
     });
     assert_has(
         &load_err(&cfg),
-        &[
-            "edited.safetensors",
-            "unexpected tensor `fc4.weight`",
-            "[2, 2]",
-        ],
+        &["edited.safetensors", "unexpected tensor `fc4.weight`", "[2, 2]"],
     );
 }
 
@@ -334,20 +253,13 @@ fn weights_with_an_unexpected_tensor() {
 fn weights_file_truncated() {
     let dir = common::fixture("basic");
     let bytes = std::fs::read(dir.path().join("models/lenet5-mnist.safetensors")).unwrap();
-    std::fs::write(
-        dir.path().join("models/cut.safetensors"),
-        &bytes[..bytes.len() / 2],
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("models/cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
     let cfg = common::edit_config(
         dir.path(),
         "weights: models/lenet5-mnist.safetensors",
         "weights: models/cut.safetensors",
     );
-    assert_has(
-        &load_err(&cfg),
-        &["cut.safetensors", "cannot read the weights"],
-    );
+    assert_has(&load_err(&cfg), &["cut.safetensors", "cannot read the weights"]);
 }
 
 #[test]

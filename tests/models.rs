@@ -81,11 +81,7 @@ fn trained_weights_reach_97_percent_on_held_out_digits() {
         .unwrap()
         .to_vec1::<u32>()
         .unwrap();
-    let correct = pred
-        .iter()
-        .zip(&y)
-        .filter(|(p, l)| **p == **l as u32)
-        .count();
+    let correct = pred.iter().zip(&y).filter(|(p, l)| **p == **l as u32).count();
     assert!(correct as f64 / 2000.0 >= 0.97, "{correct}/2000");
 }
 
@@ -104,12 +100,7 @@ fn input_gradient_matches_finite_differences() {
     let score = |v: &[f64]| {
         let t = Tensor::from_vec(v.to_vec(), x.shape(), &Device::Cpu).unwrap();
         let l = m.model.forward(&t, &mut Tap::default()).unwrap();
-        l.get(0)
-            .unwrap()
-            .get(target)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
+        l.get(0).unwrap().get(target).unwrap().to_scalar::<f64>().unwrap()
     };
     let eps = 1e-5;
     // 24 pixels spread over the image, including the digit's strokes.
@@ -160,24 +151,14 @@ fn layer_gradients_through_probes() {
     // Shapes follow the activations, and the gradient at conv1 is nonzero.
     let (_, a, gc) = &g.layers[0];
     assert_eq!(a.dims(), gc.dims());
-    assert!(
-        gc.abs()
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-            > 0.0
-    );
+    assert!(gc.abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap() > 0.0);
 }
 
 #[test]
 fn training_smoke_test() {
     let dir = tempfile::tempdir().unwrap();
-    let mut opts = cnnscope::train::TrainOptions::new(
-        common::repo().join("data/mnist"),
-        dir.path().join("w.safetensors"),
-    );
+    let mut opts =
+        cnnscope::train::TrainOptions::new(common::repo().join("data/mnist"), dir.path().join("w.safetensors"));
     opts.train_size = 600;
     opts.test_size = 300;
     opts.epochs = 3;
@@ -185,10 +166,7 @@ fn training_smoke_test() {
     let mut seen = Vec::new();
     let log = cnnscope::train::train_lenet5(&opts, |e| seen.push(e.epoch)).unwrap();
     assert_eq!(seen, vec![1, 2, 3]);
-    assert!(
-        log.epochs[2].train_loss < log.epochs[0].train_loss,
-        "loss goes down"
-    );
+    assert!(log.epochs[2].train_loss < log.epochs[0].train_loss, "loss goes down");
     assert!(
         log.test_accuracy > 0.6,
         "well above chance after 3 short epochs: {}",

@@ -10,6 +10,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::error::{read_to_string, Error, Result};
+use crate::methods::{self, MethodSpec};
 use crate::models::{self, Architecture, InputSpec};
 pub use schema::{LabelRef, RawConfig};
 
@@ -23,6 +24,27 @@ pub struct Config {
     pub site: Site,
     pub models: Vec<ModelConfig>,
     pub images: Vec<ImageConfig>,
+    /// The config's text, to locate keys in errors found later.
+    pub text: String,
+}
+
+/// A class to explain, per image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// The class with the highest score.
+    Predicted,
+    /// The class with the second highest score.
+    RunnerUp,
+    /// The image's true class (skipped for images without a label).
+    Label,
+    /// A fixed class index.
+    Class(usize),
+}
+
+impl TargetSpec {
+    pub fn defaults() -> Vec<TargetSpec> {
+        vec![TargetSpec::Predicted, TargetSpec::RunnerUp, TargetSpec::Label]
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -63,6 +85,10 @@ pub struct ModelConfig {
     pub input: Input,
     pub training_log: Option<PathBuf>,
     pub description: String,
+    pub methods: Vec<MethodSpec>,
+    /// Where the methods were listed: `methods` or `models[i].methods`.
+    pub methods_key: String,
+    pub targets: Vec<TargetSpec>,
 }
 
 #[derive(Debug)]
@@ -107,9 +133,10 @@ pub fn line_of(text: &str, key: &str, value: Option<&str>, nth: usize) -> Option
                 Some(v) => {
                     let rest = rest.trim_start_matches(['"', '\'']);
                     rest.starts_with(v)
-                        && !rest[v.len()..].chars().next().is_some_and(|c| {
-                            c.is_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '/'
-                        })
+                        && !rest[v.len()..]
+                            .chars()
+                            .next()
+                            .is_some_and(|c| c.is_alphanumeric() || c == '-' || c == '_' || c == '.' || c == '/')
                 }
             };
             if matches {
@@ -136,37 +163,67 @@ pub fn load(path: &Path) -> Result<Config> {
     let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
     let root = path
         .parent()
-        .map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        })
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    validate(raw, path, &root, &text)
+    let mut config = validate(raw, path, &root, &text)?;
+    config.text = text;
+    Ok(config)
+}
+
+fn resolve_targets(
+    list: &[LabelRef],
+    key: &str,
+    classes: &[String],
+    err: &dyn Fn(&str, &str, Option<&str>, String) -> Error,
+) -> Result<Vec<TargetSpec>> {
+    let mut out = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let spec = match t {
+            LabelRef::Name(n) if n == "predicted" => TargetSpec::Predicted,
+            LabelRef::Name(n) if n == "runner-up" => TargetSpec::RunnerUp,
+            LabelRef::Name(n) if n == "label" => TargetSpec::Label,
+            LabelRef::Name(n) => match classes.iter().position(|c| c == n) {
+                Some(k) => TargetSpec::Class(k),
+                None => {
+                    return Err(err(
+                        &format!("{key}[{i}]"),
+                        "targets",
+                        None,
+                        format!("`{n}` is neither predicted, runner-up, label nor a class name"),
+                    ))
+                }
+            },
+            LabelRef::Index(k) if *k >= classes.len() => {
+                return Err(err(
+                    &format!("{key}[{i}]"),
+                    "targets",
+                    None,
+                    format!("class index {k} is out of range: the model has {} classes", classes.len()),
+                ))
+            }
+            LabelRef::Index(k) => TargetSpec::Class(*k),
+        };
+        if !out.contains(&spec) {
+            out.push(spec);
+        }
+    }
+    if out.is_empty() {
+        return Err(err(key, "targets", None, "lists no target".into()));
+    }
+    Ok(out)
 }
 
 fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Config> {
     // An error at key `key` whose value is `value`: located by searching the text.
     let err = |key: &str, field: &str, value: Option<&str>, msg: String| {
-        Error::at_line(
-            path,
-            line_of(text, field, value, 0),
-            format!("{key}: {msg}"),
-        )
+        Error::at_line(path, line_of(text, field, value, 0), format!("{key}: {msg}"))
     };
     if raw.site.title.trim().is_empty() {
         return Err(err("site.title", "title", None, "must not be empty".into()));
     }
     if raw.models.is_empty() {
-        return Err(err(
-            "models",
-            "models",
-            None,
-            "at least one model is required".into(),
-        ));
+        return Err(err("models", "models", None, "at least one model is required".into()));
     }
     let theme = raw.site.theme.unwrap_or_else(|| "default".to_string());
     if !valid_id(&theme) {
@@ -236,10 +293,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             .filter(|l| !l.is_empty())
             .collect();
         if classes.is_empty() {
-            return Err(Error::at(
-                &classes_path,
-                "no class names: expected one name per line",
-            ));
+            return Err(Error::at(&classes_path, "no class names: expected one name per line"));
         }
         let ikey = format!("{key}.input");
         let inp = m.input;
@@ -265,11 +319,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                     &format!("{ikey}.{name}"),
                     name,
                     None,
-                    format!(
-                        "has {} values but the input has {} channel(s)",
-                        v.len(),
-                        inp.channels
-                    ),
+                    format!("has {} values but the input has {} channel(s)", v.len(), inp.channels),
                 ));
             }
         }
@@ -288,13 +338,25 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             mean: inp.mean,
             std: inp.std,
         };
-        (arch.check_input)(&input.spec())
-            .map_err(|msg| err(&format!("{ikey}.size"), "size", None, msg))?;
+        (arch.check_input)(&input.spec()).map_err(|msg| err(&format!("{ikey}.size"), "size", None, msg))?;
         let training_log = match &m.training_log {
             Some(p) => Some(resolve(&format!("{key}.training_log"), "training_log", p)?),
             None => None,
         };
+        let (method_list, methods_key) = match (&m.methods, &raw.methods) {
+            (Some(l), _) => (l.clone(), format!("{key}.methods")),
+            (None, Some(l)) => (l.clone(), "methods".to_string()),
+            (None, None) => (methods::all_defaults(), "methods".to_string()),
+        };
+        let targets = match (&m.targets, &raw.targets) {
+            (Some(l), _) => resolve_targets(l, &format!("{key}.targets"), &classes, &err)?,
+            (None, Some(l)) => resolve_targets(l, "targets", &classes, &err)?,
+            (None, None) => TargetSpec::defaults(),
+        };
         models.push(ModelConfig {
+            methods: method_list,
+            methods_key,
+            targets,
             id: m.id,
             arch,
             weights,
@@ -329,11 +391,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
                             None,
                             format!(
                                 "unknown model `{id}` (models: {})",
-                                models
-                                    .iter()
-                                    .map(|m| m.id.as_str())
-                                    .collect::<Vec<_>>()
-                                    .join(", ")
+                                models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join(", ")
                             ),
                         ));
                     }
@@ -405,6 +463,7 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
         },
         models,
         images,
+        text: String::new(),
     })
 }
 

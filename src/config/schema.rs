@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::methods::MethodSpec;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -11,6 +13,10 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub images: Vec<RawImage>,
+    /// Methods for every model (default: all, with their defaults).
+    pub methods: Option<Vec<MethodSpec>>,
+    /// Target classes for every model (default: predicted, runner-up, label).
+    pub targets: Option<Vec<LabelRef>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -31,6 +37,10 @@ pub struct RawModel {
     pub input: RawInput,
     pub training_log: Option<PathBuf>,
     pub description: Option<String>,
+    /// Replaces the global `methods` for this model.
+    pub methods: Option<Vec<MethodSpec>>,
+    /// Replaces the global `targets` for this model.
+    pub targets: Option<Vec<LabelRef>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -92,12 +92,10 @@ fn find(dir: &Path, marker: &str) -> Result<PathBuf> {
         })
         .collect();
     found.sort();
-    found.into_iter().next().ok_or_else(|| {
-        Error::at(
-            dir,
-            format!("no file named like `*{marker}*` in this folder"),
-        )
-    })
+    found
+        .into_iter()
+        .next()
+        .ok_or_else(|| Error::at(dir, format!("no file named like `*{marker}*` in this folder")))
 }
 
 /// Reads the `*images-idx3-ubyte*` and `*labels-idx1-ubyte*` files of a folder.
@@ -109,10 +107,7 @@ pub fn read_digits(dir: &Path) -> Result<Digits> {
     if images.dims.len() != 3 {
         return Err(Error::at(
             &ip,
-            format!(
-                "expected 3 dimensions (count, rows, cols), found {:?}",
-                images.dims
-            ),
+            format!("expected 3 dimensions (count, rows, cols), found {:?}", images.dims),
         ));
     }
     if labels.dims.len() != 1 || labels.dims[0] != images.dims[0] {

@@ -14,8 +14,8 @@ use crate::ops::max_pool2d;
 
 pub const ARCH: Architecture = Architecture {
     id: "lenet5",
-    summary:
-        "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
+    summary: "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
+    gradcam_layer: "relu2",
     check_input,
     tensors,
     build,
@@ -124,16 +124,16 @@ impl Model for LeNet5 {
     }
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
         let x = tap.at("conv1", self.conv1.forward(x)?)?;
-        let x = tap.at("relu1", x.relu()?)?;
+        let x = tap.at("relu1", tap.relu(&x)?)?;
         let x = tap.at("pool1", max_pool2d(&x, 2, 2, 0)?)?;
         let x = tap.at("conv2", self.conv2.forward(&x)?)?;
-        let x = tap.at("relu2", x.relu()?)?;
+        let x = tap.at("relu2", tap.relu(&x)?)?;
         let x = tap.at("pool2", max_pool2d(&x, 2, 2, 0)?)?;
         let x = x.flatten_from(1)?;
         let x = tap.at("fc1", self.fc1.forward(&x)?)?;
-        let x = tap.at("relu3", x.relu()?)?;
+        let x = tap.at("relu3", tap.relu(&x)?)?;
         let x = tap.at("fc2", self.fc2.forward(&x)?)?;
-        let x = tap.at("relu4", x.relu()?)?;
+        let x = tap.at("relu4", tap.relu(&x)?)?;
         tap.at("fc3", self.fc3.forward(&x)?)
     }
 }

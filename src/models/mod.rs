@@ -91,6 +91,8 @@ pub struct Tap {
     pub activations: Vec<(String, Tensor)>,
     /// Zero `Var`s added to the probed activations, in network order.
     pub probes: Vec<(String, Var)>,
+    /// Guided backpropagation: rectified activations pass only positive gradients back.
+    pub guided: bool,
 }
 
 impl Tap {
@@ -99,6 +101,17 @@ impl Tap {
             keep,
             probe,
             ..Default::default()
+        }
+    }
+
+    /// The network's ReLU. Models call this rather than `Tensor::relu`, so that guided
+    /// backpropagation works for every architecture.
+    pub fn relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x.relu()?;
+        if self.guided {
+            crate::ops::guided(&y)
+        } else {
+            Ok(y)
         }
     }
 
@@ -131,6 +144,8 @@ pub trait Model: Send + Sync {
 pub struct Architecture {
     pub id: &'static str,
     pub summary: &'static str,
+    /// The layer Grad-CAM uses unless told otherwise: the output of the last conv block.
+    pub gradcam_layer: &'static str,
     /// Checks that the configured input fits the architecture.
     pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
     /// The tensors a weights file must hold, with their shapes.
@@ -163,12 +178,7 @@ pub struct LoadedModel {
 }
 
 /// Loads a weights file and checks it against the architecture, tensor by tensor.
-pub fn load(
-    arch: &Architecture,
-    path: &Path,
-    input: &InputSpec,
-    classes: usize,
-) -> Result<LoadedModel> {
+pub fn load(arch: &Architecture, path: &Path, input: &InputSpec, classes: usize) -> Result<LoadedModel> {
     load_as(arch, path, input, classes, DType::F32)
 }
 
@@ -195,12 +205,8 @@ pub fn load_as(
         .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
         .collect::<candle_core::Result<_>>()?;
     let vb = VarBuilder::from_tensors(map, dtype, &Device::Cpu);
-    let model = (arch.build)(vb, input, classes).map_err(|e| {
-        Error::at(
-            path,
-            format!("cannot build {} from these weights: {e}", arch.id),
-        )
-    })?;
+    let model = (arch.build)(vb, input, classes)
+        .map_err(|e| Error::at(path, format!("cannot build {} from these weights: {e}", arch.id)))?;
     Ok(LoadedModel { model, tensors })
 }
 
@@ -217,10 +223,7 @@ fn check_tensors(
         let Some(t) = raw.get(name) else {
             return Err(Error::at(
                 path,
-                format!(
-                    "tensor `{name}` is missing: {} expects shape {shape:?}",
-                    arch.id
-                ),
+                format!("tensor `{name}` is missing: {} expects shape {shape:?}", arch.id),
             ));
         };
         if t.dims() != shape.as_slice() {
@@ -279,21 +282,23 @@ pub struct Gradients {
 
 /// Runs one forward and one backward pass: the score is `Σ_n logits[n, targets[n]]`,
 /// so each sample of the batch gets the gradient of its own target's logit.
-pub fn gradients(
-    model: &dyn Model,
-    x: &Tensor,
-    targets: &[usize],
-    layers: Select,
-) -> Result<Gradients> {
+pub fn gradients(model: &dyn Model, x: &Tensor, targets: &[usize], layers: Select) -> Result<Gradients> {
+    pass(model, x, targets, layers, false)
+}
+
+/// [`gradients`] with guided ReLUs (guided backpropagation).
+pub fn guided_gradients(model: &dyn Model, x: &Tensor, targets: &[usize], layers: Select) -> Result<Gradients> {
+    pass(model, x, targets, layers, true)
+}
+
+fn pass(model: &dyn Model, x: &Tensor, targets: &[usize], layers: Select, guided: bool) -> Result<Gradients> {
     let n = x.dim(0)?;
     if targets.len() != n {
-        return Err(Error::msg(format!(
-            "{} targets for a batch of {n}",
-            targets.len()
-        )));
+        return Err(Error::msg(format!("{} targets for a batch of {n}", targets.len())));
     }
     let input = Var::from_tensor(x)?;
     let mut tap = Tap::new(layers.clone(), layers);
+    tap.guided = guided;
     let logits = model.forward(input.as_tensor(), &mut tap)?;
     let idx = Tensor::from_vec(
         targets.iter().map(|&t| t as u32).collect::<Vec<_>>(),

@@ -68,21 +68,13 @@ impl MaxPool2d {
             )
         }
         if dims.2 + 2 * self.padding < self.kernel || dims.3 + 2 * self.padding < self.kernel {
-            candle_core::bail!(
-                "max-pool: input {:?} smaller than kernel {}",
-                shape,
-                self.kernel
-            )
+            candle_core::bail!("max-pool: input {:?} smaller than kernel {}", shape, self.kernel)
         }
         Ok(dims)
     }
 }
 
-fn fwd_typed<T: WithDType>(
-    op: &MaxPool2d,
-    data: &[T],
-    dims: (usize, usize, usize, usize),
-) -> Vec<T> {
+fn fwd_typed<T: WithDType>(op: &MaxPool2d, data: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
     op.argmax(data, dims).into_iter().map(|i| data[i]).collect()
 }
 
@@ -91,11 +83,7 @@ impl CustomOp1 for MaxPool2d {
         "cnnscope-max-pool2d"
     }
 
-    fn cpu_fwd(
-        &self,
-        storage: &CpuStorage,
-        layout: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = self.check(layout.shape())?;
         let (start, end) = layout
             .contiguous_offsets()
@@ -109,12 +97,7 @@ impl CustomOp1 for MaxPool2d {
         Ok((out, out_shape))
     }
 
-    fn bwd(
-        &self,
-        arg: &Tensor,
-        _res: &Tensor,
-        grad_res: &Tensor,
-    ) -> candle_core::Result<Option<Tensor>> {
+    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
         let dims = self.check(arg.shape())?;
         let total = dims.0 * dims.1 * dims.2 * dims.3;
         let grad = match arg.dtype() {
@@ -143,12 +126,7 @@ impl CustomOp1 for MaxPool2d {
 }
 
 /// Max pooling over the last two dimensions of an `(N, C, H, W)` tensor.
-pub fn max_pool2d(
-    x: &Tensor,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
-) -> candle_core::Result<Tensor> {
+pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2d {
         kernel,
         stride,
@@ -169,13 +147,7 @@ mod tests {
         let w = Tensor::randn(0f64, 1.0, y.shape(), &dev).unwrap();
         let loss = (y * &w).unwrap().sum_all().unwrap();
         let g = loss.backward().unwrap();
-        let gx = g
-            .get(&x)
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1::<f64>()
-            .unwrap();
+        let gx = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let xv = x.flatten_all().unwrap().to_vec1::<f64>().unwrap();
         let f = |v: &Vec<f64>| -> f64 {
             let t = Tensor::from_vec(v.clone(), x.shape(), &dev).unwrap();
@@ -228,35 +200,11 @@ mod tests {
     fn candle_builtin_gradient_is_scaled() {
         // Documents why this op exists: candle's 2x2 max-pool passes back a quarter of the
         // true gradient. If this ever starts failing, candle has been fixed.
-        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, 1, 4, 4), &Device::Cpu).unwrap())
-            .unwrap();
-        let theirs = x
-            .max_pool2d(2)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let ours = max_pool2d(&x, 2, 2, 0)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .backward()
-            .unwrap();
-        let t = theirs
-            .get(&x)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
-        let o = ours
-            .get(&x)
-            .unwrap()
-            .sum_all()
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap();
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (1, 1, 4, 4), &Device::Cpu).unwrap()).unwrap();
+        let theirs = x.max_pool2d(2).unwrap().sum_all().unwrap().backward().unwrap();
+        let ours = max_pool2d(&x, 2, 2, 0).unwrap().sum_all().unwrap().backward().unwrap();
+        let t = theirs.get(&x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let o = ours.get(&x).unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
         assert!((o - 4.0).abs() < 1e-12, "ours sums to {o}");
         assert!(
             (t - 4.0).abs() > 1e-6,

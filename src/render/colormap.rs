@@ -82,10 +82,7 @@ mod tests {
         assert_eq!(s, Scale::Diverging { abs: 1.0 });
         let w = s.color(0.0);
         // ColorBrewer's RdBu centre is a neutral near-white.
-        assert!(
-            w.iter().all(|&c| c > 235) && w[0].abs_diff(w[2]) < 8,
-            "{w:?}"
-        );
+        assert!(w.iter().all(|&c| c > 235) && w[0].abs_diff(w[2]) < 8, "{w:?}");
         let (neg, pos) = (s.color(-1.0), s.color(1.0));
         assert!(neg[2] > neg[0], "negative is blue: {neg:?}");
         assert!(pos[0] > pos[2], "positive is red: {pos:?}");
@@ -93,9 +90,6 @@ mod tests {
 
     #[test]
     fn sequential_for_non_negative() {
-        assert_eq!(
-            Scale::fit(&[0.0, 2.0]),
-            Scale::Sequential { min: 0.0, max: 2.0 }
-        );
+        assert_eq!(Scale::fit(&[0.0, 2.0]), Scale::Sequential { min: 0.0, max: 2.0 });
     }
 }

@@ -15,15 +15,7 @@ const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 
 /// `count` maps of `h × w` values (row-major, one after another) in a grid of `cols`
 /// columns, each value drawn as a `zoom × zoom` block.
-pub fn maps(
-    data: &[f32],
-    count: usize,
-    h: usize,
-    w: usize,
-    cols: usize,
-    zoom: u32,
-    scale: &Scale,
-) -> RgbImage {
+pub fn maps(data: &[f32], count: usize, h: usize, w: usize, cols: usize, zoom: u32, scale: &Scale) -> RgbImage {
     let cols = cols.clamp(1, count.max(1));
     let rows = count.div_ceil(cols);
     let (cw, ch) = (w as u32 * zoom, h as u32 * zoom);
@@ -31,10 +23,7 @@ pub fn maps(
     let height = (rows as u32 * (ch + GAP)).saturating_sub(GAP).max(1);
     let mut img = RgbImage::from_pixel(width.max(1), height, BACKGROUND);
     for m in 0..count {
-        let (gx, gy) = (
-            (m % cols) as u32 * (cw + GAP),
-            (m / cols) as u32 * (ch + GAP),
-        );
+        let (gx, gy) = ((m % cols) as u32 * (cw + GAP), (m / cols) as u32 * (ch + GAP));
         for y in 0..h {
             for x in 0..w {
                 let c = Rgb(scale.color(data[m * h * w + y * w + x]));
@@ -83,18 +72,9 @@ pub fn colorbar(scale: &Scale, width: u32, height: u32) -> RgbImage {
 /// Writes a PNG with fixed encoder settings, so the same pixels give the same bytes.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).at_path(path)?;
-    PngEncoder::new_with_quality(
-        BufWriter::new(file),
-        CompressionType::Default,
-        FilterType::Adaptive,
-    )
-    .write_image(
-        img.as_raw(),
-        img.width(),
-        img.height(),
-        image::ExtendedColorType::Rgb8,
-    )
-    .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
+    PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Default, FilterType::Adaptive)
+        .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
+        .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
 }
 
 /// Writes any 8-bit image (grey or colour) as PNG with the same fixed settings.
@@ -102,18 +82,9 @@ pub fn save_dynamic_png(img: &image::DynamicImage, path: &Path) -> Result<()> {
     match img {
         image::DynamicImage::ImageLuma8(g) => {
             let file = std::fs::File::create(path).at_path(path)?;
-            PngEncoder::new_with_quality(
-                BufWriter::new(file),
-                CompressionType::Default,
-                FilterType::Adaptive,
-            )
-            .write_image(
-                g.as_raw(),
-                g.width(),
-                g.height(),
-                image::ExtendedColorType::L8,
-            )
-            .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
+            PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Default, FilterType::Adaptive)
+                .write_image(g.as_raw(), g.width(), g.height(), image::ExtendedColorType::L8)
+                .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
         }
         other => save_png(&other.to_rgb8(), path),
     }

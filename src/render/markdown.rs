@@ -95,8 +95,7 @@ mod tests {
 
     #[test]
     fn bad_front_matter_names_file_and_line() {
-        let e = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: [\n---\nbody")
-            .unwrap_err();
+        let e = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: [\n---\nbody").unwrap_err();
         let s = e.to_string();
         assert!(s.starts_with("n.md:"), "{s}");
         let e = split_front_matter(Path::new("n.md"), "---\ntitel: A\n---\n")

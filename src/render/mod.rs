@@ -1,6 +1,7 @@
 //! Turning arrays and text into what the site shows: colour maps, image grids, plots,
 //! markdown and templates.
 
+pub mod attribution;
 pub mod colormap;
 pub mod grid;
 pub mod markdown;

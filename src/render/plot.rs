@@ -11,17 +11,10 @@ pub fn line_chart(
     series: &[(&str, Vec<f64>)],
     y_range: Option<(f64, f64)>,
 ) -> Result<String> {
-    let n = series
-        .iter()
-        .map(|(_, v)| v.len())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let n = series.iter().map(|(_, v)| v.len()).max().unwrap_or(0).max(1);
     let (lo, hi) = y_range.unwrap_or_else(|| {
         let all = series.iter().flat_map(|(_, v)| v.iter().copied());
-        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
-            (a.min(v), b.max(v))
-        });
+        let (lo, hi) = all.fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
         if lo.is_finite() {
             let pad = ((hi - lo) * 0.08).max(1e-6);
             ((lo - pad).max(0.0), hi + pad)
@@ -32,8 +25,7 @@ pub fn line_chart(
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (480, 300)).into_drawing_area();
-        let err =
-            |e: &dyn std::fmt::Display| Error::msg(format!("cannot draw chart `{title}`: {e}"));
+        let err = |e: &dyn std::fmt::Display| Error::msg(format!("cannot draw chart `{title}`: {e}"));
         root.fill(&WHITE).map_err(|e| err(&e))?;
         let mut chart = ChartBuilder::on(&root)
             .caption(title, ("sans-serif", 18))
@@ -50,11 +42,7 @@ pub fn line_chart(
             .x_label_formatter(&|x| format!("{x:.0}"))
             .draw()
             .map_err(|e| err(&e))?;
-        let colors = [
-            RGBColor(31, 119, 180),
-            RGBColor(214, 39, 40),
-            RGBColor(44, 160, 44),
-        ];
+        let colors = [RGBColor(31, 119, 180), RGBColor(214, 39, 40), RGBColor(44, 160, 44)];
         for (i, (name, values)) in series.iter().enumerate() {
             let color = colors[i % colors.len()];
             chart
@@ -64,9 +52,7 @@ pub fn line_chart(
                 ))
                 .map_err(|e| err(&e))?
                 .label(*name)
-                .legend(move |(x, y)| {
-                    PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2))
-                });
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
         chart
             .configure_series_labels()

@@ -21,6 +21,8 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("model.html"),
     theme_file!("image.html"),
     theme_file!("note.html"),
+    theme_file!("attributions.html"),
+    theme_file!("gradients.html"),
     theme_file!("style.css"),
 ];
 
@@ -77,11 +79,7 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
             .collect();
         entries.sort();
         for p in entries {
-            let name = p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or_default()
-                .to_string();
+            let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default().to_string();
             if name.starts_with('.') {
                 continue;
             }
@@ -107,10 +105,8 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
     let mut templates = Vec::new();
     for (name, bytes, origin) in files {
         if name.ends_with(".html") {
-            let origin =
-                origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
-            let text = String::from_utf8(bytes)
-                .map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
+            let origin = origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
+            let text = String::from_utf8(bytes).map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
             templates.push((name, text, origin));
         } else {
             statics.push((name, bytes));
@@ -118,9 +114,7 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
     }
     // Templates can extend each other, so they are added together; a syntax error is
     // then reported for the file that has it.
-    if let Err(e) =
-        tera.add_raw_templates(templates.iter().map(|(n, t, _)| (n.as_str(), t.as_str())))
-    {
+    if let Err(e) = tera.add_raw_templates(templates.iter().map(|(n, t, _)| (n.as_str(), t.as_str()))) {
         let msg = describe(&e);
         let culprit = templates
             .iter()

@@ -32,11 +32,7 @@ pub fn fixture(name: &str) -> tempfile::TempDir {
     }
     let images = dir.path().join("images");
     std::fs::create_dir_all(&images).unwrap();
-    std::fs::copy(
-        repo().join("content/images/three.png"),
-        images.join("three.png"),
-    )
-    .unwrap();
+    std::fs::copy(repo().join("content/images/three.png"), images.join("three.png")).unwrap();
     let seven = image::open(repo().join("content/images/seven.png")).unwrap();
     seven
         .resize_exact(56, 42, image::imageops::FilterType::Nearest)

@@ -1,0 +1,12 @@
+//! Guided backpropagation (Springenberg et al. 2015): the input gradient with every ReLU's
+//! backward pass replaced by one that passes a gradient only where both the ReLU's input
+//! and the incoming gradient are positive. Drawn signed (sum over channels).
+
+use super::{input_map, Ctx, Output, View};
+use crate::error::Result;
+use crate::models::{guided_gradients, Select};
+
+pub fn run(cx: &Ctx) -> Result<Output> {
+    let g = guided_gradients(cx.model.model.as_ref(), cx.x, &[cx.target], Select::None)?;
+    Ok(input_map(g.input.squeeze(0)?, View::Signed))
+}

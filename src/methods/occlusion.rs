@@ -1,0 +1,87 @@
+//! Occlusion (Zeiler & Fergus 2014): slide a `window × window` square filled with `baseline`
+//! over the input with step `stride`; each pixel's value is the drop in the target's score,
+//! `S_c(x) − S_c(x with the window occluded)`, averaged over the windows that cover it.
+//! A last row and column of windows flush with the bottom and right edges are added when
+//! the stride does not reach them, so every pixel is covered. The occluded inputs run as
+//! batches. The map is `H×W`, signed: positive where hiding the pixels lowers the score.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Device, Tensor};
+
+use super::{Ctx, Map, Output, View, BATCH};
+use crate::error::Result;
+use crate::models::Tap;
+
+/// Window origins along one side: every `stride`, plus one flush with the end.
+pub fn origins(side: usize, window: usize, stride: usize) -> Vec<usize> {
+    let mut v: Vec<usize> = (0..=side - window).step_by(stride).collect();
+    if *v.last().unwrap() != side - window {
+        v.push(side - window);
+    }
+    v
+}
+
+pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Output> {
+    let (_, c, h, w) = cx.x.dims4()?;
+    let x = cx.x.flatten_all()?.to_vec1::<f32>()?;
+    let model = cx.model.model.as_ref();
+    let score = |batch: Tensor| -> Result<Vec<f32>> {
+        let logits = model.forward(&batch, &mut Tap::default())?;
+        Ok(logits.narrow(1, cx.target, 1)?.flatten_all()?.to_vec1::<f32>()?)
+    };
+    let base_score = score(cx.x.clone())?[0];
+    let windows: Vec<(usize, usize)> = origins(h, window, stride)
+        .into_iter()
+        .flat_map(|y| origins(w, window, stride).into_iter().map(move |x| (y, x)))
+        .collect();
+    let mut sum = vec![0f64; h * w];
+    let mut count = vec![0u32; h * w];
+    for chunk in windows.chunks(BATCH) {
+        let mut data = Vec::with_capacity(chunk.len() * x.len());
+        for &(y0, x0) in chunk {
+            let mut img = x.clone();
+            for k in 0..c {
+                for y in y0..y0 + window {
+                    for xx in x0..x0 + window {
+                        img[k * h * w + y * w + xx] = baseline;
+                    }
+                }
+            }
+            data.extend(img);
+        }
+        let scores = score(Tensor::from_vec(data, (chunk.len(), c, h, w), &Device::Cpu)?)?;
+        for (&(y0, x0), s) in chunk.iter().zip(scores) {
+            let drop = (base_score - s) as f64;
+            for y in y0..y0 + window {
+                for xx in x0..x0 + window {
+                    sum[y * w + xx] += drop;
+                    count[y * w + xx] += 1;
+                }
+            }
+        }
+    }
+    let map: Vec<f32> = sum
+        .iter()
+        .zip(&count)
+        .map(|(s, &n)| if n > 0 { (s / n as f64) as f32 } else { 0.0 })
+        .collect();
+    let mut metrics = BTreeMap::new();
+    metrics.insert("windows".into(), windows.len() as f64);
+    Ok(Output::Map(Map {
+        data: Tensor::from_vec(map, (h, w), &Device::Cpu)?,
+        view: View::Signed,
+        layer: None,
+        metrics,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn origins_cover_the_side() {
+        assert_eq!(super::origins(28, 4, 2).last(), Some(&24));
+        assert_eq!(super::origins(10, 4, 4), vec![0, 4, 6]);
+        assert_eq!(super::origins(5, 1, 1), vec![0, 1, 2, 3, 4]);
+    }
+}

@@ -1,0 +1,36 @@
+//! SmoothGrad (Smilkov et al. 2017): the mean of the input gradients at `samples` noisy
+//! copies `x + ε`, `ε ~ N(0, σ²)`, `σ = noise · (max x − min x)`. The copies run as batches;
+//! the noise comes from a seeded generator, so a build is reproducible.
+
+use candle_core::{Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+use super::{input_map, Ctx, Output, View, BATCH};
+use crate::error::{Error, Result};
+use crate::models::{gradients, Select};
+
+pub fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
+    let x = cx.x;
+    let (lo, hi) = (x.min_all()?.to_scalar::<f32>()?, x.max_all()?.to_scalar::<f32>()?);
+    let sigma = noise * (hi - lo);
+    let normal = Normal::new(0f32, sigma.max(0.0)).map_err(|e| Error::msg(format!("smoothgrad noise: {e}")))?;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let dims = x.dims().to_vec();
+    let per = x.elem_count();
+    let mut sum = x.squeeze(0)?.zeros_like()?;
+    let mut done = 0;
+    while done < samples {
+        let n = BATCH.min(samples - done);
+        let eps: Vec<f32> = (0..n * per)
+            .map(|_| if sigma > 0.0 { normal.sample(&mut rng) } else { 0.0 })
+            .collect();
+        let eps = Tensor::from_vec(eps, (n, dims[1], dims[2], dims[3]), &Device::Cpu)?;
+        let batch = eps.broadcast_add(x)?;
+        let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
+        sum = (sum + g.input.sum(0)?)?;
+        done += n;
+    }
+    Ok(input_map((sum / samples as f64)?, View::Unsigned))
+}
