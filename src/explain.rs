@@ -95,7 +95,12 @@ pub fn method_slugs(methods: &[MethodSpec]) -> Vec<String> {
 
 fn params_text(v: &Value) -> String {
     v.as_object()
-        .map(|o| o.iter().map(|(k, v)| format!("{k} = {}", v.to_string().trim_matches('"'))).collect::<Vec<_>>().join(", "))
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} = {}", v.to_string().trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
         .unwrap_or_default()
 }
 
@@ -137,7 +142,11 @@ pub fn explain(
                     let base = format!("{dir}/attributions/{}/{}", slugs[mi], t.index);
                     mkdir(&out.join(format!("{dir}/attributions/{}", slugs[mi])))?;
                     let dims = map.data.dims().to_vec();
-                    let raw = map.data.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+                    let raw = map
+                        .data
+                        .flatten_all()?
+                        .to_dtype(candle_core::DType::F32)?
+                        .to_vec1::<f32>()?;
                     let prepared = prepare(&raw, &dims, map.view, input_hw);
                     let heat = heatmap(&prepared, zoom);
                     let over = overlay(shown, &heat);
@@ -149,7 +158,11 @@ pub fn explain(
                         .metrics
                         .iter()
                         .map(|(k, v)| {
-                            let shown = if k == "completeness_gap" { format!("{:.3}%", 100.0 * v) } else { format!("{v:.4}") };
+                            let shown = if k == "completeness_gap" {
+                                format!("{:.3}%", 100.0 * v)
+                            } else {
+                                format!("{v:.4}")
+                            };
                             json!({"name": k.replace('_', " "), "value": shown})
                         })
                         .collect();
@@ -179,7 +192,9 @@ pub fn explain(
                     mkdir(&out.join(&gdir))?;
                     let mut layers = Vec::new();
                     for (name, g) in &grads {
-                        let Some(info) = lm.model.layers().iter().find(|l| &l.name == name) else { continue };
+                        let Some(info) = lm.model.layers().iter().find(|l| &l.name == name) else {
+                            continue;
+                        };
                         let base = format!("{gdir}/{name}");
                         if let Some(v) = layer_picture(g, info, &base, out)? {
                             layers.push(v);
@@ -213,7 +228,12 @@ pub fn explain(
             mkdir(&out.join(&wdir))?;
             let mut tensors = Vec::new();
             for (tensor, g) in &grads {
-                let Some(info) = lm.model.layers().iter().find(|l| l.weight.as_deref() == Some(tensor.as_str())) else {
+                let Some(info) = lm
+                    .model
+                    .layers()
+                    .iter()
+                    .find(|l| l.weight.as_deref() == Some(tensor.as_str()))
+                else {
                     continue;
                 };
                 let base = format!("{wdir}/{}", info.name);

@@ -118,7 +118,11 @@ impl Site {
                     } else {
                         config::line_of(&config.text, "name", Some(m.id()), 0)
                     };
-                    return Err(Error::at_line(&config.path, line, format!("{key}: {msg} (model `{}`)", mc.id)));
+                    return Err(Error::at_line(
+                        &config.path,
+                        line,
+                        format!("{key}: {msg} (model `{}`)", mc.id),
+                    ));
                 }
             }
         }
@@ -297,7 +301,9 @@ impl Site {
                 continue;
             };
             let base = format!("{dir}/weights/{}", layer.name);
-            let Some((view, art)) = weight_picture(w, layer, wname, &base, out, &mc.id)? else { continue };
+            let Some((view, art)) = weight_picture(w, layer, wname, &base, out, &mc.id)? else {
+                continue;
+            };
             weights.push(view);
             artifacts.push(art);
         }
@@ -366,7 +372,13 @@ impl Site {
             let base = format!("{dir}/activations/{name}");
             if let Some(v) = layer_picture(&act.squeeze(0)?, info, &base, out)? {
                 layers.push(v);
-                artifacts.push(art("activation", Some(name), Some(format!("{base}.png")), format!("{base}.npy"), act.dims()[1..].to_vec()));
+                artifacts.push(art(
+                    "activation",
+                    Some(name),
+                    Some(format!("{base}.png")),
+                    format!("{base}.npy"),
+                    act.dims()[1..].to_vec(),
+                ));
             }
         }
         let explained = crate::explain::explain(self, p, &x, &shown, &probs, out, &dir)?;
@@ -406,14 +418,21 @@ pub(crate) fn weight_picture(
         }
         (LayerKind::Linear, &[o, i]) => {
             let zoom = (480 / o.max(i) as u32).clamp(1, 8);
-            (grid::maps(&data, 1, o, i, 1, zoom, &scale), format!("{o} outputs (rows) × {i} inputs (columns)"))
+            (
+                grid::maps(&data, 1, o, i, 1, zoom, &scale),
+                format!("{o} outputs (rows) × {i} inputs (columns)"),
+            )
         }
         _ => return Ok(None),
     };
     grid::save_png(&picture, &out.join(format!("{base}.png")))?;
     write_npy(w, &out.join(format!("{base}.npy")))?;
     let (lo, hi) = scale.range();
-    let kind = if layer.kind == LayerKind::Conv { "filters" } else { "weights" };
+    let kind = if layer.kind == LayerKind::Conv {
+        "filters"
+    } else {
+        "weights"
+    };
     let view = json!({
         "layer": layer.name, "kind": kind, "tensor": tensor, "shape": shape_str(&dims),
         "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
@@ -445,7 +464,9 @@ pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, ou
     grid::save_png(&picture, &out.join(format!("{base}.png")))?;
     write_npy(a, &out.join(format!("{base}.npy")))?;
     let (lo, hi) = scale.range();
-    let (amin, amax) = data.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    let (amin, amax) = data
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
     let strongest = (dims.len() == 1).then(|| {
         let mut idx: Vec<usize> = (0..data.len()).collect();
         idx.sort_by(|&a, &b| data[b].total_cmp(&data[a]).then(a.cmp(&b)));
@@ -700,7 +721,9 @@ impl Site {
                 .rows
                 .iter()
                 .filter_map(|r| {
-                    r["cells"].get(0).map(|c| json!({"title": r["title"], "slug": r["slug"], "overlay": c["overlay"]}))
+                    r["cells"]
+                        .get(0)
+                        .map(|c| json!({"title": r["title"], "slug": r["slug"], "overlay": c["overlay"]}))
                 })
                 .collect();
             ctx.insert("preview", &preview);
@@ -710,8 +733,14 @@ impl Site {
             let targets = crate::explain::targets_view(&ex.targets);
             if !ex.rows.is_empty() {
                 let adir = format!("{dir}/attributions");
-                let mut ctx = self.base_context(&adir, &format!("Attributions: {} × {} · {}", mc.id, ic.id, self.config.site.title));
-                ctx.insert("model", &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}));
+                let mut ctx = self.base_context(
+                    &adir,
+                    &format!("Attributions: {} × {} · {}", mc.id, ic.id, self.config.site.title),
+                );
+                ctx.insert(
+                    "model",
+                    &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
+                );
                 ctx.insert("image", &json!({"id": ic.id}));
                 ctx.insert("pair", &pair);
                 ctx.insert("targets", &targets);
@@ -721,8 +750,14 @@ impl Site {
             }
             if pair["gradients"].is_string() {
                 let gdir = format!("{dir}/gradients");
-                let mut ctx = self.base_context(&gdir, &format!("Gradients: {} × {} · {}", mc.id, ic.id, self.config.site.title));
-                ctx.insert("model", &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}));
+                let mut ctx = self.base_context(
+                    &gdir,
+                    &format!("Gradients: {} × {} · {}", mc.id, ic.id, self.config.site.title),
+                );
+                ctx.insert(
+                    "model",
+                    &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
+                );
                 ctx.insert("image", &json!({"id": ic.id}));
                 ctx.insert("pair", &pair);
                 ctx.insert("activation_gradients", &ex.activation_gradients);

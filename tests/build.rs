@@ -85,8 +85,61 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert_eq!(pairs[1]["image"], "seven-large");
     assert_eq!(pairs[1]["label"], 7, "a label given by name resolves to its index");
 
-    // Every artifact's files exist and every npy has the recorded shape.
+    // Attributions: every map method for every target of every pair.
     let arts = m["artifacts"].as_array().unwrap();
+    for pair in pairs {
+        let image = pair["image"].as_str().unwrap();
+        let targets = pair["targets"].as_array().unwrap();
+        assert!(targets.len() >= 2, "predicted and runner-up at least");
+        assert_eq!(targets[0]["roles"][0], "predicted");
+        let of = |kind: &str| {
+            arts.iter()
+                .filter(|a| a["kind"] == kind && a["image"] == image)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(of("attribution").len(), 8 * targets.len(), "{image}");
+        assert_eq!(of("activation-gradient").len(), 11 * targets.len(), "{image}");
+        assert_eq!(of("weight-gradient").len(), 5, "{image}");
+        for a in of("attribution") {
+            assert!(a["target"]["index"].is_u64() && a["target"]["name"].is_string());
+            assert!(a["params"].is_object() && a["overlay"].is_string());
+            let shape = a["shape"].clone();
+            match a["method"].as_str().unwrap() {
+                "gradcam" | "gradcam++" => {
+                    assert_eq!(shape, serde_json::json!([10, 10]));
+                    assert_eq!(a["layer"], "relu2");
+                }
+                "occlusion" => assert_eq!(shape, serde_json::json!([28, 28])),
+                "integrated-gradients" => {
+                    assert_eq!(shape, serde_json::json!([1, 28, 28]));
+                    let gap = a["metrics"]["completeness_gap"].as_f64().unwrap();
+                    assert!(gap.abs() < 0.05, "completeness gap {gap} with 50 steps");
+                    assert_eq!(a["params"]["steps"], 50);
+                }
+                _ => assert_eq!(shape, serde_json::json!([1, 28, 28])),
+            }
+        }
+    }
+    let matrix = read(&out.join("models/lenet/images/three/attributions/index.html"));
+    for title in [
+        "Saliency",
+        "Gradient × input",
+        "SmoothGrad",
+        "Integrated Gradients",
+        "Guided backprop",
+        "Grad-CAM",
+        "Grad-CAM++",
+        "Occlusion",
+    ] {
+        assert!(matrix.contains(&format!("<strong>{title}</strong>")), "row {title}");
+    }
+    assert!(matrix.contains("completeness gap"));
+    assert!(matrix.contains("href=\"../../../../../static/style.css\""));
+    let grads = read(&out.join("models/lenet/images/three/gradients/index.html"));
+    assert!(grads.contains("Weight gradients") && grads.contains("conv2.weight"));
+    assert!(page.contains("href=\"../../../../models/lenet/images/three/attributions/index.html\""));
+
+    // Every artifact's files exist and every npy has the recorded shape.
     let kinds = |k: &str| arts.iter().filter(|a| a["kind"] == k).count();
     assert_eq!(kinds("activation"), 2 * 11);
     assert_eq!(kinds("logits"), 2);

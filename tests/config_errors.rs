@@ -304,3 +304,118 @@ fn cli_reports_errors_with_a_non_zero_exit_and_no_panic() {
     assert!(!err.contains("panicked"), "{err}");
     assert!(!dir.path().join("public").exists());
 }
+
+fn with_methods(dir: &Path, methods: &str) -> std::path::PathBuf {
+    let p = dir.join("gallery.yaml");
+    let text = std::fs::read_to_string(&p).unwrap();
+    std::fs::write(&p, format!("{text}{methods}")).unwrap();
+    p
+}
+
+#[test]
+fn the_fixture_with_methods_and_targets_is_valid() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(
+        dir.path(),
+        "methods:\n  - name: gradcam\n    layer: relu1\n  - { name: smoothgrad, samples: 4, noise: 0.2 }\ntargets: [predicted, 9, \"0\"]\n",
+    );
+    let site = Site::load(&cfg).unwrap();
+    assert_eq!(site.config.models[0].methods.len(), 2);
+    assert_eq!(site.config.models[0].targets.len(), 3);
+}
+
+#[test]
+fn unknown_method() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: lime\n");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml", "methods[0]", "unknown variant `lime`", "gradcam++"],
+    );
+}
+
+#[test]
+fn unknown_method_parameter() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(
+        dir.path(),
+        "methods:\n  - name: saliency\n  - name: integrated-gradients\n    stepz: 10\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml",
+            "methods",
+            "unknown field `stepz`",
+            "expected `steps` or `baseline`",
+            "line 20",
+        ],
+    );
+}
+
+#[test]
+fn zero_steps() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: integrated-gradients\n    steps: 0\n");
+    assert_has(&load_err(&cfg), &["gallery.yaml:21:", "methods[0].steps", "at least 1"]);
+}
+
+#[test]
+fn negative_noise() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: smoothgrad\n    noise: -0.1\n");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:21:", "methods[0].noise", "non-negative"],
+    );
+}
+
+#[test]
+fn gradcam_at_an_unknown_layer() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: gradcam++\n    layer: layer4\n");
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:21:",
+            "methods[0].layer",
+            "`layer4` is not a layer of lenet5",
+            "relu2",
+        ],
+    );
+}
+
+#[test]
+fn gradcam_at_a_layer_without_maps() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: gradcam\n    layer: fc1\n");
+    assert_has(&load_err(&cfg), &["methods[0].layer", "no spatial maps"]);
+}
+
+#[test]
+fn occlusion_window_larger_than_the_input() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "methods:\n  - name: occlusion\n    window: 40\n");
+    assert_has(&load_err(&cfg), &["methods[0].window", "between 1 and 28"]);
+}
+
+#[test]
+fn unknown_target() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "targets: [predicted, cat]\n");
+    assert_has(&load_err(&cfg), &["gallery.yaml:19:", "targets[1]", "`cat` is neither"]);
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "targets: [10]\n");
+    assert_has(&load_err(&cfg), &["targets[0]", "out of range"]);
+}
+
+#[test]
+fn a_model_level_method_list_is_named_as_such() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "    classes: classes.txt\n",
+        "    classes: classes.txt\n    methods: [{ name: saliency }, { name: smoothgrad, samples: 0 }]\n",
+    );
+    assert_has(&load_err(&cfg), &["models[0].methods[1].samples", "at least 1"]);
+}

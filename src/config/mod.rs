@@ -199,7 +199,10 @@ fn resolve_targets(
                     &format!("{key}[{i}]"),
                     "targets",
                     None,
-                    format!("class index {k} is out of range: the model has {} classes", classes.len()),
+                    format!(
+                        "class index {k} is out of range: the model has {} classes",
+                        classes.len()
+                    ),
                 ))
             }
             LabelRef::Index(k) => TargetSpec::Class(*k),

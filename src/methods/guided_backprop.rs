@@ -7,6 +7,7 @@ use crate::error::Result;
 use crate::models::{guided_gradients, Select};
 
 pub fn run(cx: &Ctx) -> Result<Output> {
+    super::count_pass();
     let g = guided_gradients(cx.model.model.as_ref(), cx.x, &[cx.target], Select::None)?;
     Ok(input_map(g.input.squeeze(0)?, View::Signed))
 }

@@ -90,6 +90,7 @@ pub fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
         let n = chunk.len();
         let a = Tensor::from_vec(alphas, (n, 1, 1, 1), &Device::Cpu)?;
         let batch = base.broadcast_add(&diff.broadcast_mul(&a)?)?;
+        super::count_pass();
         let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
         let wt = Tensor::from_vec(weights, (n, 1, 1, 1), &Device::Cpu)?;
         total = (total + g.input.broadcast_mul(&wt)?.sum(0)?)?;

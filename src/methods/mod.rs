@@ -27,13 +27,26 @@ use crate::config::Input;
 use crate::error::Result;
 use crate::models::{self, Architecture, Gradients, LayerInfo, LoadedModel, Select};
 
+thread_local! {
+    static PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Forward + backward passes run by methods on this thread so far (to check sharing).
+pub fn passes_on_this_thread() -> usize {
+    PASSES.with(|p| p.get())
+}
+
+pub(crate) fn count_pass() {
+    PASSES.with(|p| p.set(p.get() + 1));
+}
+
 /// Samples per batch for the methods that evaluate many inputs (SmoothGrad, IG, occlusion).
 pub const BATCH: usize = 32;
 
 fn d_samples() -> usize {
     25
 }
-fn d_noise() -> f32 {
+fn d_noise() -> f64 {
     0.15
 }
 fn d_steps() -> usize {
@@ -67,7 +80,7 @@ pub enum MethodSpec {
         samples: usize,
         /// Standard deviation of the noise, as a fraction of the input's max − min.
         #[serde(default = "d_noise")]
-        noise: f32,
+        noise: f64,
         #[serde(default)]
         seed: u64,
     },
@@ -92,7 +105,7 @@ pub enum MethodSpec {
         stride: Option<usize>,
         /// The value the window is filled with, in the model's normalised input space.
         #[serde(default)]
-        baseline: f32,
+        baseline: f64,
     },
     #[serde(rename = "activation-gradients")]
     ActivationGradients {},
@@ -198,6 +211,7 @@ impl<'a> Ctx<'a> {
         if let Some(g) = self.shared.get() {
             return Ok(g);
         }
+        count_pass();
         let g = models::gradients(self.model.model.as_ref(), self.x, &[self.target], Select::All)?;
         let _ = self.shared.set(g);
         Ok(self.shared.get().expect("just set"))
@@ -361,7 +375,7 @@ impl MethodSpec {
         match self {
             MethodSpec::Saliency {} => saliency::run(cx),
             MethodSpec::GradientXInput {} => gradient_x_input::run(cx),
-            MethodSpec::SmoothGrad { samples, noise, seed } => smoothgrad::run(cx, *samples, *noise, *seed),
+            MethodSpec::SmoothGrad { samples, noise, seed } => smoothgrad::run(cx, *samples, *noise as f32, *seed),
             MethodSpec::IntegratedGradients { steps, baseline } => integrated_gradients::run(cx, *steps, *baseline),
             MethodSpec::GuidedBackprop {} => guided_backprop::run(cx),
             MethodSpec::GradCam { layer } => gradcam::run(cx, layer.as_deref().unwrap_or(cx.arch.gradcam_layer)),
@@ -374,7 +388,7 @@ impl MethodSpec {
                 baseline,
             } => {
                 let (w, s) = Self::occlusion_geometry(*window, *stride, cx.input);
-                occlusion::run(cx, w, s, *baseline)
+                occlusion::run(cx, w, s, *baseline as f32)
             }
             MethodSpec::ActivationGradients {} => activation_gradients::run(cx),
             MethodSpec::WeightGradients {} => weight_gradients::run(cx),

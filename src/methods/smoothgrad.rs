@@ -28,6 +28,7 @@ pub fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
             .collect();
         let eps = Tensor::from_vec(eps, (n, dims[1], dims[2], dims[3]), &Device::Cpu)?;
         let batch = eps.broadcast_add(x)?;
+        super::count_pass();
         let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
         sum = (sum + g.input.sum(0)?)?;
         done += n;

@@ -73,7 +73,9 @@ pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize)) 
         View::Cam => {
             let (h, w) = (dims[dims.len() - 2], dims[dims.len() - 1]);
             let relu: Vec<f32> = data.iter().map(|v| v.max(0.0)).collect();
-            let (lo, hi) = relu.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+            let (lo, hi) = relu
+                .iter()
+                .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
             let norm: Vec<f32> = if hi > lo {
                 relu.iter().map(|v| (v - lo) / (hi - lo)).collect()
             } else {
@@ -84,7 +86,10 @@ pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize)) 
                 h: input.0,
                 w: input.1,
                 scale: Scale::Sequential { min: 0.0, max: 1.0 },
-                note: format!("ReLU, min–max to 0..1 (raw range {lo:.4} … {hi:.4}), bilinear {h}×{w} → {}×{}", input.0, input.1),
+                note: format!(
+                    "ReLU, min–max to 0..1 (raw range {lo:.4} … {hi:.4}), bilinear {h}×{w} → {}×{}",
+                    input.0, input.1
+                ),
             }
         }
         View::Signed | View::Unsigned => {
@@ -95,13 +100,29 @@ pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize)) 
             };
             let values = reduce(data, c, h, w, view);
             let p = percentile_abs(&values, 0.99);
-            let p = if p > 0.0 { p } else { values.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12) };
-            let (scale, note) = if view == View::Signed {
-                (Scale::Diverging { abs: p }, format!("sum over channels, clipped at ±{p:.4} (99th percentile of |·|)"))
+            let p = if p > 0.0 {
+                p
             } else {
-                (Scale::Sequential { min: 0.0, max: p }, format!("max of |·| over channels, clipped at {p:.4} (99th percentile)"))
+                values.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12)
             };
-            Prepared { values, h, w, scale, note }
+            let (scale, note) = if view == View::Signed {
+                (
+                    Scale::Diverging { abs: p },
+                    format!("sum over channels, clipped at ±{p:.4} (99th percentile of |·|)"),
+                )
+            } else {
+                (
+                    Scale::Sequential { min: 0.0, max: p },
+                    format!("max of |·| over channels, clipped at {p:.4} (99th percentile)"),
+                )
+            };
+            Prepared {
+                values,
+                h,
+                w,
+                scale,
+                note,
+            }
         }
     }
 }
