@@ -679,6 +679,15 @@ impl Site {
                         "std": mc.input.std.iter().map(|v| v.to_string()).collect::<Vec<_>>(), "classes": mc.classes.len()}),
             );
             ctx.insert("training", &training);
+            let slugs = crate::explain::method_slugs(&mc.methods);
+            let methods: Vec<Value> = mc
+                .methods
+                .iter()
+                .zip(&slugs)
+                .filter(|(m, _)| m.is_map())
+                .map(|(m, s)| json!({"title": m.title(), "href": format!("{dir}/methods/{s}/index.html")}))
+                .collect();
+            ctx.insert("methods", &methods);
             ctx.insert("images", &images);
             self.write_page(out, &dir, "model.html", &ctx)?;
             pages += 1;
@@ -763,6 +772,51 @@ impl Site {
                 ctx.insert("activation_gradients", &ex.activation_gradients);
                 ctx.insert("weight_gradients", &ex.weight_gradients);
                 self.write_page(out, &gdir, "gradients.html", &ctx)?;
+                pages += 1;
+            }
+        }
+
+        // One page per model and method: the method across all images, for each image's targets.
+        for (mi, mc) in self.config.models.iter().enumerate() {
+            let slugs = crate::explain::method_slugs(&mc.methods);
+            for (k, method) in mc.methods.iter().enumerate() {
+                if !method.is_map() {
+                    continue;
+                }
+                let dir = format!("{}/methods/{}", plan::model_dir(&mc.id), slugs[k]);
+                let images: Vec<Value> = pairs
+                    .iter()
+                    .zip(views)
+                    .filter(|(p, _)| p.model == mi)
+                    .filter_map(|(p, v)| {
+                        let ic = &self.config.images[p.image];
+                        let row = v.explained.rows.iter().find(|r| r["slug"] == slugs[k].as_str())?;
+                        let cells: Vec<Value> = row["cells"]
+                            .as_array()?
+                            .iter()
+                            .zip(&v.explained.targets)
+                            .map(|(c, t)| json!({"overlay": c["overlay"], "target": t.name, "roles": t.roles.join(", "),
+                                                 "probability": pct(t.probability)}))
+                            .collect();
+                        let idir = plan::image_dir(&mc.id, &ic.id);
+                        Some(json!({"id": ic.id, "href": format!("{idir}/attributions/index.html#{}", slugs[k]), "cells": cells}))
+                    })
+                    .collect();
+                let mut ctx = self.base_context(
+                    &dir,
+                    &format!("{} on {} · {}", method.title(), mc.id, self.config.site.title),
+                );
+                ctx.insert(
+                    "model",
+                    &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
+                );
+                ctx.insert(
+                    "method",
+                    &json!({"id": method.id(), "title": method.title(),
+                                             "params": method.params(mc.arch, &mc.input)}),
+                );
+                ctx.insert("images", &images);
+                self.write_page(out, &dir, "method.html", &ctx)?;
                 pages += 1;
             }
         }

@@ -23,6 +23,7 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("note.html"),
     theme_file!("attributions.html"),
     theme_file!("gradients.html"),
+    theme_file!("method.html"),
     theme_file!("style.css"),
 ];
 
