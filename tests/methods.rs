@@ -108,7 +108,7 @@ fn gradcam_equals_a_direct_computation() {
     for &gi in s {
         let gi = gi as f64;
         if gi != 0.0 {
-            wc += gi * gi / (2.0 * gi * gi + sum_a * gi.powi(3) + 1e-7) * gi.max(0.0);
+            wc += gi * gi / (2.0 * gi * gi + sum_a * gi.powi(3) + 1e-6) * gi.max(0.0);
         }
     }
     assert!((wc as f32 - wpp[c]).abs() <= 1e-5 * wc.abs().max(1e-6) as f32);

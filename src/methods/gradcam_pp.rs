@@ -27,7 +27,7 @@ pub fn weights(a: &Tensor, g: &Tensor) -> Result<Tensor> {
                 continue;
             }
             let g2 = gi * gi;
-            let alpha = g2 / (2.0 * g2 + sum_a * g2 * gi + 1e-7);
+            let alpha = g2 / (2.0 * g2 + sum_a * g2 * gi + 1e-6);
             wk += alpha * gi.max(0.0);
         }
         out.push(wk as f32);
