@@ -450,6 +450,9 @@ pub(crate) fn weight_picture(
     Ok(Some((view, art)))
 }
 
+/// The most feature maps drawn for one layer.
+const MAX_MAPS: usize = 64;
+
 /// Draws one layer's maps (`C×H×W`: a grid) or units (`N`: a strip) and writes
 /// `<base>.png/.npy`; used for activations and their gradients alike.
 pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, out: &Path) -> Result<Option<Value>> {
@@ -457,7 +460,8 @@ pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, ou
     let data = a.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
     let scale = Scale::fit(&data);
     let picture = match dims.as_slice() {
-        &[c, h, w] => grid::maps(&data, c, h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+        // Wide layers show their first 64 maps; the .npy holds all of them.
+        &[c, h, w] => grid::maps(&data, c.min(MAX_MAPS), h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
         &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
         _ => return Ok(None),
     };
@@ -478,6 +482,7 @@ pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, ou
         "vector": dims.len() == 1, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
         "min": lo, "max": hi, "value_min": amin, "value_max": amax,
         "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
+        "shown": match dims.as_slice() { &[c, _, _] if c > MAX_MAPS => Some(MAX_MAPS), _ => None },
     })))
 }
 

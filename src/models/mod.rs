@@ -10,6 +10,7 @@
 //! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
 
 pub mod lenet5;
+pub mod nn;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -25,8 +26,14 @@ use crate::error::{Error, Result};
 #[serde(rename_all = "lowercase")]
 pub enum LayerKind {
     Conv,
+    #[serde(rename = "batchnorm")]
+    BatchNorm,
     Relu,
+    Relu6,
     MaxPool,
+    AvgPool,
+    /// A composite block (a residual block, an MBConv block): its output.
+    Block,
     Linear,
 }
 
@@ -34,8 +41,12 @@ impl LayerKind {
     pub fn as_str(&self) -> &'static str {
         match self {
             LayerKind::Conv => "conv",
+            LayerKind::BatchNorm => "batchnorm",
             LayerKind::Relu => "relu",
+            LayerKind::Relu6 => "relu6",
             LayerKind::MaxPool => "maxpool",
+            LayerKind::AvgPool => "avgpool",
+            LayerKind::Block => "block",
             LayerKind::Linear => "linear",
         }
     }
@@ -108,6 +119,16 @@ impl Tap {
     /// backpropagation works for every architecture.
     pub fn relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let y = x.relu()?;
+        if self.guided {
+            crate::ops::guided(&y)
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// The network's ReLU6 (`min(max(x, 0), 6)`), guided like [`Tap::relu`].
+    pub fn relu6(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = nn::relu6(x)?;
         if self.guided {
             crate::ops::guided(&y)
         } else {
@@ -190,15 +211,7 @@ pub fn load_as(
     classes: usize,
     dtype: DType,
 ) -> Result<LoadedModel> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if ext != "safetensors" {
-        return Err(Error::at(
-            path,
-            format!("unsupported weights format `.{ext}`: expected a `.safetensors` file"),
-        ));
-    }
-    let raw = candle_core::safetensors::load(path, &Device::Cpu)
-        .map_err(|e| Error::at(path, format!("cannot read the weights as safetensors: {e}")))?;
+    let raw = read_weights(path)?;
     let tensors = check_tensors(arch, path, raw, input, classes)?;
     let map: HashMap<String, Tensor> = tensors
         .iter()
@@ -208,6 +221,56 @@ pub fn load_as(
     let model = (arch.build)(vb, input, classes)
         .map_err(|e| Error::at(path, format!("cannot build {} from these weights: {e}", arch.id)))?;
     Ok(LoadedModel { model, tensors })
+}
+
+/// Reads every tensor of a weights file: safetensors, or a PyTorch zip `.pth`/`.pt`.
+pub fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    match ext {
+        "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
+            .map_err(|e| Error::at(path, format!("cannot read the weights as safetensors: {e}"))),
+        "pth" | "pt" | "bin" => {
+            let mut head = [0u8; 4];
+            {
+                use std::io::Read;
+                let mut f = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+                let _ = f.read(&mut head).map_err(|e| Error::io(path, e))?;
+            }
+            if head != *b"PK\x03\x04" {
+                return Err(Error::at(
+                    path,
+                    "not a zip-format PyTorch file: this looks like the legacy (pre-1.6) format, which cannot be read. \
+                     Convert it with PyTorch: `sd = torch.load(\"old.pth\"); torch.save(sd, \"new.pth\")` \
+                     (zip format), or better `safetensors.torch.save_file(sd, \"model.safetensors\")`",
+                ));
+            }
+            let mut all = candle_core::pickle::read_all(path);
+            // Checkpoints often nest the state dict under a key.
+            for key in ["state_dict", "model"] {
+                if all.as_ref().map_or(true, |v| v.is_empty()) {
+                    if let Ok(v) = candle_core::pickle::read_all_with_key(path, Some(key)) {
+                        if !v.is_empty() {
+                            all = Ok(v);
+                        }
+                    }
+                }
+            }
+            let all = all.map_err(|e| Error::at(path, format!("cannot read the PyTorch file: {e}")))?;
+            if all.is_empty() {
+                return Err(Error::at(
+                    path,
+                    "no tensors found: expected a state_dict saved with torch.save",
+                ));
+            }
+            Ok(all.into_iter().collect())
+        }
+        _ => Err(Error::at(
+            path,
+            format!(
+                "unsupported weights format `.{ext}`: expected `.safetensors`, or a PyTorch `.pth`/`.pt` in zip format"
+            ),
+        )),
+    }
 }
 
 fn check_tensors(
@@ -251,7 +314,11 @@ fn check_tensors(
         };
         out.insert(name.clone(), t);
     }
-    let mut unexpected: Vec<&String> = raw.keys().filter(|k| !out.contains_key(*k)).collect();
+    // Batch norm's step counter is bookkeeping for training, not a parameter.
+    let mut unexpected: Vec<&String> = raw
+        .keys()
+        .filter(|k| !out.contains_key(*k) && !k.ends_with("num_batches_tracked"))
+        .collect();
     unexpected.sort();
     if let Some(name) = unexpected.first() {
         return Err(Error::at(

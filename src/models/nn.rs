@@ -1,0 +1,172 @@
+//! Building blocks shared by the architectures, each a thin layer over candle with the
+//! behaviour PyTorch has (layouts, padding, inference-mode batch norm).
+
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::ops::depthwise_conv2d;
+
+/// Padding of a convolution.
+#[derive(Debug, Clone, Copy)]
+pub enum Pad {
+    /// The same on every side (PyTorch's `padding=p`).
+    Sym(usize),
+    /// TensorFlow's "SAME": `max((⌈i/s⌉ − 1)·s + k − i, 0)` in all, half (rounded down)
+    /// before and the rest after, computed from the input size at run time.
+    Same,
+}
+
+/// TensorFlow's SAME padding for one dimension: (before, after).
+pub fn same_pad(i: usize, k: usize, s: usize) -> (usize, usize) {
+    let total = ((i.div_ceil(s) - 1) * s + k).saturating_sub(i);
+    (total / 2, total - total / 2)
+}
+
+/// A 2-D convolution in PyTorch's layout (`out, in/groups, kh, kw`).
+pub struct Conv {
+    weight: Tensor,
+    bias: Option<Tensor>,
+    stride: usize,
+    pad: Pad,
+    groups: usize,
+    k: usize,
+}
+
+impl Conv {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        k: usize,
+        stride: usize,
+        pad: Pad,
+        groups: usize,
+        bias: bool,
+    ) -> candle_core::Result<Self> {
+        let weight = vb.get((cout, cin / groups, k, k), "weight")?;
+        let bias = if bias { Some(vb.get(cout, "bias")?) } else { None };
+        Ok(Conv {
+            weight,
+            bias,
+            stride,
+            pad,
+            groups,
+            k,
+        })
+    }
+
+    /// Parameters of a conv: weight (+ bias).
+    pub fn params(cin: usize, cout: usize, k: usize, groups: usize, bias: bool) -> usize {
+        cout * (cin / groups) * k * k + if bias { cout } else { 0 }
+    }
+
+    /// Output size of one dimension.
+    pub fn out_size(&self, i: usize) -> usize {
+        let (a, b) = self.pads(i);
+        (i + a + b - self.k) / self.stride + 1
+    }
+
+    fn pads(&self, i: usize) -> (usize, usize) {
+        match self.pad {
+            Pad::Sym(p) => (p, p),
+            Pad::Same => same_pad(i, self.k, self.stride),
+        }
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        let (pt, pb) = self.pads(h);
+        let (pl, pr) = self.pads(w);
+        let y = if self.groups > 1 && self.groups == c && self.weight.dim(0)? == c {
+            depthwise_conv2d(x, &self.weight, self.stride, [pt, pb, pl, pr])?
+        } else {
+            let x = if pt + pb + pl + pr > 0 {
+                x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?
+            } else {
+                x.clone()
+            };
+            // candle's conv backward fails when the stride leaves trailing rows or columns
+            // unused; they do not affect the output, so they are cropped (gradient 0 there).
+            let (ph, pw) = (x.dim(2)?, x.dim(3)?);
+            let (uh, uw) = (
+                (ph - self.k) / self.stride * self.stride + self.k,
+                (pw - self.k) / self.stride * self.stride + self.k,
+            );
+            let x = if (uh, uw) != (ph, pw) {
+                x.narrow(2, 0, uh)?.narrow(3, 0, uw)?
+            } else {
+                x
+            };
+            x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?
+        };
+        match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
+            None => Ok(y),
+        }
+    }
+}
+
+/// Batch norm in inference form: `(x − running_mean)/√(running_var + ε) · weight + bias`,
+/// folded at load time into one scale and one shift per channel.
+pub struct BatchNorm {
+    scale: Tensor,
+    shift: Tensor,
+}
+
+impl BatchNorm {
+    pub fn new(vb: VarBuilder, c: usize, eps: f64) -> candle_core::Result<Self> {
+        let w = vb.get(c, "weight")?;
+        let b = vb.get(c, "bias")?;
+        let mean = vb.get(c, "running_mean")?;
+        let var = vb.get(c, "running_var")?;
+        let scale = (w / (var + eps)?.sqrt()?)?;
+        let shift = (b - (mean * &scale)?)?;
+        Ok(BatchNorm {
+            scale: scale.reshape((1, c, 1, 1))?,
+            shift: shift.reshape((1, c, 1, 1))?,
+        })
+    }
+
+    /// Trainable numbers: weight and bias (running statistics are not parameters).
+    pub fn params(c: usize) -> usize {
+        2 * c
+    }
+
+    /// The tensors a batch norm named `prefix` holds in a state dict.
+    pub fn tensors(prefix: &str, c: usize) -> Vec<(String, Vec<usize>)> {
+        ["weight", "bias", "running_mean", "running_var"]
+            .iter()
+            .map(|n| (format!("{prefix}.{n}"), vec![c]))
+            .collect()
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
+    }
+}
+
+/// `min(max(x, 0), 6)`; its gradient is 1 strictly inside (0, 6), as PyTorch's.
+pub fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.clamp(0f32, 6f32)
+}
+
+/// Mean over the spatial dimensions: `(N, C, H, W)` → `(N, C)`.
+pub fn global_avg_pool(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.mean((2, 3))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tf_same_padding() {
+        assert_eq!(super::same_pad(224, 3, 2), (0, 1));
+        assert_eq!(super::same_pad(112, 3, 1), (1, 1));
+        assert_eq!(super::same_pad(56, 5, 2), (1, 2));
+        assert_eq!(super::same_pad(14, 5, 1), (2, 2));
+    }
+}
