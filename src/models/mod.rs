@@ -9,6 +9,7 @@
 //!
 //! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
 
+pub mod efficientnet_lite0;
 pub mod lenet5;
 pub mod nn;
 
@@ -181,7 +182,7 @@ impl std::fmt::Debug for Architecture {
 }
 
 /// The registry of built-in architectures.
-pub const ARCHITECTURES: &[Architecture] = &[lenet5::ARCH];
+pub const ARCHITECTURES: &[Architecture] = &[lenet5::ARCH, efficientnet_lite0::ARCH];
 
 pub fn architecture(id: &str) -> Option<&'static Architecture> {
     ARCHITECTURES.iter().find(|a| a.id == id)

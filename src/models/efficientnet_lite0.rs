@@ -1,0 +1,286 @@
+//! EfficientNet-Lite0 (Tan & Le 2019; the "lite" variant: ReLU6, no squeeze-excitation),
+//! with the tensor names of its PyTorch port. Convolutions use TensorFlow's "SAME" padding
+//! (asymmetric at stride 2) and have no bias; batch norm uses ε = 1e-3.
+//!
+//! Named layers: `_conv_stem` (conv output), `_bn0` (after batch norm, before ReLU6),
+//! `stem` (after ReLU6), `_blocks.0` … `_blocks.15` (each MBConv block's output, after
+//! its skip connection), `_conv_head`, `_bn1`, `head` (after ReLU6: 1280 maps),
+//! `_avg_pooling` (1280 values), `_fc` (the logits).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+
+pub const ARCH: Architecture = Architecture {
+    id: "efficientnet-lite0",
+    summary: "EfficientNet-Lite0 (16 MBConv blocks, ReLU6, TF SAME padding), 4.7M parameters",
+    gradcam_layer: "_blocks.15",
+    check_input,
+    tensors,
+    build,
+};
+
+const EPS: f64 = 1e-3;
+const STEM: usize = 32;
+const HEAD: usize = 1280;
+
+/// (repeats, kernel, stride, expand ratio, in, out) per stage.
+const STAGES: [(usize, usize, usize, usize, usize, usize); 7] = [
+    (1, 3, 1, 1, 32, 16),
+    (2, 3, 2, 6, 16, 24),
+    (2, 5, 2, 6, 24, 40),
+    (3, 3, 2, 6, 40, 80),
+    (3, 5, 1, 6, 80, 112),
+    (4, 5, 2, 6, 112, 192),
+    (1, 3, 1, 6, 192, 320),
+];
+
+#[derive(Clone, Copy)]
+struct BlockSpec {
+    k: usize,
+    stride: usize,
+    expand: usize,
+    cin: usize,
+    cout: usize,
+}
+
+impl BlockSpec {
+    fn mid(&self) -> usize {
+        self.cin * self.expand
+    }
+    fn skip(&self) -> bool {
+        self.stride == 1 && self.cin == self.cout
+    }
+    fn params(&self) -> usize {
+        let m = self.mid();
+        let expand = if self.expand != 1 {
+            Conv::params(self.cin, m, 1, 1, false) + BatchNorm::params(m)
+        } else {
+            0
+        };
+        expand
+            + Conv::params(m, m, self.k, m, false)
+            + BatchNorm::params(m)
+            + Conv::params(m, self.cout, 1, 1, false)
+            + BatchNorm::params(self.cout)
+    }
+}
+
+/// The 16 blocks: only the first of a stage has the stage's stride and input width.
+fn blocks() -> Vec<BlockSpec> {
+    let mut v = Vec::new();
+    for &(repeats, k, stride, expand, cin, cout) in &STAGES {
+        for r in 0..repeats {
+            v.push(BlockSpec {
+                k,
+                stride: if r == 0 { stride } else { 1 },
+                expand,
+                cin: if r == 0 { cin } else { cout },
+                cout,
+            });
+        }
+    }
+    v
+}
+
+fn check_input(input: &InputSpec) -> Result<(), String> {
+    if input.channels != 3 {
+        return Err(format!(
+            "efficientnet-lite0 takes 3-channel (RGB) input, not {}",
+            input.channels
+        ));
+    }
+    if input.height < 32 || input.width < 32 {
+        return Err(format!(
+            "efficientnet-lite0 needs at least 32×32 pixels, not {}×{}",
+            input.height, input.width
+        ));
+    }
+    Ok(())
+}
+
+fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut t = vec![("_conv_stem.weight".to_string(), vec![STEM, input.channels, 3, 3])];
+    t.extend(BatchNorm::tensors("_bn0", STEM));
+    for (i, b) in blocks().iter().enumerate() {
+        let p = format!("_blocks.{i}");
+        let m = b.mid();
+        if b.expand != 1 {
+            t.push((format!("{p}._expand_conv.weight"), vec![m, b.cin, 1, 1]));
+            t.extend(BatchNorm::tensors(&format!("{p}._bn0"), m));
+        }
+        t.push((format!("{p}._depthwise_conv.weight"), vec![m, 1, b.k, b.k]));
+        t.extend(BatchNorm::tensors(&format!("{p}._bn1"), m));
+        t.push((format!("{p}._project_conv.weight"), vec![b.cout, m, 1, 1]));
+        t.extend(BatchNorm::tensors(&format!("{p}._bn2"), b.cout));
+    }
+    t.push(("_conv_head.weight".to_string(), vec![HEAD, 320, 1, 1]));
+    t.extend(BatchNorm::tensors("_bn1", HEAD));
+    t.push(("_fc.weight".to_string(), vec![classes, HEAD]));
+    t.push(("_fc.bias".to_string(), vec![classes]));
+    t
+}
+
+struct Block {
+    name: String,
+    spec: BlockSpec,
+    expand: Option<(Conv, BatchNorm)>,
+    depthwise: Conv,
+    bn1: BatchNorm,
+    project: Conv,
+    bn2: BatchNorm,
+}
+
+impl Block {
+    fn new(vb: VarBuilder, name: String, s: BlockSpec) -> candle_core::Result<Self> {
+        let m = s.mid();
+        let expand = if s.expand != 1 {
+            Some((
+                Conv::new(vb.pp("_expand_conv"), s.cin, m, 1, 1, Pad::Same, 1, false)?,
+                BatchNorm::new(vb.pp("_bn0"), m, EPS)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Block {
+            name,
+            spec: s,
+            expand,
+            depthwise: Conv::new(vb.pp("_depthwise_conv"), m, m, s.k, s.stride, Pad::Same, m, false)?,
+            bn1: BatchNorm::new(vb.pp("_bn1"), m, EPS)?,
+            project: Conv::new(vb.pp("_project_conv"), m, s.cout, 1, 1, Pad::Same, 1, false)?,
+            bn2: BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        let mut h = x.clone();
+        if let Some((conv, bn)) = &self.expand {
+            h = tap.relu6(&bn.forward(&conv.forward(&h)?)?)?;
+        }
+        h = tap.relu6(&self.bn1.forward(&self.depthwise.forward(&h)?)?)?;
+        h = self.bn2.forward(&self.project.forward(&h)?)?;
+        if self.spec.skip() {
+            h = (h + x)?;
+        }
+        tap.at(&self.name, h)
+    }
+}
+
+pub struct EfficientNetLite0 {
+    stem: Conv,
+    bn0: BatchNorm,
+    blocks: Vec<Block>,
+    head: Conv,
+    bn1: BatchNorm,
+    fc: Linear,
+    layers: Vec<LayerInfo>,
+    classes: usize,
+}
+
+fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
+    Ok(Box::new(EfficientNetLite0::new(vb, input, classes)?))
+}
+
+fn info(name: &str, kind: LayerKind, shape: Vec<usize>, parameters: usize, weight: bool) -> LayerInfo {
+    LayerInfo {
+        name: name.to_string(),
+        kind,
+        output_shape: shape,
+        parameters,
+        weight: weight.then(|| format!("{name}.weight")),
+    }
+}
+
+impl EfficientNetLite0 {
+    pub fn new(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Self> {
+        let c = input.channels;
+        let stem = Conv::new(vb.pp("_conv_stem"), c, STEM, 3, 2, Pad::Same, 1, false)?;
+        let bn0 = BatchNorm::new(vb.pp("_bn0"), STEM, EPS)?;
+        let (mut h, mut w) = (input.height.div_ceil(2), input.width.div_ceil(2));
+        let mut layers = vec![
+            info(
+                "_conv_stem",
+                LayerKind::Conv,
+                vec![STEM, h, w],
+                Conv::params(c, STEM, 3, 1, false),
+                true,
+            ),
+            info(
+                "_bn0",
+                LayerKind::BatchNorm,
+                vec![STEM, h, w],
+                BatchNorm::params(STEM),
+                false,
+            ),
+            info("stem", LayerKind::Relu6, vec![STEM, h, w], 0, false),
+        ];
+        let mut blocks = Vec::new();
+        for (i, s) in self::blocks().into_iter().enumerate() {
+            let name = format!("_blocks.{i}");
+            blocks.push(Block::new(vb.pp(&name), name.clone(), s)?);
+            h = h.div_ceil(s.stride);
+            w = w.div_ceil(s.stride);
+            layers.push(info(&name, LayerKind::Block, vec![s.cout, h, w], s.params(), false));
+        }
+        let head = Conv::new(vb.pp("_conv_head"), 320, HEAD, 1, 1, Pad::Same, 1, false)?;
+        let bn1 = BatchNorm::new(vb.pp("_bn1"), HEAD, EPS)?;
+        let fc = candle_nn::linear(HEAD, classes, vb.pp("_fc"))?;
+        layers.extend([
+            info(
+                "_conv_head",
+                LayerKind::Conv,
+                vec![HEAD, h, w],
+                Conv::params(320, HEAD, 1, 1, false),
+                true,
+            ),
+            info(
+                "_bn1",
+                LayerKind::BatchNorm,
+                vec![HEAD, h, w],
+                BatchNorm::params(HEAD),
+                false,
+            ),
+            info("head", LayerKind::Relu6, vec![HEAD, h, w], 0, false),
+            info("_avg_pooling", LayerKind::AvgPool, vec![HEAD], 0, false),
+            info("_fc", LayerKind::Linear, vec![classes], HEAD * classes + classes, true),
+        ]);
+        Ok(EfficientNetLite0 {
+            stem,
+            bn0,
+            blocks,
+            head,
+            bn1,
+            fc,
+            layers,
+            classes,
+        })
+    }
+}
+
+impl Model for EfficientNetLite0 {
+    fn arch(&self) -> &'static str {
+        ARCH.id
+    }
+    fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        let x = tap.at("_conv_stem", self.stem.forward(x)?)?;
+        let x = tap.at("_bn0", self.bn0.forward(&x)?)?;
+        let mut x = tap.at("stem", tap.relu6(&x)?)?;
+        for b in &self.blocks {
+            x = b.forward(&x, tap)?;
+        }
+        let x = tap.at("_conv_head", self.head.forward(&x)?)?;
+        let x = tap.at("_bn1", self.bn1.forward(&x)?)?;
+        let x = tap.at("head", tap.relu6(&x)?)?;
+        let x = tap.at("_avg_pooling", global_avg_pool(&x)?)?;
+        tap.at("_fc", self.fc.forward(&x)?)
+    }
+}
