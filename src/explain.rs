@@ -38,6 +38,8 @@ pub struct Explained {
     /// The loss's gradient at every weight tensor.
     pub weight_gradients: Option<Value>,
     pub artifacts: Vec<Artifact>,
+    /// Seconds spent per method (summed over targets), in list order.
+    pub timings: Vec<(String, f64)>,
 }
 
 /// Resolves target specs against the class probabilities; a class chosen for several
@@ -129,6 +131,7 @@ pub fn explain(
     };
     let mut ex = Explained::default();
     let mut cells: Vec<Vec<Value>> = vec![Vec::new(); mc.methods.len()];
+    let mut times = vec![0f64; mc.methods.len()];
 
     for t in &targets {
         let cx = Ctx::new(lm, mc.arch, &mc.input, x, t.index, loss_class);
@@ -137,7 +140,10 @@ pub fn explain(
                 continue;
             }
             let params = method.params(mc.arch, &mc.input);
-            match method.run(&cx)? {
+            let started = std::time::Instant::now();
+            let output = method.run(&cx)?;
+            times[mi] += started.elapsed().as_secs_f64();
+            match output {
                 Output::Map(map) => {
                     let base = format!("{dir}/attributions/{}/{}", slugs[mi], t.index);
                     mkdir(&out.join(format!("{dir}/attributions/{}", slugs[mi])))?;
@@ -221,9 +227,12 @@ pub fn explain(
     }
 
     // Target-independent: the loss's gradient at the weights.
-    if let Some(method) = mc.methods.iter().find(|m| !m.per_target()) {
+    if let Some((wi, method)) = mc.methods.iter().enumerate().find(|(_, m)| !m.per_target()) {
         let cx = Ctx::new(lm, mc.arch, &mc.input, x, loss_class, loss_class);
-        if let Output::Weights { class, grads } = method.run(&cx)? {
+        let started = std::time::Instant::now();
+        let output = method.run(&cx)?;
+        times[wi] += started.elapsed().as_secs_f64();
+        if let Output::Weights { class, grads } = output {
             let wdir = format!("{dir}/weight-gradients");
             mkdir(&out.join(&wdir))?;
             let mut tensors = Vec::new();
@@ -262,6 +271,7 @@ pub fn explain(
         }
     }
     ex.targets = targets;
+    ex.timings = slugs.into_iter().zip(times).collect();
     Ok(ex)
 }
 

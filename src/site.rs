@@ -190,11 +190,22 @@ impl Site {
             plan.pairs
                 .par_iter()
                 .map(|p| {
+                    let started = Instant::now();
                     let v = self.compute_pair(*p, out)?;
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                    let methods: Vec<String> = v
+                        .explained
+                        .timings
+                        .iter()
+                        .map(|(m, t)| format!("{m} {t:.1}s"))
+                        .collect();
                     log(&format!(
-                        "  [{n}/{total}] {} × {}",
-                        self.config.models[p.model].id, self.config.images[p.image].id
+                        "  [{n}/{total}] {} × {} ({:.1} s{}{})",
+                        self.config.models[p.model].id,
+                        self.config.images[p.image].id,
+                        started.elapsed().as_secs_f64(),
+                        if methods.is_empty() { "" } else { ": " },
+                        methods.join(", ")
                     ));
                     Ok(v)
                 })
@@ -405,23 +416,34 @@ pub(crate) fn weight_picture(
     let dims = w.dims().to_vec();
     let data = w.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
     let scale = Scale::fit(&data);
+    // Large layers are drawn in part (the .npy always holds everything): at most 64 filters
+    // and 16 input channels for spatial kernels; 1×1 kernels and linear layers as a matrix.
     let (picture, caption) = match (layer.kind, dims.as_slice()) {
-        (LayerKind::Conv, &[o, i, kh, kw]) => {
-            let cols = if i > 1 { i } else { o.min(16) };
-            let zoom = grid::zoom_for(kh, kw, 60);
-            let caption = if i > 1 {
-                format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each")
-            } else {
-                format!("{o} filters, {kh}×{kw} each")
-            };
-            (grid::maps(&data, o * i, kh, kw, cols, zoom, &scale), caption)
-        }
-        (LayerKind::Linear, &[o, i]) => {
+        (LayerKind::Conv, &[o, i, 1, 1]) | (LayerKind::Linear, &[o, i]) => {
             let zoom = (480 / o.max(i) as u32).clamp(1, 8);
-            (
-                grid::maps(&data, 1, o, i, 1, zoom, &scale),
-                format!("{o} outputs (rows) × {i} inputs (columns)"),
-            )
+            let caption = format!("{o} outputs (rows) × {i} inputs (columns)");
+            (grid::maps(&data, 1, o, i, 1, zoom, &scale), caption)
+        }
+        (LayerKind::Conv, &[o, i, kh, kw]) => {
+            let (so, si) = (o.min(if i > 1 { 32 } else { 64 }), i.min(16));
+            let mut shown = Vec::with_capacity(so * si * kh * kw);
+            for f in 0..so {
+                let start = f * i * kh * kw;
+                shown.extend_from_slice(&data[start..start + si * kh * kw]);
+            }
+            let cols = if i > 1 { si } else { so.min(16) };
+            let zoom = grid::zoom_for(kh, kw, if kh * kw >= 25 { 60 } else { 40 });
+            let part = if (so, si) != (o, i) {
+                format!(" (first {so} filters × {si} channels shown)")
+            } else {
+                String::new()
+            };
+            let caption = if i > 1 {
+                format!("{o} filters (rows) × {i} input channels (columns), {kh}×{kw} each{part}")
+            } else {
+                format!("{o} filters, {kh}×{kw} each{part}")
+            };
+            (grid::maps(&shown, so * si, kh, kw, cols, zoom, &scale), caption)
         }
         _ => return Ok(None),
     };

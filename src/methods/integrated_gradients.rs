@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
-use super::{Baseline, Ctx, Map, Output, View, BATCH};
+use super::{Baseline, Ctx, Map, Output, View};
 use crate::config::Input;
 use crate::error::Result;
 use crate::models::{gradients, Select};
@@ -74,7 +74,7 @@ pub fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
     let mut total = x.squeeze(0)?.zeros_like()?;
     let (mut f_x, mut f_base) = (0f64, 0f64);
     let points: Vec<usize> = (0..=steps).collect();
-    for chunk in points.chunks(BATCH) {
+    for chunk in points.chunks(cx.batch()) {
         let alphas: Vec<f32> = chunk.iter().map(|&k| k as f32 / steps as f32).collect();
         // Trapezoid weights: half at both ends.
         let weights: Vec<f32> = chunk

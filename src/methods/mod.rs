@@ -40,8 +40,10 @@ pub(crate) fn count_pass() {
     PASSES.with(|p| p.set(p.get() + 1));
 }
 
-/// Samples per batch for the methods that evaluate many inputs (SmoothGrad, IG, occlusion).
-pub const BATCH: usize = 32;
+/// Most inputs per batch for the methods that evaluate many (SmoothGrad, IG, occlusion).
+pub const MAX_BATCH: usize = 32;
+/// Input numbers per batch: bounds the memory of a batch's activations (6 images at 224×224×3).
+const BATCH_ELEMENTS: usize = 1 << 20;
 
 fn d_samples() -> usize {
     25
@@ -215,6 +217,11 @@ impl<'a> Ctx<'a> {
         let g = models::gradients(self.model.model.as_ref(), self.x, &[self.target], Select::All)?;
         let _ = self.shared.set(g);
         Ok(self.shared.get().expect("just set"))
+    }
+
+    /// How many inputs one batch holds for this input size.
+    pub fn batch(&self) -> usize {
+        (BATCH_ELEMENTS / self.x.elem_count().max(1)).clamp(1, MAX_BATCH)
     }
 
     /// Whether the shared pass has run (for tests of sharing).

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
 
-use super::{Ctx, Map, Output, View, BATCH};
+use super::{Ctx, Map, Output, View};
 use crate::error::Result;
 use crate::models::Tap;
 
@@ -37,7 +37,7 @@ pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Outp
         .collect();
     let mut sum = vec![0f64; h * w];
     let mut count = vec![0u32; h * w];
-    for chunk in windows.chunks(BATCH) {
+    for chunk in windows.chunks(cx.batch()) {
         let mut data = Vec::with_capacity(chunk.len() * x.len());
         for &(y0, x0) in chunk {
             let mut img = x.clone();

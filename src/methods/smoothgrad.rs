@@ -1,5 +1,5 @@
 //! SmoothGrad (Smilkov et al. 2017): the mean of the input gradients at `samples` noisy
-//! copies `x + ε`, `ε ~ N(0, σ²)`, `σ = noise · (max x − min x)`. The copies run as batches;
+//! copies `x + ε`, `ε ~ N(0, σ²)`, `σ = noise · (max x − min x)`. The copies run as batches (of up to 32, fewer for large inputs);
 //! the noise comes from a seeded generator, so a build is reproducible.
 
 use candle_core::{Device, Tensor};
@@ -7,7 +7,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::{input_map, Ctx, Output, View, BATCH};
+use super::{input_map, Ctx, Output, View};
 use crate::error::{Error, Result};
 use crate::models::{gradients, Select};
 
@@ -22,7 +22,7 @@ pub fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
     let mut sum = x.squeeze(0)?.zeros_like()?;
     let mut done = 0;
     while done < samples {
-        let n = BATCH.min(samples - done);
+        let n = cx.batch().min(samples - done);
         let eps: Vec<f32> = (0..n * per)
             .map(|_| if sigma > 0.0 { normal.sample(&mut rng) } else { 0.0 })
             .collect();

@@ -82,6 +82,21 @@ impl Module for Conv {
         let (pl, pr) = self.pads(w);
         let y = if self.groups > 1 && self.groups == c && self.weight.dim(0)? == c {
             depthwise_conv2d(x, &self.weight, self.stride, [pt, pb, pl, pr])?
+        } else if self.k == 1 && self.groups == 1 && pt + pb + pl + pr == 0 {
+            // A 1×1 convolution is a matrix product over channels; as such, forward and
+            // backward run on the fast GEMM instead of candle's im2col and transposed conv.
+            let x = if self.stride > 1 {
+                let rows = Tensor::arange_step(0u32, h as u32, self.stride as u32, x.device())?;
+                let cols = Tensor::arange_step(0u32, w as u32, self.stride as u32, x.device())?;
+                x.index_select(&rows, 2)?.index_select(&cols, 3)?
+            } else {
+                x.clone()
+            };
+            let (n, _, oh, ow) = x.dims4()?;
+            let o = self.weight.dim(0)?;
+            let w2 = self.weight.reshape((o, c))?;
+            w2.broadcast_matmul(&x.reshape((n, c, oh * ow))?)?
+                .reshape((n, o, oh, ow))?
         } else {
             let x = if pt + pb + pl + pr > 0 {
                 x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?
@@ -162,11 +177,69 @@ pub fn global_avg_pool(x: &Tensor) -> candle_core::Result<Tensor> {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use candle_core::{DType, Device, Var};
+    use std::collections::HashMap;
+
+    /// Every path of `Conv` (1×1 as a matrix product, strided 1×1, depthwise, general)
+    /// against candle's own convolution, forward and input gradient.
+    #[test]
+    fn conv_paths_match_candle() {
+        let dev = Device::Cpu;
+        for (cin, cout, k, stride, pad, groups) in [
+            (6, 5, 1, 1, 0, 1),
+            (6, 5, 1, 2, 0, 1),
+            (4, 4, 3, 2, 1, 4),
+            (3, 8, 3, 1, 1, 1),
+            (4, 6, 3, 2, 1, 2),
+        ] {
+            let w = Tensor::randn(0f64, 1.0, (cout, cin / groups, k, k), &dev).unwrap();
+            let b = Tensor::randn(0f64, 1.0, cout, &dev).unwrap();
+            let map: HashMap<String, Tensor> =
+                [("weight".to_string(), w.clone()), ("bias".to_string(), b.clone())].into();
+            let vb = VarBuilder::from_tensors(map, DType::F64, &dev);
+            let conv = Conv::new(vb, cin, cout, k, stride, Pad::Sym(pad), groups, true).unwrap();
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, cin, 9, 9), &dev).unwrap()).unwrap();
+            let ours = conv.forward(&x).unwrap();
+            // 9 + 2p − k is even for these cases, so candle's backward works on them.
+            let theirs = x
+                .conv2d(&w, pad, stride, 1, groups)
+                .unwrap()
+                .broadcast_add(&b.reshape((1, cout, 1, 1)).unwrap())
+                .unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            let d = (&ours - &theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            assert!(d.to_scalar::<f64>().unwrap() < 1e-10);
+            let r = Tensor::randn(0f64, 1.0, ours.shape(), &dev).unwrap();
+            let go = (ours * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gt = (theirs * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let d = (go.get(&x).unwrap() - gt.get(&x).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .max(0)
+                .unwrap();
+            assert!(
+                d.to_scalar::<f64>().unwrap() < 1e-9,
+                "input gradient, k{k} s{stride} g{groups}"
+            );
+        }
+    }
+
     #[test]
     fn tf_same_padding() {
-        assert_eq!(super::same_pad(224, 3, 2), (0, 1));
-        assert_eq!(super::same_pad(112, 3, 1), (1, 1));
-        assert_eq!(super::same_pad(56, 5, 2), (1, 2));
-        assert_eq!(super::same_pad(14, 5, 1), (2, 2));
+        assert_eq!(same_pad(224, 3, 2), (0, 1));
+        assert_eq!(same_pad(112, 3, 1), (1, 1));
+        assert_eq!(same_pad(56, 5, 2), (1, 2));
+        assert_eq!(same_pad(14, 5, 1), (2, 2));
     }
 }
