@@ -274,8 +274,7 @@ pub(crate) fn mkdir(p: &Path) -> Result<()> {
 }
 
 pub(crate) fn write_npy(t: &Tensor, path: &Path) -> Result<()> {
-    t.write_npy(path)
-        .map_err(|e| Error::at(path, format!("cannot write npy: {e}")))
+    crate::data::npy::write(t, path)
 }
 
 pub(crate) fn shape_str(shape: &[usize]) -> String {

@@ -2,3 +2,4 @@
 
 pub mod idx;
 pub mod image;
+pub mod npy;
