@@ -58,7 +58,10 @@ pub fn split_front_matter(path: &Path, text: &str) -> Result<(FrontMatter, Strin
 }
 
 pub fn to_html(markdown: &str) -> String {
-    let opts = Options::ENABLE_TABLES | Options::ENABLE_FOOTNOTES | Options::ENABLE_STRIKETHROUGH;
+    let opts = Options::ENABLE_TABLES
+        | Options::ENABLE_FOOTNOTES
+        | Options::ENABLE_STRIKETHROUGH
+        | Options::ENABLE_HEADING_ATTRIBUTES;
     let mut out = String::new();
     html::push_html(&mut out, Parser::new_ext(markdown, opts));
     out
