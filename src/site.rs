@@ -419,7 +419,21 @@ pub(crate) fn weight_picture(
     // and 16 input channels for spatial kernels; 1×1 kernels and linear layers as a matrix.
     let (picture, caption) = match (layer.kind, dims.as_slice()) {
         (LayerKind::Conv, &[o, i, 1, 1]) | (LayerKind::Linear, &[o, i]) => {
-            let zoom = (480 / o.max(i) as u32).clamp(1, 8);
+            // Huge matrices (VGG's 4096 × 25088) are drawn and exported in part.
+            let (so, si) = (o.min(MAX_ROWS), i.min(MAX_COLS));
+            let zoom = (480 / so.max(si) as u32).clamp(1, 8);
+            if (so, si) != (o, i) {
+                let part = w.narrow(0, 0, so)?.narrow(1, 0, si)?;
+                let pdata = part
+                    .flatten_all()?
+                    .to_dtype(candle_core::DType::F32)?
+                    .to_vec1::<f32>()?;
+                let caption = format!(
+                    "{o} outputs (rows) × {i} inputs (columns); the first {so} × {si} are drawn and in the .npy"
+                );
+                let picture = grid::maps(&pdata, 1, so, si, 1, zoom, &scale);
+                return finish_weight_picture(&part, picture, caption, scale, layer, tensor, base, out, model);
+            }
             let caption = format!("{o} outputs (rows) × {i} inputs (columns)");
             (grid::maps(&data, 1, o, i, 1, zoom, &scale), caption)
         }
@@ -446,6 +460,26 @@ pub(crate) fn weight_picture(
         }
         _ => return Ok(None),
     };
+    finish_weight_picture(w, picture, caption, scale, layer, tensor, base, out, model)
+}
+
+/// The most rows and columns of a weight matrix drawn and exported.
+const MAX_ROWS: usize = 512;
+const MAX_COLS: usize = 1024;
+
+#[allow(clippy::too_many_arguments)]
+fn finish_weight_picture(
+    w: &Tensor,
+    picture: image::RgbImage,
+    caption: String,
+    scale: Scale,
+    layer: &models::LayerInfo,
+    tensor: &str,
+    base: &str,
+    out: &Path,
+    model: &str,
+) -> Result<Option<(Value, Artifact)>> {
+    let dims = w.dims().to_vec();
     grid::save_png(&picture, &out.join(format!("{base}.png")))?;
     write_npy(w, &out.join(format!("{base}.npy")))?;
     let (lo, hi) = scale.range();

@@ -6,7 +6,7 @@ mod common;
 
 use candle_core::{DType, Tensor};
 use cnnscope::config::Input;
-use cnnscope::methods::{Ctx, MethodSpec, Output};
+use cnnscope::methods::{Ctx, Output};
 use cnnscope::models::{self, InputSpec};
 
 #[test]

@@ -9,9 +9,13 @@
 //!
 //! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
 
+pub mod alexnet;
 pub mod efficientnet_lite0;
 pub mod lenet5;
+pub mod mobilenet_v2;
 pub mod nn;
+pub mod resnet;
+pub mod vgg;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -182,7 +186,19 @@ impl std::fmt::Debug for Architecture {
 }
 
 /// The registry of built-in architectures.
-pub const ARCHITECTURES: &[Architecture] = &[lenet5::ARCH, efficientnet_lite0::ARCH];
+pub const ARCHITECTURES: &[Architecture] = &[
+    lenet5::ARCH,
+    efficientnet_lite0::ARCH,
+    resnet::RESNET18,
+    resnet::RESNET34,
+    resnet::RESNET50,
+    vgg::VGG11,
+    vgg::VGG11_BN,
+    vgg::VGG16,
+    vgg::VGG16_BN,
+    alexnet::ARCH,
+    mobilenet_v2::ARCH,
+];
 
 pub fn architecture(id: &str) -> Option<&'static Architecture> {
     ARCHITECTURES.iter().find(|a| a.id == id)

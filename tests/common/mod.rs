@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: fixture sites copied into temp folders.
 #![allow(dead_code)]
 
+pub mod pth;
+
 use std::path::{Path, PathBuf};
 
 pub fn repo() -> PathBuf {

@@ -1,0 +1,289 @@
+//! MobileNetV2 (Sandler et al. 2018) as torchvision builds it (width 1.0): a 3×3/2
+//! convolution to 32 channels, 17 inverted residual blocks, a 1×1 convolution to 1280
+//! channels, global average pooling, dropout and a linear classifier. Convolutions have no
+//! bias and are followed by batch norm (ε = 1e-5); activations are ReLU6.
+//!
+//! An inverted residual block with expansion `t` is: 1×1 expansion to `t·in` channels with
+//! batch norm and ReLU6 (absent when `t = 1`), 3×3 depthwise convolution with batch norm
+//! and ReLU6 (carrying the stride), 1×1 projection with batch norm and no activation; the
+//! input is added back when the stride is 1 and the widths agree.
+//!
+//! Named layers are the torchvision module paths, each the module's output as a PyTorch
+//! forward hook sees it: `features.0` (convolution, batch norm, ReLU6), `features.1` …
+//! `features.17` (each block's output, after its skip connection), `features.18`
+//! (convolution, batch norm, ReLU6: 1280 maps), `avgpool` (1280 values; torchvision pools
+//! functionally, the name is ours), `classifier.1` (the logits).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+
+pub const ARCH: Architecture = Architecture {
+    id: "mobilenet_v2",
+    summary: "MobileNetV2 (torchvision naming, 17 inverted residual blocks, ReLU6), 3.5M parameters",
+    gradcam_layer: "features.18",
+    check_input,
+    tensors,
+    build,
+};
+
+const EPS: f64 = 1e-5;
+const STEM: usize = 32;
+const LAST: usize = 1280;
+
+/// torchvision's `inverted_residual_setting`: expansion t, width c, repeats n, stride s.
+const SETTING: [(usize, usize, usize, usize); 7] = [
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+];
+
+fn check_input(input: &InputSpec) -> Result<(), String> {
+    if input.channels != 3 {
+        return Err(format!(
+            "mobilenet_v2 takes 3-channel (RGB) input, not {} channel(s)",
+            input.channels
+        ));
+    }
+    if input.height < 32 || input.width < 32 {
+        return Err(format!(
+            "mobilenet_v2 needs an input of at least 32×32 (it reduces the size 32 times), not {}×{}",
+            input.height, input.width
+        ));
+    }
+    Ok(())
+}
+
+/// A convolution without bias followed by batch norm and, optionally, ReLU6.
+struct Unit {
+    conv: String,
+    bn: String,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+    groups: usize,
+    relu6: bool,
+}
+
+impl Unit {
+    fn params(&self) -> usize {
+        Conv::params(self.cin, self.cout, self.k, self.groups, false) + BatchNorm::params(self.cout)
+    }
+    fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let shape = vec![self.cout, self.cin / self.groups, self.k, self.k];
+        let mut v = vec![(format!("{}.weight", self.conv), shape)];
+        v.extend(BatchNorm::tensors(&self.bn, self.cout));
+        v
+    }
+}
+
+/// `ConvNormActivation` at `prefix`: `prefix.0` conv, `prefix.1` batch norm, ReLU6.
+fn cna(prefix: &str, cin: usize, cout: usize, k: usize, stride: usize, groups: usize) -> Unit {
+    Unit {
+        conv: format!("{prefix}.0"),
+        bn: format!("{prefix}.1"),
+        cin,
+        cout,
+        k,
+        stride,
+        groups,
+        relu6: true,
+    }
+}
+
+/// One entry of `features`: its units, its stride, and whether its input is added back.
+struct FeatureSpec {
+    units: Vec<Unit>,
+    stride: usize,
+    residual: bool,
+}
+
+/// The 19 entries of `features`, with torchvision's module names.
+fn features() -> Vec<FeatureSpec> {
+    let mut out = vec![FeatureSpec {
+        units: vec![cna("features.0", 3, STEM, 3, 2, 1)],
+        stride: 2,
+        residual: false,
+    }];
+    let mut cin = STEM;
+    for (t, c, n, s) in SETTING {
+        for i in 0..n {
+            let stride = if i == 0 { s } else { 1 };
+            let p = format!("features.{}.conv", out.len());
+            let hidden = cin * t;
+            let mut units = Vec::new();
+            if t != 1 {
+                units.push(cna(&format!("{p}.0"), cin, hidden, 1, 1, 1));
+            }
+            let j = units.len();
+            units.push(cna(&format!("{p}.{j}"), hidden, hidden, 3, stride, hidden));
+            units.push(Unit {
+                conv: format!("{p}.{}", j + 1),
+                bn: format!("{p}.{}", j + 2),
+                cin: hidden,
+                cout: c,
+                k: 1,
+                stride: 1,
+                groups: 1,
+                relu6: false,
+            });
+            out.push(FeatureSpec {
+                units,
+                stride,
+                residual: stride == 1 && cin == c,
+            });
+            cin = c;
+        }
+    }
+    let last = format!("features.{}", out.len());
+    out.push(FeatureSpec {
+        units: vec![cna(&last, cin, LAST, 1, 1, 1)],
+        stride: 1,
+        residual: false,
+    });
+    out
+}
+
+fn tensors(_input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+    let mut out: Vec<_> = features()
+        .iter()
+        .flat_map(|f| f.units.iter().flat_map(Unit::tensors))
+        .collect();
+    out.push(("classifier.1.weight".into(), vec![classes, LAST]));
+    out.push(("classifier.1.bias".into(), vec![classes]));
+    out
+}
+
+fn layers(input: &InputSpec, classes: usize) -> Vec<LayerInfo> {
+    let (mut h, mut w) = (input.height, input.width);
+    let mut out = Vec::new();
+    for (i, f) in features().iter().enumerate() {
+        if f.stride == 2 {
+            // 3×3, padding 1, stride 2.
+            (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        }
+        out.push(LayerInfo {
+            name: format!("features.{i}"),
+            kind: LayerKind::Block,
+            output_shape: vec![f.units.last().map_or(0, |u| u.cout), h, w],
+            parameters: f.units.iter().map(Unit::params).sum(),
+            weight: None,
+        });
+    }
+    out.push(LayerInfo {
+        name: "avgpool".into(),
+        kind: LayerKind::AvgPool,
+        output_shape: vec![LAST],
+        parameters: 0,
+        weight: None,
+    });
+    out.push(LayerInfo {
+        name: "classifier.1".into(),
+        kind: LayerKind::Linear,
+        output_shape: vec![classes],
+        parameters: LAST * classes + classes,
+        weight: Some("classifier.1.weight".into()),
+    });
+    out
+}
+
+fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
+    Ok(Box::new(MobileNetV2::new(vb, input, classes)?))
+}
+
+struct Feature {
+    name: String,
+    units: Vec<(Conv, BatchNorm, bool)>,
+    residual: bool,
+}
+
+impl Feature {
+    fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        for (conv, bn, relu6) in &self.units {
+            y = bn.forward(&conv.forward(&y)?)?;
+            if *relu6 {
+                y = tap.relu6(&y)?;
+            }
+        }
+        if self.residual {
+            x + y
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+pub struct MobileNetV2 {
+    features: Vec<Feature>,
+    classifier: Linear,
+    layers: Vec<LayerInfo>,
+    classes: usize,
+}
+
+impl MobileNetV2 {
+    pub fn new(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Self> {
+        let features = features()
+            .into_iter()
+            .enumerate()
+            .map(|(i, f)| {
+                let units = f
+                    .units
+                    .iter()
+                    .map(|u| {
+                        let conv = Conv::new(
+                            vb.pp(&u.conv),
+                            u.cin,
+                            u.cout,
+                            u.k,
+                            u.stride,
+                            Pad::Sym((u.k - 1) / 2),
+                            u.groups,
+                            false,
+                        )?;
+                        Ok((conv, BatchNorm::new(vb.pp(&u.bn), u.cout, EPS)?, u.relu6))
+                    })
+                    .collect::<candle_core::Result<_>>()?;
+                Ok(Feature {
+                    name: format!("features.{i}"),
+                    units,
+                    residual: f.residual,
+                })
+            })
+            .collect::<candle_core::Result<_>>()?;
+        Ok(MobileNetV2 {
+            features,
+            classifier: candle_nn::linear(LAST, classes, vb.pp("classifier.1"))?,
+            layers: layers(input, classes),
+            classes,
+        })
+    }
+}
+
+impl Model for MobileNetV2 {
+    fn arch(&self) -> &'static str {
+        ARCH.id
+    }
+    fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        let mut x = x.clone();
+        for f in &self.features {
+            let y = f.forward(&x, tap)?;
+            x = tap.at(&f.name, y)?;
+        }
+        let x = tap.at("avgpool", global_avg_pool(&x)?)?;
+        tap.at("classifier.1", self.classifier.forward(&x)?)
+    }
+}

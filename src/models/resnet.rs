@@ -1,0 +1,354 @@
+//! ResNet-18, -34 and -50 (He et al. 2015) as torchvision builds them (v1.5: in a
+//! bottleneck block the stride is on the 3×3 convolution). Convolutions have no bias and
+//! are followed by batch norm (ε = 1e-5); a block's shortcut is a 1×1 convolution with
+//! batch norm (`layerX.0.downsample.0` / `.1`) where the shape changes.
+//!
+//! Named layers are the torchvision module paths, each the module's output as a PyTorch
+//! forward hook sees it: `conv1`, `bn1`, `relu`, `maxpool`, `layer1` … `layer4` (the
+//! output of each stage: its last block, after the addition and ReLU), `avgpool`
+//! (flattened to one value per channel), `fc` (the logits).
+
+use candle_core::{Module, Tensor};
+use candle_nn::{Linear, VarBuilder};
+
+use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use crate::ops::max_pool2d;
+
+const EPS: f64 = 1e-5;
+const STEM: usize = 64;
+
+pub const RESNET18: Architecture = Architecture {
+    id: "resnet18",
+    summary: "ResNet-18 (torchvision naming), 11.7M parameters",
+    gradcam_layer: "layer4",
+    check_input,
+    tensors: tensors::<18>,
+    build: build::<18>,
+};
+
+pub const RESNET34: Architecture = Architecture {
+    id: "resnet34",
+    summary: "ResNet-34 (torchvision naming), 21.8M parameters",
+    gradcam_layer: "layer4",
+    check_input,
+    tensors: tensors::<34>,
+    build: build::<34>,
+};
+
+pub const RESNET50: Architecture = Architecture {
+    id: "resnet50",
+    summary: "ResNet-50 (torchvision naming, bottleneck blocks), 25.6M parameters",
+    gradcam_layer: "layer4",
+    check_input,
+    tensors: tensors::<50>,
+    build: build::<50>,
+};
+
+/// Blocks per stage, and whether the blocks are bottlenecks.
+fn config(depth: usize) -> ([usize; 4], bool) {
+    match depth {
+        18 => ([2, 2, 2, 2], false),
+        34 => ([3, 4, 6, 3], false),
+        50 => ([3, 4, 6, 3], true),
+        _ => unreachable!("resnet{depth} is not defined"),
+    }
+}
+
+fn id(depth: usize) -> &'static str {
+    match depth {
+        18 => "resnet18",
+        34 => "resnet34",
+        _ => "resnet50",
+    }
+}
+
+fn check_input(input: &InputSpec) -> Result<(), String> {
+    if input.channels != 3 {
+        return Err(format!(
+            "ResNet takes 3-channel (RGB) input, not {} channel(s)",
+            input.channels
+        ));
+    }
+    if input.height < 32 || input.width < 32 {
+        return Err(format!(
+            "ResNet needs an input of at least 32×32 (it reduces the size 32 times), not {}×{}",
+            input.height, input.width
+        ));
+    }
+    Ok(())
+}
+
+/// Output size of a convolution or max-pool along one dimension.
+fn out_size(i: usize, k: usize, stride: usize, pad: usize) -> usize {
+    (i + 2 * pad - k) / stride + 1
+}
+
+/// A convolution without bias followed by batch norm, by their module names.
+struct ConvBn {
+    conv: String,
+    bn: String,
+    cin: usize,
+    cout: usize,
+    k: usize,
+    stride: usize,
+}
+
+impl ConvBn {
+    fn new(conv: String, bn: String, cin: usize, cout: usize, k: usize, stride: usize) -> Self {
+        ConvBn {
+            conv,
+            bn,
+            cin,
+            cout,
+            k,
+            stride,
+        }
+    }
+    fn params(&self) -> usize {
+        Conv::params(self.cin, self.cout, self.k, 1, false) + BatchNorm::params(self.cout)
+    }
+    fn tensors(&self) -> Vec<(String, Vec<usize>)> {
+        let mut v = vec![(
+            format!("{}.weight", self.conv),
+            vec![self.cout, self.cin, self.k, self.k],
+        )];
+        v.extend(BatchNorm::tensors(&self.bn, self.cout));
+        v
+    }
+    fn load(&self, vb: &VarBuilder) -> candle_core::Result<(Conv, BatchNorm)> {
+        let pad = Pad::Sym((self.k - 1) / 2);
+        Ok((
+            Conv::new(
+                vb.pp(&self.conv),
+                self.cin,
+                self.cout,
+                self.k,
+                self.stride,
+                pad,
+                1,
+                false,
+            )?,
+            BatchNorm::new(vb.pp(&self.bn), self.cout, EPS)?,
+        ))
+    }
+}
+
+/// One residual block: the main path (ReLU between its units) and the shortcut.
+struct BlockSpec {
+    main: Vec<ConvBn>,
+    downsample: Option<ConvBn>,
+}
+
+impl BlockSpec {
+    fn params(&self) -> usize {
+        self.main.iter().chain(&self.downsample).map(ConvBn::params).sum()
+    }
+}
+
+/// The blocks of each stage, with torchvision's module names, and the final width.
+fn stages(depth: usize) -> (Vec<Vec<BlockSpec>>, usize) {
+    let (counts, bottleneck) = config(depth);
+    let expansion = if bottleneck { 4 } else { 1 };
+    let mut inplanes = STEM;
+    let mut stages = Vec::new();
+    for (s, (&n, planes)) in counts.iter().zip([64, 128, 256, 512]).enumerate() {
+        let mut blocks = Vec::new();
+        for b in 0..n {
+            let stride = if b == 0 && s > 0 { 2 } else { 1 };
+            let p = format!("layer{}.{b}", s + 1);
+            let unit = |i: usize, cin, cout, k, stride| {
+                ConvBn::new(format!("{p}.conv{i}"), format!("{p}.bn{i}"), cin, cout, k, stride)
+            };
+            let out = planes * expansion;
+            let main = if bottleneck {
+                vec![
+                    unit(1, inplanes, planes, 1, 1),
+                    unit(2, planes, planes, 3, stride),
+                    unit(3, planes, out, 1, 1),
+                ]
+            } else {
+                vec![unit(1, inplanes, planes, 3, stride), unit(2, planes, planes, 3, 1)]
+            };
+            let downsample = (stride != 1 || inplanes != out).then(|| {
+                ConvBn::new(
+                    format!("{p}.downsample.0"),
+                    format!("{p}.downsample.1"),
+                    inplanes,
+                    out,
+                    1,
+                    stride,
+                )
+            });
+            blocks.push(BlockSpec { main, downsample });
+            inplanes = out;
+        }
+        stages.push(blocks);
+    }
+    (stages, inplanes)
+}
+
+fn stem() -> ConvBn {
+    ConvBn::new("conv1".into(), "bn1".into(), 3, STEM, 7, 2)
+}
+
+fn tensors<const DEPTH: usize>(_input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+    let (stages, width) = stages(DEPTH);
+    let mut out = stem().tensors();
+    for block in stages.iter().flatten() {
+        for unit in block.main.iter().chain(&block.downsample) {
+            out.extend(unit.tensors());
+        }
+    }
+    out.push(("fc.weight".into(), vec![classes, width]));
+    out.push(("fc.bias".into(), vec![classes]));
+    out
+}
+
+fn layers(depth: usize, input: &InputSpec, classes: usize) -> Vec<LayerInfo> {
+    let (stages, width) = stages(depth);
+    let info = |name: &str, kind, shape: Vec<usize>, parameters, weight: Option<&str>| LayerInfo {
+        name: name.to_string(),
+        kind,
+        output_shape: shape,
+        parameters,
+        weight: weight.map(str::to_string),
+    };
+    let (mut h, mut w) = (out_size(input.height, 7, 2, 3), out_size(input.width, 7, 2, 3));
+    let stem = stem();
+    let mut out = vec![
+        info(
+            "conv1",
+            LayerKind::Conv,
+            vec![STEM, h, w],
+            stem.params() - BatchNorm::params(STEM),
+            Some("conv1.weight"),
+        ),
+        info(
+            "bn1",
+            LayerKind::BatchNorm,
+            vec![STEM, h, w],
+            BatchNorm::params(STEM),
+            None,
+        ),
+        info("relu", LayerKind::Relu, vec![STEM, h, w], 0, None),
+    ];
+    (h, w) = (out_size(h, 3, 2, 1), out_size(w, 3, 2, 1));
+    out.push(info("maxpool", LayerKind::MaxPool, vec![STEM, h, w], 0, None));
+    for (s, blocks) in stages.iter().enumerate() {
+        if s > 0 {
+            (h, w) = (out_size(h, 3, 2, 1), out_size(w, 3, 2, 1));
+        }
+        let c = blocks[0].main.last().map_or(0, |u| u.cout);
+        let params = blocks.iter().map(BlockSpec::params).sum();
+        out.push(info(
+            &format!("layer{}", s + 1),
+            LayerKind::Block,
+            vec![c, h, w],
+            params,
+            None,
+        ));
+    }
+    out.push(info("avgpool", LayerKind::AvgPool, vec![width], 0, None));
+    out.push(info(
+        "fc",
+        LayerKind::Linear,
+        vec![classes],
+        width * classes + classes,
+        Some("fc.weight"),
+    ));
+    out
+}
+
+fn build<const DEPTH: usize>(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
+    Ok(Box::new(ResNet::new(vb, DEPTH, input, classes)?))
+}
+
+struct Block {
+    main: Vec<(Conv, BatchNorm)>,
+    downsample: Option<(Conv, BatchNorm)>,
+}
+
+impl Block {
+    fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
+        let mut y = x.clone();
+        for (i, (conv, bn)) in self.main.iter().enumerate() {
+            y = bn.forward(&conv.forward(&y)?)?;
+            if i + 1 < self.main.len() {
+                y = tap.relu(&y)?;
+            }
+        }
+        let shortcut = match &self.downsample {
+            Some((conv, bn)) => bn.forward(&conv.forward(x)?)?,
+            None => x.clone(),
+        };
+        tap.relu(&(y + shortcut)?)
+    }
+}
+
+pub struct ResNet {
+    id: &'static str,
+    conv1: Conv,
+    bn1: BatchNorm,
+    stages: Vec<Vec<Block>>,
+    fc: Linear,
+    layers: Vec<LayerInfo>,
+    classes: usize,
+}
+
+impl ResNet {
+    pub fn new(vb: VarBuilder, depth: usize, input: &InputSpec, classes: usize) -> candle_core::Result<Self> {
+        let (conv1, bn1) = stem().load(&vb)?;
+        let (specs, width) = stages(depth);
+        let stages = specs
+            .iter()
+            .map(|blocks| {
+                blocks
+                    .iter()
+                    .map(|b| {
+                        Ok(Block {
+                            main: b.main.iter().map(|u| u.load(&vb)).collect::<candle_core::Result<_>>()?,
+                            downsample: b.downsample.as_ref().map(|u| u.load(&vb)).transpose()?,
+                        })
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let fc = candle_nn::linear(width, classes, vb.pp("fc"))?;
+        Ok(ResNet {
+            id: id(depth),
+            conv1,
+            bn1,
+            stages,
+            fc,
+            layers: layers(depth, input, classes),
+            classes,
+        })
+    }
+}
+
+impl Model for ResNet {
+    fn arch(&self) -> &'static str {
+        self.id
+    }
+    fn layers(&self) -> &[LayerInfo] {
+        &self.layers
+    }
+    fn num_classes(&self) -> usize {
+        self.classes
+    }
+    fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        let x = tap.at("conv1", self.conv1.forward(x)?)?;
+        let x = tap.at("bn1", self.bn1.forward(&x)?)?;
+        let x = tap.at("relu", tap.relu(&x)?)?;
+        let mut x = tap.at("maxpool", max_pool2d(&x, 3, 2, 1)?)?;
+        for (s, blocks) in self.stages.iter().enumerate() {
+            for block in blocks {
+                x = block.forward(&x, tap)?;
+            }
+            x = tap.at(&format!("layer{}", s + 1), x)?;
+        }
+        let x = tap.at("avgpool", global_avg_pool(&x)?)?;
+        tap.at("fc", self.fc.forward(&x)?)
+    }
+}
