@@ -260,6 +260,10 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
 fn swap_in(staging: &Path, output: &Path) -> Result<()> {
     if output.exists() {
         let old = staging.with_extension("old");
+        if old.exists() {
+            // Left by a build that was killed between the two renames below.
+            std::fs::remove_dir_all(&old).at_path(&old)?;
+        }
         std::fs::rename(output, &old).at_path(output)?;
         std::fs::rename(staging, output).at_path(output)?;
         std::fs::remove_dir_all(&old).at_path(&old)?;

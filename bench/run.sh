@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Runs the peer pipeline and `cnnscope build bench/gallery.yaml` alternately, ROUNDS times
+# each (default 3), and prints each run's wall time and peak RSS, the medians, and the ratio.
+#
+#   bench/run.sh [ROUNDS]
+#
+# Needs: a release build (cargo build --release), the peer's Python environment in
+# $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md), the
+# peer script in $PEER_SCRIPT (default ../shared/bench/peer_gallery.py) and GNU time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rounds=${1:-3}
+peer_python=${PEER_PYTHON:-.venv-peer/bin/python}
+peer_script=${PEER_SCRIPT:-../shared/bench/peer_gallery.py}
+# The photographs without anything else in the folder (the peer opens every file).
+images=${PEER_IMAGES:-../shared/data/images}
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+[ -x target/release/cnnscope ] || cargo build --release
+[ -x "$peer_python" ] || { echo "no peer environment at $peer_python (see docs/performance.md)" >&2; exit 1; }
+
+measure() { # label, command...: prints "label seconds peak_rss_mb"
+    local label=$1; shift
+    local t0 t1
+    t0=$(date +%s.%N)
+    /usr/bin/time -f "%M" -o "$out/rss" "$@" > "$out/log" 2>&1 || { cat "$out/log" >&2; exit 1; }
+    t1=$(date +%s.%N)
+    printf "%s %.2f %.0f\n" "$label" "$(echo "$t1 - $t0" | bc)" "$(echo "$(cat "$out/rss") / 1024" | bc)"
+}
+
+for r in $(seq "$rounds"); do
+    rm -rf "$out/peer" "$out/site"
+    measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 | tee -a "$out/results"
+    measure cnnscope target/release/cnnscope build --config bench/gallery.yaml --output "$out/site" | tee -a "$out/results"
+done
+
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+p=$(awk '$1=="peer"{print $2}' "$out/results" | median)
+c=$(awk '$1=="cnnscope"{print $2}' "$out/results" | median)
+prss=$(awk '$1=="peer"{print $3}' "$out/results" | sort -n | tail -1)
+crss=$(awk '$1=="cnnscope"{print $3}' "$out/results" | sort -n | tail -1)
+echo "median wall time: peer ${p} s, cnnscope ${c} s; ratio cnnscope/peer $(echo "scale=2; $c / $p" | bc)"
+echo "peak RSS: peer ${prss} MB, cnnscope ${crss} MB"
