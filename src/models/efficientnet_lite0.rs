@@ -123,45 +123,43 @@ fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
     t
 }
 
+/// An MBConv block. Its batch norms are not named layers, so each is folded into the
+/// convolution before it at load time.
 struct Block {
     name: String,
     spec: BlockSpec,
-    expand: Option<(Conv, BatchNorm)>,
+    expand: Option<Conv>,
     depthwise: Conv,
-    bn1: BatchNorm,
     project: Conv,
-    bn2: BatchNorm,
 }
 
 impl Block {
     fn new(vb: VarBuilder, name: String, s: BlockSpec) -> candle_core::Result<Self> {
         let m = s.mid();
         let expand = if s.expand != 1 {
-            Some((
-                Conv::new(vb.pp("_expand_conv"), s.cin, m, 1, 1, Pad::Same, 1, false)?,
-                BatchNorm::new(vb.pp("_bn0"), m, EPS)?,
-            ))
+            let conv = Conv::new(vb.pp("_expand_conv"), s.cin, m, 1, 1, Pad::Same, 1, false)?;
+            Some(conv.fold(&BatchNorm::new(vb.pp("_bn0"), m, EPS)?)?)
         } else {
             None
         };
+        let depthwise = Conv::new(vb.pp("_depthwise_conv"), m, m, s.k, s.stride, Pad::Same, m, false)?;
+        let project = Conv::new(vb.pp("_project_conv"), m, s.cout, 1, 1, Pad::Same, 1, false)?;
         Ok(Block {
             name,
             spec: s,
             expand,
-            depthwise: Conv::new(vb.pp("_depthwise_conv"), m, m, s.k, s.stride, Pad::Same, m, false)?,
-            bn1: BatchNorm::new(vb.pp("_bn1"), m, EPS)?,
-            project: Conv::new(vb.pp("_project_conv"), m, s.cout, 1, 1, Pad::Same, 1, false)?,
-            bn2: BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?,
+            depthwise: depthwise.fold(&BatchNorm::new(vb.pp("_bn1"), m, EPS)?)?,
+            project: project.fold(&BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?)?,
         })
     }
 
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
-        if let Some((conv, bn)) = &self.expand {
-            h = tap.relu6(&bn.forward(&conv.forward(&h)?)?)?;
+        if let Some(conv) = &self.expand {
+            h = tap.relu6(&conv.forward(&h)?)?;
         }
-        h = tap.relu6(&self.bn1.forward(&self.depthwise.forward(&h)?)?)?;
-        h = self.bn2.forward(&self.project.forward(&h)?)?;
+        h = tap.relu6(&self.depthwise.forward(&h)?)?;
+        h = self.project.forward(&h)?;
         if self.spec.skip() {
             h = (h + x)?;
         }

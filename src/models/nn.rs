@@ -56,6 +56,22 @@ impl Conv {
         })
     }
 
+    /// This convolution followed by an inference batch norm, as one convolution:
+    /// `bn(conv(x)) = conv'(x)` with weight `w·s` and bias `b·s + t` (`s`, `t` the batch
+    /// norm's per-channel scale and shift). Only for batch norms that are not named layers:
+    /// the pre-norm output is no longer computed.
+    pub fn fold(mut self, bn: &BatchNorm) -> candle_core::Result<Conv> {
+        let c = self.weight.dim(0)?;
+        let scale = bn.scale.reshape(c)?;
+        let shift = bn.shift.reshape(c)?;
+        self.weight = self.weight.broadcast_mul(&scale.reshape((c, 1, 1, 1))?)?;
+        self.bias = Some(match self.bias.take() {
+            Some(b) => ((b * &scale)? + shift)?,
+            None => shift,
+        });
+        Ok(self)
+    }
+
     /// Parameters of a conv: weight (+ bias).
     pub fn params(cin: usize, cout: usize, k: usize, groups: usize, bias: bool) -> usize {
         cout * (cin / groups) * k * k + if bias { cout } else { 0 }
