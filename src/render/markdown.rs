@@ -97,6 +97,11 @@ mod tests {
     }
 
     #[test]
+    fn headings_can_carry_ids() {
+        assert!(to_html("## Chelsea {#chelsea}\n").contains("<h2 id=\"chelsea\">Chelsea</h2>"));
+    }
+
+    #[test]
     fn bad_front_matter_names_file_and_line() {
         let e = split_front_matter(Path::new("n.md"), "---\ntitle: A\nweight: [\n---\nbody").unwrap_err();
         let s = e.to_string();
