@@ -4,6 +4,7 @@
 //! artifacts) → compute ([`models`], [`ops`]) → [`render`] (pictures, markdown, templates)
 //! → [`site`] (write the output).
 
+pub mod bench;
 pub mod config;
 pub mod content;
 pub mod data;

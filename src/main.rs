@@ -35,6 +35,15 @@ enum Command {
         #[arg(long, short, default_value = "gallery.yaml")]
         config: PathBuf,
     },
+    /// Time the kernels the gallery's time goes to (median of several runs).
+    Bench {
+        /// EfficientNet-Lite0 weights.
+        #[arg(long, default_value = "models/efficientnet-lite0.safetensors")]
+        weights: PathBuf,
+        /// Timed runs per operation (after one warm-up run).
+        #[arg(long, default_value_t = 5)]
+        repeat: usize,
+    },
     /// Train a built-in architecture (lenet5) on IDX digits.
     Train {
         /// Architecture to train; only `lenet5` can be trained.
@@ -139,6 +148,14 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Build { config, output } => build(&config, output),
         Command::Check { config } => check(&config),
+        Command::Bench { weights, repeat } => {
+            println!(
+                "median of {} runs, {} threads",
+                repeat.max(1),
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            );
+            cnnscope::bench::run(&weights, repeat.max(1), &|l| println!("{l}")).map(|_| ())
+        }
         Command::Train {
             arch,
             data,

@@ -167,3 +167,15 @@ fn input_gradients_and_gradcam_match_the_reference() {
         }
     }
 }
+
+#[test]
+fn the_micro_benchmark_runs() {
+    let rows = cnnscope::bench::run(
+        &common::repo().join("models/efficientnet-lite0.safetensors"),
+        1,
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows.iter().all(|(_, f, b)| *f > 0.0 && *b > *f), "{rows:?}");
+}

@@ -51,26 +51,32 @@ impl Depthwise {
         })
     }
 
-    /// Calls `f(oy, ox, iy, ix, ky, kx)` for every in-range tap of every output position.
+    /// Calls `f(oy, iy, ky, kx, ox_lo, ox_hi, shift)` for every kernel tap and output row:
+    /// outputs `oy, ox` for `ox` in `ox_lo..ox_hi` read input `iy, ox·stride + kx − left`
+    /// (`shift = kx − left`, in range for exactly those `ox`). Loops over whole rows let the
+    /// innermost loop run without bounds arithmetic, which the compiler can vectorise.
     #[inline(always)]
-    fn for_taps(&self, g: &Geom, mut f: impl FnMut(usize, usize, usize, usize, usize)) {
-        let (pt, pl) = (self.pad[0] as isize, self.pad[2] as isize);
+    fn for_rows(&self, g: &Geom, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, isize)) {
+        let (pt, pl, s) = (self.pad[0] as isize, self.pad[2] as isize, self.stride as isize);
         for oy in 0..g.oh {
             for ky in 0..g.kh {
-                let iy = (oy * self.stride + ky) as isize - pt;
+                let iy = oy as isize * s + ky as isize - pt;
                 if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
-                for ox in 0..g.ow {
-                    let o = oy * g.ow + ox;
-                    let base = (ox * self.stride) as isize - pl;
-                    for kx in 0..g.kw {
-                        let ix = base + kx as isize;
-                        if ix < 0 || ix >= g.w as isize {
-                            continue;
-                        }
-                        f(o, iy as usize * g.w + ix as usize, ky * g.kw + kx, 0, 0);
+                for kx in 0..g.kw {
+                    let shift = kx as isize - pl;
+                    // ox·s + shift ≥ 0 and ≤ w − 1.
+                    let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
+                    let last = g.w as isize - 1 - shift;
+                    if last < 0 {
+                        continue;
                     }
+                    let hi = (last / s + 1).min(g.ow as isize);
+                    if lo >= hi {
+                        continue;
+                    }
+                    f(oy, iy as usize, ky, kx, lo as usize, hi as usize, shift);
                 }
             }
         }
@@ -78,34 +84,73 @@ impl Depthwise {
 
     fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom) -> Vec<T> {
         let mut out = vec![T::zero(); g.n * g.c * g.oh * g.ow];
+        let s = self.stride;
         out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, o)| {
             let ch = plane % g.c;
             let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            self.for_taps(g, |oi, ii, ki, _, _| o[oi] += xp[ii] * kp[ki]);
+            self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
+                let kv = kp[ky * g.kw + kx];
+                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
+                let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+                if s == 1 {
+                    let xs = &xrow[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
+                    for (ov, &xv) in orow[lo..hi].iter_mut().zip(xs) {
+                        *ov += xv * kv;
+                    }
+                } else {
+                    for ox in lo..hi {
+                        orow[ox] += xrow[(ox as isize * s as isize + shift) as usize] * kv;
+                    }
+                }
+            });
         });
         out
     }
 
     fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
         let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
+        let s = self.stride;
         gx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, gxp)| {
             let ch = plane % g.c;
             let gp = &gy[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            self.for_taps(g, |oi, ii, ki, _, _| gxp[ii] += gp[oi] * kp[ki]);
+            self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
+                let kv = kp[ky * g.kw + kx];
+                let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
+                let xrow = &mut gxp[iy * g.w..(iy + 1) * g.w];
+                if s == 1 {
+                    let xs = &mut xrow[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
+                    for (xv, &gv) in xs.iter_mut().zip(&grow[lo..hi]) {
+                        *xv += gv * kv;
+                    }
+                } else {
+                    for ox in lo..hi {
+                        xrow[(ox as isize * s as isize + shift) as usize] += grow[ox] * kv;
+                    }
+                }
+            });
         });
         gx
     }
 
     fn grad_weight<T: WithDType>(&self, gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
         let mut gk = vec![T::zero(); g.c * g.kh * g.kw];
+        let s = self.stride as isize;
         gk.par_chunks_mut(g.kh * g.kw).enumerate().for_each(|(ch, gkp)| {
             for n in 0..g.n {
                 let plane = n * g.c + ch;
                 let gp = &gy[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
                 let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-                self.for_taps(g, |oi, ii, ki, _, _| gkp[ki] += gp[oi] * xp[ii]);
+                self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
+                    let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
+                    let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+                    let mut acc = T::zero();
+                    for ox in lo..hi {
+                        acc += grow[ox] * xrow[(ox as isize * s + shift) as usize];
+                    }
+                    gkp[ky * g.kw + kx] += acc;
+                });
             }
         });
         gk

@@ -1,0 +1,105 @@
+//! `cnnscope bench`: micro-benchmarks of the kernels the gallery's time goes to, each the
+//! median of several runs. `bench/torch_micro.py` measures the same operations in PyTorch;
+//! docs/performance.md has the procedure.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, Module, Tensor, Var};
+use candle_nn::VarBuilder;
+
+use crate::error::Result;
+use crate::models::nn::{Conv, Pad};
+use crate::models::{self, InputSpec, Select, Tap};
+use crate::ops::{depthwise_conv2d, max_pool2d};
+
+/// Median milliseconds of `repeat` runs of `f`, after one warm-up run.
+fn time(repeat: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut v = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
+}
+
+fn randn(shape: &[usize]) -> Result<Tensor> {
+    Ok(Tensor::randn(0f32, 1.0, shape, &Device::Cpu)?)
+}
+
+fn conv(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Result<Conv> {
+    let map: HashMap<String, Tensor> = [("weight".to_string(), (randn(&[cout, cin / groups, k, k])? * 0.1)?)].into();
+    let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+    Ok(Conv::new(vb, cin, cout, k, stride, Pad::Sym(pad), groups, false)?)
+}
+
+/// Forward, and forward + backward to the input, of `f` on an input of `shape`.
+fn fwd_bwd(repeat: usize, shape: &[usize], f: &dyn Fn(&Tensor) -> Result<Tensor>) -> Result<(f64, f64)> {
+    let x = randn(shape)?;
+    let fwd = time(repeat, || f(&x).map(|_| ()))?;
+    let both = time(repeat, || {
+        let v = Var::from_tensor(&x)?;
+        let y = f(v.as_tensor())?;
+        let g = y.sum_all()?.backward()?;
+        g.get(v.as_tensor())
+            .map(|_| ())
+            .ok_or_else(|| crate::Error::msg("no input gradient"))
+    })?;
+    Ok((fwd, both))
+}
+
+/// Runs the benchmarks and returns (name, forward ms, forward + backward ms) rows.
+pub fn run(weights: &Path, repeat: usize, log: &dyn Fn(&str)) -> Result<Vec<(String, f64, f64)>> {
+    let mut rows = Vec::new();
+    let mut add = |name: &str, (f, b): (f64, f64)| {
+        log(&format!(
+            "{name:<58} forward {f:>9.2} ms   forward+backward {b:>9.2} ms"
+        ));
+        rows.push((name.to_string(), f, b));
+    };
+    let c1 = conv(3, 64, 3, 1, 1, 1)?;
+    let c2 = conv(64, 64, 3, 1, 1, 1)?;
+    add(
+        "conv 3→64 then 64→64, 3×3, 224², batch 1",
+        fwd_bwd(repeat, &[1, 3, 224, 224], &|x| Ok(c2.forward(&c1.forward(x)?)?))?,
+    );
+    let k = (randn(&[96, 1, 3, 3])? * 0.1)?;
+    add(
+        "depthwise 3×3, 96 channels, 112², batch 1",
+        fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(depthwise_conv2d(x, &k, 1, [1; 4])?))?,
+    );
+    let pw = conv(96, 24, 1, 1, 0, 1)?;
+    add(
+        "1×1 conv 96→24, 112², batch 1",
+        fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(pw.forward(x)?))?,
+    );
+    add(
+        "max-pool 3×3 stride 2 pad 1, 64 channels, 112², batch 1",
+        fwd_bwd(repeat, &[1, 64, 112, 112], &|x| Ok(max_pool2d(x, 3, 2, 1)?))?,
+    );
+    let arch = models::architecture("efficientnet-lite0").expect("built in");
+    let spec = InputSpec {
+        height: 224,
+        width: 224,
+        channels: 3,
+    };
+    let m = models::load(arch, weights, &spec, 1000)?;
+    let x = randn(&[1, 3, 224, 224])?;
+    let fwd = time(repeat, || {
+        m.model.forward(&x, &mut Tap::default())?;
+        Ok(())
+    })?;
+    let both = time(repeat, || {
+        models::gradients(m.model.as_ref(), &x, &[0], Select::None)?;
+        Ok(())
+    })?;
+    add(
+        "EfficientNet-Lite0, 224², batch 1 (backward: to the input)",
+        (fwd, both),
+    );
+    Ok(rows)
+}
