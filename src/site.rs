@@ -582,6 +582,21 @@ impl Site {
         ctx
     }
 
+    /// The context of a page about one model × image pair (attributions, gradients).
+    fn pair_context(&self, dir: &str, what: &str, mc: &ModelConfig, ic: &ImageConfig, pair: &Value) -> tera::Context {
+        let mut ctx = self.base_context(
+            dir,
+            &format!("{what}: {} × {} · {}", mc.id, ic.id, self.config.site.title),
+        );
+        ctx.insert(
+            "model",
+            &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
+        );
+        ctx.insert("image", &json!({"id": ic.id}));
+        ctx.insert("pair", pair);
+        ctx
+    }
+
     fn write_page(&self, out: &Path, dir: &str, template: &str, ctx: &tera::Context) -> Result<()> {
         let html = self.theme.render(template, ctx)?;
         let d = out.join(dir);
@@ -806,16 +821,7 @@ impl Site {
             let targets = crate::explain::targets_view(&ex.targets);
             if !ex.rows.is_empty() {
                 let adir = format!("{dir}/attributions");
-                let mut ctx = self.base_context(
-                    &adir,
-                    &format!("Attributions: {} × {} · {}", mc.id, ic.id, self.config.site.title),
-                );
-                ctx.insert(
-                    "model",
-                    &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
-                );
-                ctx.insert("image", &json!({"id": ic.id}));
-                ctx.insert("pair", &pair);
+                let mut ctx = self.pair_context(&adir, "Attributions", mc, ic, &pair);
                 ctx.insert("targets", &targets);
                 ctx.insert("rows", &ex.rows);
                 self.write_page(out, &adir, "attributions.html", &ctx)?;
@@ -823,16 +829,7 @@ impl Site {
             }
             if pair["gradients"].is_string() {
                 let gdir = format!("{dir}/gradients");
-                let mut ctx = self.base_context(
-                    &gdir,
-                    &format!("Gradients: {} × {} · {}", mc.id, ic.id, self.config.site.title),
-                );
-                ctx.insert(
-                    "model",
-                    &json!({"id": mc.id, "href": format!("{}/index.html", plan::model_dir(&mc.id))}),
-                );
-                ctx.insert("image", &json!({"id": ic.id}));
-                ctx.insert("pair", &pair);
+                let mut ctx = self.pair_context(&gdir, "Gradients", mc, ic, &pair);
                 ctx.insert("activation_gradients", &ex.activation_gradients);
                 ctx.insert("weight_gradients", &ex.weight_gradients);
                 self.write_page(out, &gdir, "gradients.html", &ctx)?;
