@@ -5,6 +5,7 @@
 //! → [`site`] (write the output).
 
 pub mod bench;
+pub mod cache;
 pub mod config;
 pub mod content;
 pub mod data;

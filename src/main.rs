@@ -4,7 +4,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
-use cnnscope::site::Site;
+use cnnscope::cache::Cache;
+use cnnscope::site::{BuildOptions, Site};
 use cnnscope::train::{train_lenet5, TrainOptions};
 
 #[derive(Parser)]
@@ -19,6 +20,25 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+enum CacheAction {
+    /// Remove entries the config no longer refers to, and leftovers of interrupted builds.
+    Gc {
+        #[arg(long, short, default_value = "gallery.yaml")]
+        config: PathBuf,
+        /// Cache folder [default: `.cnnscope-cache/` next to the config].
+        #[arg(long)]
+        cache: Option<PathBuf>,
+    },
+    /// Print the cache's folder, entry count and size.
+    Info {
+        #[arg(long, short, default_value = "gallery.yaml")]
+        config: PathBuf,
+        #[arg(long)]
+        cache: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
 enum Command {
     /// Build the site: run the models on the images, draw everything, write the pages.
     Build {
@@ -29,6 +49,21 @@ enum Command {
         /// when the build succeeds and left untouched when it fails.
         #[arg(long, short)]
         output: Option<PathBuf>,
+        /// Cache folder for computed artifacts [default: `.cnnscope-cache/` next to the config].
+        #[arg(long, conflicts_with = "no_cache")]
+        cache: Option<PathBuf>,
+        /// Compute everything afresh and keep nothing (a temporary cache, removed after).
+        #[arg(long)]
+        no_cache: bool,
+        /// Compute only part K of N of the work into the cache and write no site; a build over
+        /// a cache holding every part's entries then assembles the site without computing.
+        #[arg(long, value_name = "K/N")]
+        shard: Option<cnnscope::plan::Shard>,
+    },
+    /// Inspect or prune the artifact cache.
+    Cache {
+        #[command(subcommand)]
+        action: CacheAction,
     },
     /// Load and validate everything (config, files, weights, notes, theme); write nothing.
     Check {
@@ -107,24 +142,78 @@ fn check(config: &Path) -> cnnscope::Result<()> {
     Ok(())
 }
 
-fn build(config: &Path, output: Option<PathBuf>) -> cnnscope::Result<()> {
+fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions) -> cnnscope::Result<()> {
     let start = Instant::now();
     let site = load(config)?;
     let output = output.unwrap_or_else(|| site.config.root.join("public"));
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
-    eprintln!("building {} model × image page(s) into {}", pairs, output.display());
-    let report = site.build(&output, &|line| eprintln!("{line}"))?;
+    let cache = opts.cache.clone().unwrap_or_else(|| site.default_cache_dir());
+    match opts.shard {
+        Some(s) => eprintln!("computing shard {}/{} of {pairs} model × image pair(s) into {}", s.k, s.n, cache.display()),
+        None if opts.no_cache => eprintln!("building {pairs} model × image page(s) into {} (no cache)", output.display()),
+        None => eprintln!(
+            "building {pairs} model × image page(s) into {} (cache {})",
+            output.display(),
+            cache.display()
+        ),
+    }
+    let report = site.build_with(&output, &opts, &|line| eprintln!("{line}"))?;
     for (phase, t) in &report.timings {
         eprintln!("  {phase:<28} {}", secs(*t));
     }
     eprintln!(
-        "done: {} pages, {} artifacts in {} ({} in all); open {}",
-        report.pages,
-        report.artifacts,
-        report.output.display(),
-        secs(start.elapsed()),
-        report.output.join("index.html").display()
+        "cache: {} entries computed ({} files), {} reused ({} files)",
+        report.computed, report.files_computed, report.reused, report.files_reused
     );
+    match &report.output {
+        Some(out) => eprintln!(
+            "done: {} pages, {} artifacts in {} ({} in all); open {}",
+            report.pages,
+            report.artifacts,
+            out.display(),
+            secs(start.elapsed()),
+            out.join("index.html").display()
+        ),
+        None => eprintln!("done: shard computed in {}; no site written", secs(start.elapsed())),
+    }
+    Ok(())
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
+}
+
+fn cache_command(action: CacheAction) -> cnnscope::Result<()> {
+    let (config, dir, gc) = match action {
+        CacheAction::Gc { config, cache } => (config, cache, true),
+        CacheAction::Info { config, cache } => (config, cache, false),
+    };
+    let site = load(&config)?;
+    let dir = dir.unwrap_or_else(|| site.default_cache_dir());
+    if !dir.is_dir() {
+        eprintln!("no cache at {}", dir.display());
+        return Ok(());
+    }
+    let cache = Cache::open(&dir)?;
+    let (n, bytes) = cache.size();
+    if gc {
+        let keep = site.referenced_keys(&cache)?;
+        let (removed, freed) = cache.gc(&keep)?;
+        eprintln!(
+            "{}: removed {removed} of {n} entries ({} freed); {} kept",
+            dir.display(),
+            mib(freed),
+            n - removed
+        );
+    } else {
+        let keep = site.referenced_keys(&cache)?;
+        eprintln!(
+            "{}: {n} entries, {}; {} of the entries the config refers to are present",
+            dir.display(),
+            mib(bytes),
+            keep.iter().filter(|k| cache.get(k).is_some()).count()
+        );
+    }
     Ok(())
 }
 
@@ -146,7 +235,14 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Build { config, output } => build(&config, output),
+        Command::Build {
+            config,
+            output,
+            cache,
+            no_cache,
+            shard,
+        } => build(&config, output, BuildOptions { cache, no_cache, shard }),
+        Command::Cache { action } => cache_command(action),
         Command::Check { config } => check(&config),
         Command::Bench { weights, repeat } => {
             println!(

@@ -30,6 +30,54 @@ pub fn plan(config: &Config) -> Plan {
     Plan { pairs }
 }
 
+/// A unit of compute work, the grain of `--shard`: a model's weight pictures, a pair's
+/// forward pass, or one method of a pair (for all its targets).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unit {
+    Weights { model: usize },
+    Forward { pair: usize },
+    Method { pair: usize, method: usize },
+}
+
+/// Every unit of the plan, in a fixed order: models' weights, then per pair its forward pass
+/// and its methods in list order.
+pub fn units(config: &Config, plan: &Plan) -> Vec<Unit> {
+    let mut out: Vec<Unit> = (0..config.models.len()).map(|model| Unit::Weights { model }).collect();
+    for (pair, p) in plan.pairs.iter().enumerate() {
+        out.push(Unit::Forward { pair });
+        out.extend((0..config.models[p.model].methods.len()).map(|method| Unit::Method { pair, method }));
+    }
+    out
+}
+
+/// `K/N` of `--shard`: shard `k` (1-based) of `n`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub k: usize,
+    pub n: usize,
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Shard, String> {
+        let bad = || format!("`{s}` is not K/N with 1 ≤ K ≤ N (for example 2/3)");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (k, n): (usize, usize) = (k.trim().parse().map_err(|_| bad())?, n.trim().parse().map_err(|_| bad())?);
+        if k == 0 || n == 0 || k > n {
+            return Err(bad());
+        }
+        Ok(Shard { k, n })
+    }
+}
+
+impl Shard {
+    /// Whether the unit at `index` of [`units`] belongs to this shard. Round robin over the
+    /// ordered units spreads each method's work (IG on every image, say) across the shards.
+    pub fn owns(&self, index: usize) -> bool {
+        index % self.n == self.k - 1
+    }
+}
+
 pub fn model_dir(model: &str) -> String {
     format!("models/{model}")
 }
@@ -57,5 +105,14 @@ mod tests {
         assert_eq!(super::root_from(""), "");
         assert_eq!(super::root_from("models/a"), "../../");
         assert_eq!(super::root_from("models/a/images/b"), "../../../../");
+    }
+
+    #[test]
+    fn shards() {
+        let s: super::Shard = "2/3".parse().unwrap();
+        assert_eq!((0..7).filter(|&i| s.owns(i)).collect::<Vec<_>>(), vec![1, 4]);
+        for bad in ["0/3", "4/3", "3", "a/b", "1/0"] {
+            assert!(bad.parse::<super::Shard>().is_err(), "{bad}");
+        }
     }
 }

@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 use candle_core::{Tensor, D};
 use image::DynamicImage;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+use crate::cache::{self, Cache, KeyHasher, Stored, ENTRY};
 use crate::config::{self, Config, ImageConfig, ModelConfig};
 use crate::content::{self, Content};
 use crate::data::image as img;
 use crate::error::{Error, IoContext, Result};
 use crate::models::{self, LayerKind, LoadedModel, Select, Tap};
-use crate::plan::{self, Pair};
+use crate::plan::{self, Pair, Shard, Unit};
 use crate::render::colormap::Scale;
 use crate::render::grid;
 use crate::render::markdown::to_html;
@@ -35,41 +36,81 @@ pub struct Site {
     pub images: Vec<DynamicImage>,
     pub content: Content,
     pub theme: Theme,
+    /// blake3 of the inputs: cache keys and provenance.
+    pub hashes: Hashes,
     pub timings: Vec<(String, Duration)>,
 }
 
+/// blake3 of every input file, in config order.
+#[derive(Debug, Clone)]
+pub struct Hashes {
+    pub config: String,
+    pub weights: Vec<String>,
+    pub classes: Vec<String>,
+    pub images: Vec<String>,
+}
+
 /// One file the build wrote from an array, as listed in `manifest.json`.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Artifact {
-    pub kind: &'static str,
+    pub kind: String,
+    #[serde(default)]
     pub model: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub method: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target: Option<ClassRef>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub image: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub layer: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub png: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub npy: Option<String>,
     pub shape: Vec<usize>,
     /// The method's parameters as applied.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub params: Option<Value>,
     /// The attribution drawn over the input.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub overlay: Option<String>,
     /// Checks computed with the array (Integrated Gradients' completeness gap, ...).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub metrics: Option<std::collections::BTreeMap<String, f64>>,
+    /// blake3 of the `.npy` file's bytes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub blake3: Option<String>,
+    /// The cache entry that holds the files.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entry: Option<String>,
 }
 
-#[derive(Debug, Clone, Serialize)]
+impl Artifact {
+    /// Fills in what a cache entry does not store: the ids, the class name, the hashes.
+    pub(crate) fn complete(
+        mut self,
+        stored: &Stored,
+        prefix: &str,
+        model: &str,
+        image: Option<&str>,
+        classes: &[String],
+    ) -> Artifact {
+        self.model = model.to_string();
+        self.image = image.map(str::to_string);
+        if let Some(t) = &mut self.target {
+            t.name = classes.get(t.index).cloned().unwrap_or_default();
+        }
+        self.blake3 = self.npy.as_deref().and_then(|n| stored.hash_of(prefix, n));
+        self.entry = Some(stored.key.clone());
+        self
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ClassRef {
     pub index: usize,
+    #[serde(default)]
     pub name: String,
 }
 
@@ -80,11 +121,30 @@ pub struct ClassProb {
     pub probability: f32,
 }
 
+/// How a build uses the cache and which part of the work it does.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The cache folder [default: `.cnnscope-cache` next to the config].
+    pub cache: Option<PathBuf>,
+    /// Reuse nothing and keep nothing: a temporary cache next to the output, removed after.
+    pub no_cache: bool,
+    /// Compute only this shard's units into the cache, and write no site.
+    pub shard: Option<Shard>,
+}
+
 #[derive(Debug)]
 pub struct BuildReport {
-    pub output: PathBuf,
+    /// The site folder (none for a shard).
+    pub output: Option<PathBuf>,
     pub pages: usize,
     pub artifacts: usize,
+    /// Cache entries (and their files) this build computed, and those it reused.
+    pub computed: usize,
+    pub reused: usize,
+    pub files_computed: usize,
+    pub files_reused: usize,
+    /// The lasting cache folder (none with `--no-cache`).
+    pub cache: Option<PathBuf>,
     pub timings: Vec<(String, Duration)>,
 }
 
@@ -138,7 +198,16 @@ impl Site {
                 .map(|i| img::load(&i.path))
                 .collect::<Result<Vec<_>>>()
         })?;
-        let content = timed(&mut timings, "notes", || content::load(&config.root.join("content")))?;
+        let hashes = timed(&mut timings, "hashes", || {
+            let files = |paths: Vec<&Path>| paths.into_par_iter().map(cache::hash_file).collect::<Result<Vec<_>>>();
+            Ok(Hashes {
+                config: cache::hash_bytes(config.text.as_bytes()),
+                weights: files(config.models.iter().map(|m| m.weights.as_path()).collect())?,
+                classes: files(config.models.iter().map(|m| m.classes_path.as_path()).collect())?,
+                images: files(config.images.iter().map(|i| i.path.as_path()).collect())?,
+            })
+        })?;
+        let content = timed(&mut timings, "notes", || content::load(&config))?;
         let theme_dir = config.root.join("themes").join(&config.site.theme);
         if config.site.theme != "default" && !theme_dir.is_dir() {
             return Err(Error::at(
@@ -154,77 +223,178 @@ impl Site {
             images,
             content,
             theme,
+            hashes,
             timings,
         })
     }
 
-    /// Builds the site into `output`, replacing what was there only on success.
-    /// `log` receives progress lines.
-    pub fn build(&self, output: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
-        let staging = prepare_output(output)?;
-        match self.build_into(&staging, log) {
-            Ok(mut report) => {
-                swap_in(&staging, output)?;
-                report.output = output.to_path_buf();
-                Ok(report)
-            }
-            Err(e) => {
-                let _ = std::fs::remove_dir_all(&staging);
-                Err(e)
-            }
-        }
+    /// The cache folder a build uses by default: `.cnnscope-cache` next to the config.
+    pub fn default_cache_dir(&self) -> PathBuf {
+        self.config.root.join(cache::DEFAULT_DIR)
     }
 
-    fn build_into(&self, out: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+    /// Builds the site into `output` with the default cache, replacing what was there only
+    /// on success. `log` receives progress lines.
+    pub fn build(&self, output: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        self.build_with(output, &BuildOptions::default(), log)
+    }
+
+    /// Builds with explicit cache and shard options. A shard computes its part of the work
+    /// into the cache and leaves `output` alone.
+    pub fn build_with(&self, output: &Path, opts: &BuildOptions, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        if let Some(shard) = opts.shard {
+            if opts.no_cache {
+                return Err(Error::msg(
+                    "--shard computes into the cache for a later build to assemble: it cannot run with --no-cache",
+                ));
+            }
+            let cache = Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?;
+            return self.build_into(None, &cache, Some(shard), log);
+        }
+        let staging = prepare_output(output)?;
+        let result = (|| {
+            let cache = if opts.no_cache {
+                Cache::temporary(&staging.with_extension("cache"))?
+            } else {
+                Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?
+            };
+            let mut report = self.build_into(Some(&staging), &cache, None, log)?;
+            swap_in(&staging, output)?;
+            report.output = Some(output.to_path_buf());
+            Ok(report)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    /// Computes what is missing from the cache (only `shard`'s units, if given) and, with a
+    /// site folder, links every entry into it and writes the pages and the manifest.
+    fn build_into(
+        &self,
+        out: Option<&Path>,
+        cache: &Cache,
+        shard: Option<Shard>,
+        log: &(dyn Fn(&str) + Sync),
+    ) -> Result<BuildReport> {
         let mut timings = Vec::new();
         let plan = plan::plan(&self.config);
+        let units = plan::units(&self.config, &plan);
+        let owned = |u: Unit| shard.is_none_or(|s| units.iter().position(|x| *x == u).is_some_and(|i| s.owns(i)));
         let done = AtomicUsize::new(0);
         let total = plan.pairs.len();
         let model_views = timed(&mut timings, "model pictures", || {
             (0..self.models.len())
                 .into_par_iter()
-                .map(|mi| self.model_pictures(mi, out))
+                .filter(|&model| owned(Unit::Weights { model }))
+                .map(|mi| self.model_pictures(mi, out, cache))
                 .collect::<Result<Vec<_>>>()
         })?;
         let pair_views = timed(&mut timings, "forward passes and pictures", || {
             plan.pairs
                 .par_iter()
-                .map(|p| {
+                .enumerate()
+                .filter_map(|(pair, p)| {
+                    let methods: Vec<bool> = (0..self.config.models[p.model].methods.len())
+                        .map(|method| owned(Unit::Method { pair, method }))
+                        .collect();
+                    (owned(Unit::Forward { pair }) || methods.iter().any(|&m| m)).then_some((*p, methods))
+                })
+                .map(|(p, wanted)| {
                     let started = Instant::now();
-                    let v = self.compute_pair(*p, out)?;
+                    let v = self.compute_pair(p, out, cache, &wanted)?;
                     let n = done.fetch_add(1, Ordering::SeqCst) + 1;
-                    let methods: Vec<String> = v
+                    let computed: Vec<String> = v
                         .explained
                         .timings
                         .iter()
-                        .map(|(m, t)| format!("{m} {t:.1}s"))
+                        .filter(|(_, t)| t.is_some())
+                        .map(|(m, t)| format!("{m} {:.1}s", t.unwrap_or_default()))
                         .collect();
+                    let what = if v.computed == 0 {
+                        ": all reused from the cache".to_string()
+                    } else if computed.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", computed.join(", "))
+                    };
                     log(&format!(
-                        "  [{n}/{total}] {} × {} ({:.1} s{}{})",
+                        "  [{n}/{total}] {} × {} ({:.1} s{what})",
                         self.config.models[p.model].id,
                         self.config.images[p.image].id,
                         started.elapsed().as_secs_f64(),
-                        if methods.is_empty() { "" } else { ": " },
-                        methods.join(", ")
                     ));
                     Ok(v)
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
-        let pages = timed(&mut timings, "pages", || {
-            self.write_pages(out, &plan.pairs, &model_views, &pair_views)
-        })?;
-        let mut artifacts: Vec<Artifact> = model_views.iter().flat_map(|m| m.artifacts.clone()).collect();
-        artifacts.extend(pair_views.iter().flat_map(|p| p.artifacts.clone()));
-        timed(&mut timings, "manifest", || {
-            self.write_manifest(out, &model_views, &pair_views, &artifacts)
-        })?;
-        Ok(BuildReport {
-            output: out.to_path_buf(),
-            pages,
-            artifacts: artifacts.len(),
-            timings,
-        })
+        let c = &cache.counts;
+        let mut report = BuildReport {
+            output: None,
+            pages: 0,
+            artifacts: 0,
+            computed: c.entries_computed.load(Ordering::Relaxed),
+            reused: c.entries_reused.load(Ordering::Relaxed),
+            files_computed: c.files_computed.load(Ordering::Relaxed),
+            files_reused: c.files_reused.load(Ordering::Relaxed),
+            cache: (!cache.is_temporary()).then(|| cache.root().to_path_buf()),
+            timings: Vec::new(),
+        };
+        if let Some(out) = out {
+            report.pages = timed(&mut timings, "pages", || {
+                self.write_pages(out, &plan.pairs, &model_views, &pair_views)
+            })?;
+            let mut artifacts: Vec<Artifact> = model_views.iter().flat_map(|m| m.artifacts.clone()).collect();
+            artifacts.extend(pair_views.iter().flat_map(|p| p.artifacts.clone()));
+            timed(&mut timings, "manifest", || {
+                self.write_manifest(out, &model_views, &pair_views, &artifacts)
+            })?;
+            report.artifacts = artifacts.len();
+        }
+        report.timings = timings;
+        Ok(report)
+    }
+
+    /// Every cache key the current config refers to, for `cache gc`. Method entries are
+    /// found through their pair's forward entry (which says the targets); a pair whose
+    /// forward entry is missing contributes only that key.
+    pub fn referenced_keys(&self, cache: &Cache) -> Result<std::collections::BTreeSet<String>> {
+        let mut keys = std::collections::BTreeSet::new();
+        for mi in 0..self.models.len() {
+            keys.insert(self.weights_key(mi));
+        }
+        for p in plan::plan(&self.config).pairs {
+            let fkey = self.forward_key(p);
+            if let Some(stored) = cache.get(&fkey) {
+                let data: ForwardData = stored.placed("")?;
+                keys.extend(crate::explain::method_keys(self, p, &fkey, &data.probs));
+            }
+            keys.insert(fkey);
+        }
+        Ok(keys)
+    }
+
+    fn weights_key(&self, mi: usize) -> String {
+        let mc = &self.config.models[mi];
+        KeyHasher::new("weight-pictures")
+            .field("arch", mc.arch.id)
+            .field("weights", &self.hashes.weights[mi])
+            .finish()
+    }
+
+    /// The forward pass of a pair depends on the weights, the image and how it is prepared.
+    pub(crate) fn forward_key(&self, p: Pair) -> String {
+        let mc = &self.config.models[p.model];
+        let i = &mc.input;
+        let input = json!({"height": i.height, "width": i.width, "channels": i.channels, "mean": i.mean, "std": i.std});
+        KeyHasher::new("forward")
+            .field("arch", mc.arch.id)
+            .field("weights", &self.hashes.weights[p.model])
+            .field("classes", mc.classes.len().to_string())
+            .field("input", input.to_string())
+            .field("image", &self.hashes.images[p.image])
+            .finish()
     }
 }
 
@@ -299,43 +469,130 @@ struct PairView {
     input_png: String,
     artifacts: Vec<Artifact>,
     explained: crate::explain::Explained,
+    /// Cache entries computed (not reused) for this pair.
+    computed: usize,
+}
+
+/// A model's weight pictures, as cached.
+#[derive(Serialize, Deserialize)]
+struct WeightsData {
+    weights: Vec<Value>,
+    artifacts: Vec<Artifact>,
+}
+
+/// A pair's forward pass, as cached: the class probabilities, the activation pictures, and
+/// `input.png`, `input.npy`, `logits.npy` and `activations/` as files.
+#[derive(Serialize, Deserialize)]
+pub(crate) struct ForwardData {
+    pub probs: Vec<f32>,
+    layers: Vec<Value>,
+    artifacts: Vec<Artifact>,
 }
 
 impl Site {
-    fn model_pictures(&self, mi: usize, out: &Path) -> Result<ModelView> {
+    fn model_pictures(&self, mi: usize, out: Option<&Path>, cache: &Cache) -> Result<ModelView> {
         let mc = &self.config.models[mi];
         let lm = &self.models[mi];
-        let dir = plan::model_dir(&mc.id);
-        mkdir(&out.join(&dir).join("weights"))?;
-        let mut weights = Vec::new();
-        let mut artifacts = Vec::new();
-        for layer in lm.model.layers() {
-            let Some(wname) = &layer.weight else { continue };
-            let Some(w) = lm.tensors.get(wname) else {
-                continue;
-            };
-            let base = format!("{dir}/weights/{}", layer.name);
-            let Some((view, art)) = weight_picture(w, layer, wname, &base, out, &mc.id)? else {
-                continue;
-            };
-            weights.push(view);
-            artifacts.push(art);
+        let stored = cache.get_or_put("weight-pictures", &self.weights_key(mi), |edir| {
+            let mut weights = Vec::new();
+            let mut artifacts = Vec::new();
+            for layer in lm.model.layers() {
+                let Some(wname) = &layer.weight else { continue };
+                let Some(w) = lm.tensors.get(wname) else {
+                    continue;
+                };
+                let Some((view, art)) = weight_picture(w, layer, wname, &layer.name, edir)? else {
+                    continue;
+                };
+                weights.push(view);
+                artifacts.push(art);
+            }
+            Ok(WeightsData { weights, artifacts })
+        })?;
+        let prefix = format!("{}/weights", plan::model_dir(&mc.id));
+        if let Some(out) = out {
+            stored.link_into(out, &prefix)?;
         }
-        Ok(ModelView { weights, artifacts })
+        let data: WeightsData = stored.placed(&prefix)?;
+        let artifacts = data
+            .artifacts
+            .into_iter()
+            .map(|a| a.complete(&stored, &prefix, &mc.id, None, &mc.classes))
+            .collect();
+        Ok(ModelView {
+            weights: data.weights,
+            artifacts,
+        })
     }
 
-    fn compute_pair(&self, p: Pair, out: &Path) -> Result<PairView> {
-        let mc = &self.config.models[p.model];
-        let ic = &self.config.images[p.image];
+    /// Runs the forward pass of one pair and draws its input and activations into `edir`.
+    fn compute_forward(&self, p: Pair, x: &Tensor, shown: &DynamicImage, edir: &Path) -> Result<ForwardData> {
         let model = &self.models[p.model].model;
-        let dir = plan::image_dir(&mc.id, &ic.id);
-        mkdir(&out.join(&dir).join("activations"))?;
-        let (shown, x) = img::prepare(&self.images[p.image], &mc.input)?;
+        mkdir(&edir.join("activations"))?;
         let mut tap = Tap::new(Select::All, Select::None);
-        let logits = model.forward(&x, &mut tap)?;
+        let logits = model.forward(x, &mut tap)?;
         let probs = candle_nn::ops::softmax(&logits, D::Minus1)?
             .squeeze(0)?
             .to_vec1::<f32>()?;
+        let art = |kind: &str, layer: Option<&str>, png: Option<String>, npy: &str, shape: Vec<usize>| Artifact {
+            kind: kind.to_string(),
+            layer: layer.map(str::to_string),
+            png,
+            npy: Some(format!("{ENTRY}{npy}")),
+            shape,
+            ..Default::default()
+        };
+        let mut artifacts = Vec::new();
+        grid::save_dynamic_png(shown, &edir.join("input.png"))?;
+        let x0 = x.squeeze(0)?;
+        write_npy(&x0, &edir.join("input.npy"))?;
+        artifacts.push(art(
+            "input",
+            None,
+            Some(format!("{ENTRY}input.png")),
+            "input.npy",
+            x0.dims().to_vec(),
+        ));
+        let l0 = logits.squeeze(0)?;
+        write_npy(&l0, &edir.join("logits.npy"))?;
+        artifacts.push(art("logits", None, None, "logits.npy", l0.dims().to_vec()));
+        let mut layers = Vec::new();
+        for (info, (name, act)) in model.layers().iter().zip(&tap.activations) {
+            debug_assert_eq!(&info.name, name);
+            let base = format!("activations/{name}");
+            if let Some(v) = layer_picture(&act.squeeze(0)?, info, &base, edir)? {
+                layers.push(v);
+                artifacts.push(art(
+                    "activation",
+                    Some(name),
+                    Some(format!("{ENTRY}{base}.png")),
+                    &format!("{base}.npy"),
+                    act.dims()[1..].to_vec(),
+                ));
+            }
+        }
+        Ok(ForwardData {
+            probs,
+            layers,
+            artifacts,
+        })
+    }
+
+    /// One pair: its forward pass and the `wanted` methods, from the cache or computed; with
+    /// a site folder, their files are linked into the pair's pages.
+    fn compute_pair(&self, p: Pair, out: Option<&Path>, cache: &Cache, wanted: &[bool]) -> Result<PairView> {
+        let mc = &self.config.models[p.model];
+        let ic = &self.config.images[p.image];
+        let dir = plan::image_dir(&mc.id, &ic.id);
+        let (shown, x) = img::prepare(&self.images[p.image], &mc.input)?;
+        let fkey = self.forward_key(p);
+        let stored = cache.get_or_put("forward", &fkey, |edir| self.compute_forward(p, &x, &shown, edir))?;
+        let mut computed = usize::from(stored.fresh);
+        if let Some(out) = out {
+            stored.link_into(out, &dir)?;
+        }
+        let data: ForwardData = stored.placed(&dir)?;
+        let probs = data.probs;
         let mut order: Vec<usize> = (0..probs.len()).collect();
         order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]).then(a.cmp(&b)));
         let top5 = order
@@ -347,74 +604,33 @@ impl Site {
                 probability: probs[i],
             })
             .collect();
-
-        let mut artifacts = Vec::new();
-        let art = |kind, layer: Option<&str>, png: Option<String>, npy: String, shape: Vec<usize>| Artifact {
-            kind,
-            model: mc.id.clone(),
-            image: Some(ic.id.clone()),
-            layer: layer.map(str::to_string),
-            png,
-            npy: Some(npy),
-            shape,
-            ..Default::default()
-        };
-        let input_png = format!("{dir}/input.png");
-        grid::save_dynamic_png(&shown, &out.join(&input_png))?;
-        let x0 = x.squeeze(0)?;
-        write_npy(&x0, &out.join(format!("{dir}/input.npy")))?;
-        artifacts.push(art(
-            "input",
-            None,
-            Some(input_png.clone()),
-            format!("{dir}/input.npy"),
-            x0.dims().to_vec(),
-        ));
-        let l0 = logits.squeeze(0)?;
-        write_npy(&l0, &out.join(format!("{dir}/logits.npy")))?;
-        artifacts.push(art(
-            "logits",
-            None,
-            None,
-            format!("{dir}/logits.npy"),
-            l0.dims().to_vec(),
-        ));
-
-        let mut layers = Vec::new();
-        for (info, (name, act)) in model.layers().iter().zip(&tap.activations) {
-            debug_assert_eq!(&info.name, name);
-            let base = format!("{dir}/activations/{name}");
-            if let Some(v) = layer_picture(&act.squeeze(0)?, info, &base, out)? {
-                layers.push(v);
-                artifacts.push(art(
-                    "activation",
-                    Some(name),
-                    Some(format!("{base}.png")),
-                    format!("{base}.npy"),
-                    act.dims()[1..].to_vec(),
-                ));
-            }
-        }
-        let explained = crate::explain::explain(self, p, &x, &shown, &probs, out, &dir)?;
+        let mut artifacts: Vec<Artifact> = data
+            .artifacts
+            .into_iter()
+            .map(|a| a.complete(&stored, &dir, &mc.id, Some(&ic.id), &mc.classes))
+            .collect();
+        let explained = crate::explain::explain(self, p, &x, &shown, &probs, &fkey, cache, wanted, out, &dir)?;
+        computed += explained.computed;
         artifacts.extend(explained.artifacts.iter().cloned());
         Ok(PairView {
             top5,
-            layers,
-            input_png,
+            layers: data.layers,
+            input_png: format!("{dir}/input.png"),
             artifacts,
             explained,
+            computed,
         })
     }
 }
 
-/// Draws a conv or linear weight tensor (or its gradient) and writes `<base>.png/.npy`.
+/// Draws a conv or linear weight tensor (or its gradient) and writes `<base>.png/.npy`
+/// into the cache entry folder `edir`.
 pub(crate) fn weight_picture(
     w: &Tensor,
     layer: &models::LayerInfo,
     tensor: &str,
     base: &str,
-    out: &Path,
-    model: &str,
+    edir: &Path,
 ) -> Result<Option<(Value, Artifact)>> {
     let dims = w.dims().to_vec();
     let data = w.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
@@ -436,7 +652,7 @@ pub(crate) fn weight_picture(
                     "{o} outputs (rows) × {i} inputs (columns); the first {so} × {si} are drawn and in the .npy"
                 );
                 let picture = grid::maps(&pdata, 1, so, si, 1, zoom, &scale);
-                return finish_weight_picture(&part, picture, caption, scale, layer, tensor, base, out, model);
+                return finish_weight_picture(&part, picture, caption, scale, layer, tensor, base, edir);
             }
             let caption = format!("{o} outputs (rows) × {i} inputs (columns)");
             (grid::maps(&data, 1, o, i, 1, zoom, &scale), caption)
@@ -464,7 +680,7 @@ pub(crate) fn weight_picture(
         }
         _ => return Ok(None),
     };
-    finish_weight_picture(w, picture, caption, scale, layer, tensor, base, out, model)
+    finish_weight_picture(w, picture, caption, scale, layer, tensor, base, edir)
 }
 
 /// The most rows and columns of a weight matrix drawn and exported.
@@ -480,12 +696,11 @@ fn finish_weight_picture(
     layer: &models::LayerInfo,
     tensor: &str,
     base: &str,
-    out: &Path,
-    model: &str,
+    edir: &Path,
 ) -> Result<Option<(Value, Artifact)>> {
     let dims = w.dims().to_vec();
-    grid::save_png(&picture, &out.join(format!("{base}.png")))?;
-    write_npy(w, &out.join(format!("{base}.npy")))?;
+    grid::save_png(&picture, &edir.join(format!("{base}.png")))?;
+    write_npy(w, &edir.join(format!("{base}.npy")))?;
     let (lo, hi) = scale.range();
     let kind = if layer.kind == LayerKind::Conv {
         "filters"
@@ -494,14 +709,13 @@ fn finish_weight_picture(
     };
     let view = json!({
         "layer": layer.name, "kind": kind, "tensor": tensor, "shape": shape_str(&dims),
-        "caption": caption, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+        "caption": caption, "png": format!("{ENTRY}{base}.png"), "npy": format!("{ENTRY}{base}.npy"),
         "min": lo, "max": hi, "colormap": scale.name(), "colorbar": colorbar_name(&scale),
     });
     let art = Artifact {
-        kind,
-        model: model.to_string(),
-        png: Some(format!("{base}.png")),
-        npy: Some(format!("{base}.npy")),
+        kind: kind.to_string(),
+        png: Some(format!("{ENTRY}{base}.png")),
+        npy: Some(format!("{ENTRY}{base}.npy")),
         shape: dims,
         layer: Some(layer.name.clone()),
         ..Default::default()
@@ -513,8 +727,9 @@ fn finish_weight_picture(
 const MAX_MAPS: usize = 64;
 
 /// Draws one layer's maps (`C×H×W`: a grid) or units (`N`: a strip) and writes
-/// `<base>.png/.npy`; used for activations and their gradients alike.
-pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, out: &Path) -> Result<Option<Value>> {
+/// `<base>.png/.npy` into the cache entry folder `edir`; used for activations and their
+/// gradients alike.
+pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, edir: &Path) -> Result<Option<Value>> {
     let dims = a.dims().to_vec();
     let data = a.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
     let scale = Scale::fit(&data);
@@ -524,8 +739,8 @@ pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, ou
         &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
         _ => return Ok(None),
     };
-    grid::save_png(&picture, &out.join(format!("{base}.png")))?;
-    write_npy(a, &out.join(format!("{base}.npy")))?;
+    grid::save_png(&picture, &edir.join(format!("{base}.png")))?;
+    write_npy(a, &edir.join(format!("{base}.npy")))?;
     let (lo, hi) = scale.range();
     let (amin, amax) = data
         .iter()
@@ -538,7 +753,7 @@ pub(crate) fn layer_picture(a: &Tensor, info: &models::LayerInfo, base: &str, ou
     });
     Ok(Some(json!({
         "name": info.name, "kind": info.kind.as_str(), "shape": shape_str(&dims),
-        "vector": dims.len() == 1, "png": format!("{base}.png"), "npy": format!("{base}.npy"),
+        "vector": dims.len() == 1, "png": format!("{ENTRY}{base}.png"), "npy": format!("{ENTRY}{base}.npy"),
         "min": lo, "max": hi, "value_min": amin, "value_max": amax,
         "colormap": scale.name(), "colorbar": colorbar_name(&scale), "strongest": strongest,
         "shown": match dims.as_slice() { &[c, _, _] if c > MAX_MAPS => Some(MAX_MAPS), _ => None },
