@@ -771,11 +771,47 @@ pub(crate) fn pct(p: f32) -> String {
     format!("{:.1}%", 100.0 * p)
 }
 
+/// A path as the manifest shows it: relative to the config's folder, with `/`.
+fn shown_path(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().replace('\\', "/")
+}
+
 impl Site {
+    /// What the site was built from: the tool's version and the blake3 of the config, the
+    /// weights, the class lists and the images. Written at the top of the manifest.
+    pub fn provenance(&self) -> Value {
+        let root = &self.config.root;
+        let h = &self.hashes;
+        json!({
+            "tool": format!("cnnscope {}", env!("CARGO_PKG_VERSION")),
+            "compute_version": cache::COMPUTE_VERSION,
+            "config": {"path": shown_path(root, &self.config.path), "blake3": h.config},
+            "models": self.config.models.iter().enumerate().map(|(i, m)| json!({
+                "id": m.id, "arch": m.arch.id,
+                "weights": {"path": shown_path(root, &m.weights), "blake3": h.weights[i]},
+                "classes": {"path": shown_path(root, &m.classes_path), "blake3": h.classes[i]},
+            })).collect::<Vec<_>>(),
+            "images": self.config.images.iter().enumerate().map(|(i, im)| json!({
+                "id": im.id, "path": shown_path(root, &im.path), "blake3": h.images[i],
+            })).collect::<Vec<_>>(),
+        })
+    }
+
     fn base_context(&self, dir: &str, title: &str) -> tera::Context {
         let root = plan::root_from(dir);
         let mut ctx = tera::Context::new();
         ctx.insert("root", &root);
+        let short = |h: &str| h[..12].to_string();
+        ctx.insert(
+            "provenance",
+            &json!({
+                "tool": format!("cnnscope {}", env!("CARGO_PKG_VERSION")),
+                "config": short(&self.hashes.config),
+                "weights": self.config.models.iter().zip(&self.hashes.weights)
+                    .map(|(m, h)| json!({"model": m.id, "blake3": short(h)})).collect::<Vec<_>>(),
+                "images": self.config.images.len(),
+            }),
+        );
         ctx.insert("page_title", title);
         ctx.insert(
             "site",
@@ -1155,6 +1191,7 @@ impl Site {
             .collect();
         let manifest = json!({
             "generator": format!("cnnscope {}", env!("CARGO_PKG_VERSION")),
+            "provenance": self.provenance(),
             "site": {"title": self.config.site.title, "description": self.config.site.description},
             "models": models, "pairs": pairs, "notes": notes, "artifacts": artifacts,
         });
