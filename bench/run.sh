@@ -31,7 +31,7 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
     measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 | tee -a "$out/results"
-    measure cnnscope target/release/cnnscope build --config bench/gallery.yaml --output "$out/site" | tee -a "$out/results"
+    measure cnnscope target/release/cnnscope build --no-cache --config bench/gallery.yaml --output "$out/site" | tee -a "$out/results"
 done
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }

@@ -236,11 +236,21 @@ impl Cache {
             let dir = self.dir(key);
             let parent = dir.parent().expect("entries/xx");
             std::fs::create_dir_all(parent).at_path(parent)?;
-            if dir.exists() {
-                // A stale or unreadable entry (a valid one would have been reused).
-                std::fs::remove_dir_all(&dir).at_path(&dir)?;
+            if self.get(key).is_some() {
+                // Another build wrote the same entry meanwhile: same inputs, same content.
+                remove_all(&tmp)?;
+                return Ok(());
             }
-            std::fs::rename(&tmp, &dir).at_path(&dir)?;
+            if dir.exists() {
+                // An unreadable entry (a valid one would have been reused).
+                remove_all(&dir)?;
+            }
+            if let Err(e) = std::fs::rename(&tmp, &dir) {
+                if self.get(key).is_none() {
+                    return Err(Error::io(&dir, e));
+                }
+                remove_all(&tmp)?;
+            }
             Ok(())
         })();
         if let Err(e) = result {

@@ -419,12 +419,29 @@ fn prepare_output(output: &Path) -> Result<PathBuf> {
     };
     std::fs::create_dir_all(&parent).at_path(&parent)?;
     let name = output.file_name().and_then(|n| n.to_str()).unwrap_or("public");
+    remove_abandoned_staging(&parent, name);
     let staging = parent.join(format!(".{name}.staging-{}", std::process::id()));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).at_path(&staging)?;
     }
     std::fs::create_dir_all(&staging).at_path(&staging)?;
     Ok(staging)
+}
+
+/// Removes staging folders (and `--no-cache` temporary caches) of builds of the same output
+/// that were killed: their process is gone.
+fn remove_abandoned_staging(parent: &Path, name: &str) {
+    let prefix = format!(".{name}.staging-");
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let file = e.file_name().to_string_lossy().to_string();
+        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let pid = rest.split('.').next().unwrap_or_default();
+        let alive = cfg!(not(target_os = "linux")) || Path::new("/proc").join(pid).exists();
+        if !alive && pid.parse::<u32>().is_ok() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
 }
 
 fn swap_in(staging: &Path, output: &Path) -> Result<()> {

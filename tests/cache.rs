@@ -263,3 +263,59 @@ fn cli_reports_cache_counts_and_rejects_a_bad_shard() {
     let (ok, err) = run(&["build", "--no-cache", "--output", "fresh"]);
     assert!(ok && err.contains("0 reused"), "{err}");
 }
+
+#[test]
+fn a_killed_build_leaves_whole_entries_and_the_previous_site() {
+    let dir = common::fixture("basic");
+    let bin = env!("CARGO_BIN_EXE_cnnscope");
+    let cfg = dir.path().join("gallery.yaml");
+    let out = dir.path().join("public");
+    // A previous site, built with one method into another cache.
+    let saliency_only = dir.path().join("saliency.yaml");
+    std::fs::write(
+        &saliency_only,
+        std::fs::read_to_string(&cfg).unwrap() + "methods:\n  - name: saliency\n",
+    )
+    .unwrap();
+    build(&saliency_only, &out, with_cache(&dir.path().join("other")));
+    let previous = tree(&out);
+
+    let cache = dir.path().join(".cnnscope-cache");
+    let entries = |c: &Path| {
+        walkdir::WalkDir::new(c.join("entries"))
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .count()
+    };
+    let mut child = std::process::Command::new(bin)
+        .args(["build", "--output", "public"])
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    while entries(&cache) < 3 {
+        assert!(child.try_wait().unwrap().is_none(), "the build ended before it could be killed");
+        assert!(started.elapsed().as_secs() < 120);
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    assert_eq!(previous, tree(&out), "the previous site is untouched");
+    let c = cnnscope::cache::Cache::open(&cache).unwrap();
+    for e in walkdir::WalkDir::new(cache.join("entries")).min_depth(2).max_depth(2) {
+        let key = e.unwrap().file_name().to_string_lossy().to_string();
+        assert!(c.get(&key).is_some(), "entry {key} is whole");
+    }
+    let kept = entries(&cache);
+    let r = build(&cfg, &out, with_cache(&cache));
+    assert_eq!(r.reused, kept, "the next build reuses what the killed one finished");
+    let leftovers: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .filter(|n| n.contains("staging"))
+        .collect();
+    assert!(leftovers.is_empty(), "the killed build's staging folder is cleaned up: {leftovers:?}");
+}
