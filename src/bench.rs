@@ -53,8 +53,11 @@ fn fwd_bwd(repeat: usize, shape: &[usize], f: &dyn Fn(&Tensor) -> Result<Tensor>
 }
 
 /// Runs the benchmarks and returns (name, forward ms, forward + backward ms) rows.
-pub fn run(weights: &Path, repeat: usize, log: &dyn Fn(&str)) -> Result<Vec<(String, f64, f64)>> {
+/// `only`: run just the benchmarks whose name contains it (case-insensitive).
+pub fn run(weights: &Path, repeat: usize, only: Option<&str>, log: &dyn Fn(&str)) -> Result<Vec<(String, f64, f64)>> {
     let mut rows = Vec::new();
+    let only = only.map(str::to_lowercase);
+    let wanted = |name: &str| only.as_deref().is_none_or(|o| name.to_lowercase().contains(o));
     let mut add = |name: &str, (f, b): (f64, f64)| {
         log(&format!(
             "{name:<58} forward {f:>9.2} ms   forward+backward {b:>9.2} ms"
@@ -63,43 +66,53 @@ pub fn run(weights: &Path, repeat: usize, log: &dyn Fn(&str)) -> Result<Vec<(Str
     };
     let c1 = conv(3, 64, 3, 1, 1, 1)?;
     let c2 = conv(64, 64, 3, 1, 1, 1)?;
-    add(
-        "conv 3→64 then 64→64, 3×3, 224², batch 1",
-        fwd_bwd(repeat, &[1, 3, 224, 224], &|x| Ok(c2.forward(&c1.forward(x)?)?))?,
-    );
+    if wanted("conv 3→64 then 64→64, 3×3, 224², batch 1") {
+        add(
+            "conv 3→64 then 64→64, 3×3, 224², batch 1",
+            fwd_bwd(repeat, &[1, 3, 224, 224], &|x| Ok(c2.forward(&c1.forward(x)?)?))?,
+        );
+    }
     let k = (randn(&[96, 1, 3, 3])? * 0.1)?;
-    add(
-        "depthwise 3×3, 96 channels, 112², batch 1",
-        fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(depthwise_conv2d(x, &k, 1, [1; 4])?))?,
-    );
+    if wanted("depthwise 3×3, 96 channels, 112², batch 1") {
+        add(
+            "depthwise 3×3, 96 channels, 112², batch 1",
+            fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(depthwise_conv2d(x, &k, 1, [1; 4])?))?,
+        );
+    }
     let pw = conv(96, 24, 1, 1, 0, 1)?;
-    add(
-        "1×1 conv 96→24, 112², batch 1",
-        fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(pw.forward(x)?))?,
-    );
-    add(
-        "max-pool 3×3 stride 2 pad 1, 64 channels, 112², batch 1",
-        fwd_bwd(repeat, &[1, 64, 112, 112], &|x| Ok(max_pool2d(x, 3, 2, 1)?))?,
-    );
-    let arch = models::architecture("efficientnet-lite0").expect("built in");
-    let spec = InputSpec {
-        height: 224,
-        width: 224,
-        channels: 3,
-    };
-    let m = models::load(arch, weights, &spec, 1000)?;
-    let x = randn(&[1, 3, 224, 224])?;
-    let fwd = time(repeat, || {
-        m.model.forward(&x, &mut Tap::default())?;
-        Ok(())
-    })?;
-    let both = time(repeat, || {
-        models::gradients(m.model.as_ref(), &x, &[0], Select::None)?;
-        Ok(())
-    })?;
-    add(
-        "EfficientNet-Lite0, 224², batch 1 (backward: to the input)",
-        (fwd, both),
-    );
+    if wanted("1×1 conv 96→24, 112², batch 1") {
+        add(
+            "1×1 conv 96→24, 112², batch 1",
+            fwd_bwd(repeat, &[1, 96, 112, 112], &|x| Ok(pw.forward(x)?))?,
+        );
+    }
+    if wanted("max-pool 3×3 stride 2 pad 1, 64 channels, 112², batch 1") {
+        add(
+            "max-pool 3×3 stride 2 pad 1, 64 channels, 112², batch 1",
+            fwd_bwd(repeat, &[1, 64, 112, 112], &|x| Ok(max_pool2d(x, 3, 2, 1)?))?,
+        );
+    }
+    if wanted("EfficientNet-Lite0, 224², batch 1 (backward: to the input)") {
+        let arch = models::architecture("efficientnet-lite0").expect("built in");
+        let spec = InputSpec {
+            height: 224,
+            width: 224,
+            channels: 3,
+        };
+        let m = models::load(arch, weights, &spec, 1000)?;
+        let x = randn(&[1, 3, 224, 224])?;
+        let fwd = time(repeat, || {
+            m.model.forward(&x, &mut Tap::default())?;
+            Ok(())
+        })?;
+        let both = time(repeat, || {
+            models::gradients(m.model.as_ref(), &x, &[0], Select::None)?;
+            Ok(())
+        })?;
+        add(
+            "EfficientNet-Lite0, 224², batch 1 (backward: to the input)",
+            (fwd, both),
+        );
+    }
     Ok(rows)
 }

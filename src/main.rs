@@ -78,6 +78,9 @@ enum Command {
         /// Timed runs per operation (after one warm-up run).
         #[arg(long, default_value_t = 5)]
         repeat: usize,
+        /// Run only the benchmarks whose name contains this text (e.g. `efficientnet`).
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Train a built-in architecture (lenet5) on IDX digits.
     Train {
@@ -231,7 +234,19 @@ fn tune_allocator() {
     }
 }
 
+/// candle runs element-wise ops on its own pool of spinning threads. The build already keeps
+/// both cores busy with model × image pairs (and matrix products use rayon), so those
+/// threads only spin against the work: with them, EfficientNet-Lite0's forward + backward
+/// took about twice as long. Set `CANDLE_NUM_THREADS` to override.
+fn tune_candle_threads() {
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // SAFETY: called first thing in main, before any other thread exists.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+}
+
 fn main() -> ExitCode {
+    tune_candle_threads();
     tune_allocator();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -244,13 +259,13 @@ fn main() -> ExitCode {
         } => build(&config, output, BuildOptions { cache, no_cache, shard }),
         Command::Cache { action } => cache_command(action),
         Command::Check { config } => check(&config),
-        Command::Bench { weights, repeat } => {
+        Command::Bench { weights, repeat, only } => {
             println!(
                 "median of {} runs, {} threads",
                 repeat.max(1),
                 std::thread::available_parallelism().map_or(1, |n| n.get())
             );
-            cnnscope::bench::run(&weights, repeat.max(1), &|l| println!("{l}")).map(|_| ())
+            cnnscope::bench::run(&weights, repeat.max(1), only.as_deref(), &|l| println!("{l}")).map(|_| ())
         }
         Command::Train {
             arch,

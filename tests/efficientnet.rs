@@ -173,9 +173,18 @@ fn the_micro_benchmark_runs() {
     let rows = cnnscope::bench::run(
         &common::repo().join("models/efficientnet-lite0.safetensors"),
         1,
+        None,
         &|_| {},
     )
     .unwrap();
     assert_eq!(rows.len(), 5);
     assert!(rows.iter().all(|(_, f, b)| *f > 0.0 && *b > *f), "{rows:?}");
+    let only = cnnscope::bench::run(
+        &common::repo().join("models/efficientnet-lite0.safetensors"),
+        1,
+        Some("max-POOL"),
+        &|_| {},
+    )
+    .unwrap();
+    assert_eq!(only.len(), 1, "{only:?}");
 }

@@ -111,8 +111,12 @@ impl Module for Conv {
             let (n, _, oh, ow) = x.dims4()?;
             let o = self.weight.dim(0)?;
             let w2 = self.weight.reshape((o, c))?;
-            w2.broadcast_matmul(&x.reshape((n, c, oh * ow))?)?
-                .reshape((n, o, oh, ow))?
+            if fast_dtype(&x) {
+                crate::ops::conv1x1(&x, &w2)?
+            } else {
+                w2.broadcast_matmul(&x.reshape((n, c, oh * ow))?)?
+                    .reshape((n, o, oh, ow))?
+            }
         } else {
             let x = if pt + pb + pl + pr > 0 {
                 x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?
@@ -134,6 +138,7 @@ impl Module for Conv {
             x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?
         };
         match &self.bias {
+            Some(b) if fast_dtype(&y) => crate::ops::bias::add_channel_bias(&y, b),
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
         }
@@ -183,7 +188,16 @@ impl Module for BatchNorm {
 
 /// `min(max(x, 0), 6)`; its gradient is 1 strictly inside (0, 6), as PyTorch's.
 pub fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
-    x.clamp(0f32, 6f32)
+    if fast_dtype(x) {
+        crate::ops::relu6(x)
+    } else {
+        x.clamp(0f32, 6f32)
+    }
+}
+
+/// Whether our own CPU ops handle this tensor (f32 and f64; other dtypes take candle's).
+fn fast_dtype(x: &Tensor) -> bool {
+    matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64) && x.device().is_cpu()
 }
 
 /// Mean over the spatial dimensions: `(N, C, H, W)` → `(N, C)`.

@@ -1,0 +1,199 @@
+//! 1×1 convolution, `(N, C, H, W)` by `(O, C)`, as one matrix product per image, with a
+//! backward pass that computes the weight gradient only when the weight takes part in the
+//! gradient graph. candle's matmul backward always computes both operands' gradients, which
+//! doubled the matrix work of every 1×1 convolution when only input gradients are wanted.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+
+use super::contiguous_slice as slice;
+
+/// Row-major views for `gemm`: `dst (m×n) = lhs (m×k) · rhs (k×n)`, each operand given by
+/// its row and column strides. Accumulates into `dst` when `acc`.
+#[allow(clippy::too_many_arguments)]
+fn matmul<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: &mut [T],
+    lhs: &[T],
+    (lhs_rs, lhs_cs): (usize, usize),
+    rhs: &[T],
+    (rhs_rs, rhs_cs): (usize, usize),
+    acc: bool,
+) {
+    debug_assert!(dst.len() >= m * n);
+    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    let threads = rayon::current_num_threads();
+    // Small products are not worth waking other threads for.
+    let par = if threads > 1 && m * n * k > 1 << 18 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: the asserts above bound every index gemm reads or writes; `dst` is exclusive.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            acc,
+            lhs.as_ptr(),
+            lhs_cs as isize,
+            lhs_rs as isize,
+            rhs.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            T::one(),
+            T::one(),
+            false,
+            false,
+            false,
+            par,
+        )
+    }
+}
+
+/// The forward op: `y[n] = w · x[n]`.
+struct Pointwise;
+/// `gx[n] = wᵀ · gy[n]`; operands (gy, w).
+struct GradInput;
+/// `gw = Σₙ gy[n] · x[n]ᵀ`; operands (gy, x).
+struct GradWeight;
+
+fn dims(x: &Shape) -> candle_core::Result<(usize, usize, usize)> {
+    let (n, c, h, w) = x.dims4()?;
+    Ok((n, c, h * w))
+}
+
+macro_rules! dispatch {
+    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $f:ident($($arg:expr),*)) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32($f(slice(a, $l1)?, slice(b, $l2)?, $($arg),*)),
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64($f(slice(a, $l1)?, slice(b, $l2)?, $($arg),*)),
+            _ => candle_core::bail!("1×1 conv: f32 or f64 operands of one dtype"),
+        }
+    };
+}
+
+impl CustomOp2 for Pointwise {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv1x1"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, c, hw) = dims(l1.shape())?;
+        let (o, wc) = l2.shape().dims2()?;
+        if wc != c {
+            candle_core::bail!("1×1 conv: weight {:?} does not fit input {:?}", l2.shape(), l1.shape())
+        }
+        let (_, _, h, w) = l1.shape().dims4()?;
+        fn run<T: WithDType>(x: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
+            let mut y = vec![T::zero(); n * o * hw];
+            for (yi, xi) in y.chunks_mut(o * hw).zip(x.chunks(c * hw)) {
+                matmul((o, hw, c), yi, wt, (c, 1), xi, (hw, 1), false);
+            }
+            y
+        }
+        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        Ok((out, Shape::from((n, o, h, w))))
+    }
+
+    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let gy = gy.contiguous()?;
+        let gx = gy.apply_op2_no_bwd(w, &GradInput)?;
+        let gw = if w.track_op() {
+            Some(gy.apply_op2_no_bwd(x, &GradWeight)?)
+        } else {
+            None
+        };
+        Ok((Some(gx), gw))
+    }
+}
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv1x1-grad-input"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, o, hw) = dims(l1.shape())?;
+        let (_, c) = l2.shape().dims2()?;
+        let (_, _, h, w) = l1.shape().dims4()?;
+        fn run<T: WithDType>(gy: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
+            let mut gx = vec![T::zero(); n * c * hw];
+            for (gxi, gyi) in gx.chunks_mut(c * hw).zip(gy.chunks(o * hw)) {
+                matmul((c, hw, o), gxi, wt, (1, c), gyi, (hw, 1), false);
+            }
+            gx
+        }
+        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        Ok((out, Shape::from((n, c, h, w))))
+    }
+}
+
+impl CustomOp2 for GradWeight {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv1x1-grad-weight"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (n, o, hw) = dims(l1.shape())?;
+        let (_, c, _) = dims(l2.shape())?;
+        fn run<T: WithDType>(gy: &[T], x: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
+            let mut gw = vec![T::zero(); o * c];
+            for (i, (gyi, xi)) in gy.chunks(o * hw).zip(x.chunks(c * hw)).take(n).enumerate() {
+                matmul((o, c, hw), &mut gw, gyi, (hw, 1), xi, (1, hw), i > 0);
+            }
+            gw
+        }
+        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        Ok((out, Shape::from((o, c))))
+    }
+}
+
+/// `(N, C, H, W)` by `(O, C)` → `(N, O, H, W)`.
+pub fn conv1x1(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&w.contiguous()?, Pointwise)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// Against candle's own conv2d, forward and both gradients, on odd sizes and batches.
+    #[test]
+    fn matches_candle_conv() {
+        let dev = Device::Cpu;
+        for &(n, c, o, h, w) in &[(1, 3, 5, 7, 9), (3, 16, 8, 5, 5), (2, 1, 1, 1, 13), (2, 40, 24, 11, 6)] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
+            let k = Var::from_tensor(&Tensor::randn(0f64, 1.0, (o, c), &dev).unwrap()).unwrap();
+            let probe = Tensor::randn(0f64, 1.0, (n, o, h, w), &dev).unwrap();
+            let ours = conv1x1(&x, &k).unwrap();
+            let theirs = x.conv2d(&k.reshape((o, c, 1, 1)).unwrap(), 0, 1, 1, 1).unwrap();
+            assert!(max_diff(&ours, &theirs) < 1e-12);
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), k.as_tensor()] {
+                let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(max_diff(a, &b.reshape(a.shape()).unwrap()) < 1e-10, "{n} {c} {o} {h} {w}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_weight_gradient_for_a_constant_weight() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (2, 4, 3, 3), &dev).unwrap()).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (6, 4), &dev).unwrap();
+        let g = conv1x1(&x, &k).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&k).is_none());
+        assert!(g.get(x.as_tensor()).is_some());
+    }
+}
