@@ -51,32 +51,43 @@ impl Depthwise {
         })
     }
 
-    /// Calls `f(oy, iy, ky, kx, ox_lo, ox_hi, shift)` for every kernel tap and output row:
-    /// outputs `oy, ox` for `ox` in `ox_lo..ox_hi` read input `iy, ox·stride + kx − left`
-    /// (`shift = kx − left`, in range for exactly those `ox`). Loops over whole rows let the
-    /// innermost loop run without bounds arithmetic, which the compiler can vectorise.
+    /// For each kernel column `kx`: the outputs `lo..hi` whose input column
+    /// `ox·s + kx − left` is inside the row, and where that column lies in the row split by
+    /// phase (see [`split`]): phase `p`, offset `base` (input column = `(ox + base)·s + p`).
+    fn columns(&self, g: &Geom) -> Vec<Cols> {
+        let (pl, s) = (self.pad[2] as isize, self.stride as isize);
+        (0..g.kw)
+            .map(|kx| {
+                let shift = kx as isize - pl;
+                let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
+                let last = g.w as isize - 1 - shift;
+                let hi = if last < 0 { 0 } else { (last / s + 1).min(g.ow as isize) };
+                Cols {
+                    lo: lo as usize,
+                    hi: (hi.max(lo)) as usize,
+                    phase: shift.rem_euclid(s) as usize,
+                    base: shift.div_euclid(s),
+                }
+            })
+            .collect()
+    }
+
+    /// Calls `f(oy, iy, ky, kx, cols)` for every kernel tap whose input row `iy` of output
+    /// row `oy` is inside the plane. With the input split by column phase, every tap is a
+    /// contiguous run of columns, so the innermost loops vectorise at any stride.
     #[inline(always)]
-    fn for_rows(&self, g: &Geom, mut f: impl FnMut(usize, usize, usize, usize, usize, usize, isize)) {
-        let (pt, pl, s) = (self.pad[0] as isize, self.pad[2] as isize, self.stride as isize);
+    fn for_rows(&self, g: &Geom, cols: &[Cols], mut f: impl FnMut(usize, usize, usize, usize, &Cols)) {
+        let (pt, s) = (self.pad[0] as isize, self.stride as isize);
         for oy in 0..g.oh {
             for ky in 0..g.kh {
                 let iy = oy as isize * s + ky as isize - pt;
                 if iy < 0 || iy >= g.h as isize {
                     continue;
                 }
-                for kx in 0..g.kw {
-                    let shift = kx as isize - pl;
-                    // ox·s + shift ≥ 0 and ≤ w − 1.
-                    let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
-                    let last = g.w as isize - 1 - shift;
-                    if last < 0 {
-                        continue;
+                for (kx, c) in cols.iter().enumerate() {
+                    if c.lo < c.hi {
+                        f(oy, iy as usize, ky, kx, c);
                     }
-                    let hi = (last / s + 1).min(g.ow as isize);
-                    if lo >= hi {
-                        continue;
-                    }
-                    f(oy, iy as usize, ky, kx, lo as usize, hi as usize, shift);
                 }
             }
         }
@@ -84,24 +95,19 @@ impl Depthwise {
 
     fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom) -> Vec<T> {
         let mut out = vec![T::zero(); g.n * g.c * g.oh * g.ow];
-        let s = self.stride;
+        let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
+        let cols = self.columns(g);
         out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, o)| {
             let ch = plane % g.c;
-            let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
+            let xp = split(&x[plane * g.h * g.w..(plane + 1) * g.h * g.w], g.h, g.w, s);
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
+            self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
                 let kv = kp[ky * g.kw + kx];
-                let orow = &mut o[oy * g.ow..(oy + 1) * g.ow];
-                let xrow = &xp[iy * g.w..(iy + 1) * g.w];
-                if s == 1 {
-                    let xs = &xrow[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
-                    for (ov, &xv) in orow[lo..hi].iter_mut().zip(xs) {
-                        *ov += xv * kv;
-                    }
-                } else {
-                    for ox in lo..hi {
-                        orow[ox] += xrow[(ox as isize * s as isize + shift) as usize] * kv;
-                    }
+                let orow = &mut o[oy * g.ow + c.lo..oy * g.ow + c.hi];
+                let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
+                let xs = &xp[start as usize..start as usize + orow.len()];
+                for (ov, &xv) in orow.iter_mut().zip(xs) {
+                    *ov += xv * kv;
                 }
             });
         });
@@ -110,50 +116,87 @@ impl Depthwise {
 
     fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
         let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
-        let s = self.stride;
+        let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
+        let cols = self.columns(g);
         gx.par_chunks_mut(g.h * g.w).enumerate().for_each(|(plane, gxp)| {
             let ch = plane % g.c;
             let gp = &gy[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
+            // Accumulate in the phase-split layout, then interleave back.
+            let mut acc = if s == 1 { Vec::new() } else { vec![T::zero(); s * g.h * wp] };
+            let buf: &mut [T] = if s == 1 { &mut *gxp } else { &mut acc };
+            self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
                 let kv = kp[ky * g.kw + kx];
-                let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
-                let xrow = &mut gxp[iy * g.w..(iy + 1) * g.w];
-                if s == 1 {
-                    let xs = &mut xrow[(lo as isize + shift) as usize..(hi as isize + shift) as usize];
-                    for (xv, &gv) in xs.iter_mut().zip(&grow[lo..hi]) {
-                        *xv += gv * kv;
-                    }
-                } else {
-                    for ox in lo..hi {
-                        xrow[(ox as isize * s as isize + shift) as usize] += grow[ox] * kv;
-                    }
+                let grow = &gp[oy * g.ow + c.lo..oy * g.ow + c.hi];
+                let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
+                let xs = &mut buf[start as usize..start as usize + grow.len()];
+                for (xv, &gv) in xs.iter_mut().zip(grow) {
+                    *xv += gv * kv;
                 }
             });
+            if s > 1 {
+                merge(&acc, gxp, g.h, g.w, s);
+            }
         });
         gx
     }
 
     fn grad_weight<T: WithDType>(&self, gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
         let mut gk = vec![T::zero(); g.c * g.kh * g.kw];
-        let s = self.stride as isize;
+        let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
+        let cols = self.columns(g);
         gk.par_chunks_mut(g.kh * g.kw).enumerate().for_each(|(ch, gkp)| {
             for n in 0..g.n {
                 let plane = n * g.c + ch;
                 let gp = &gy[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
-                let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-                self.for_rows(g, |oy, iy, ky, kx, lo, hi, shift| {
-                    let grow = &gp[oy * g.ow..(oy + 1) * g.ow];
-                    let xrow = &xp[iy * g.w..(iy + 1) * g.w];
+                let xp = split(&x[plane * g.h * g.w..(plane + 1) * g.h * g.w], g.h, g.w, s);
+                self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
+                    let grow = &gp[oy * g.ow + c.lo..oy * g.ow + c.hi];
+                    let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
+                    let xs = &xp[start as usize..start as usize + grow.len()];
                     let mut acc = T::zero();
-                    for ox in lo..hi {
-                        acc += grow[ox] * xrow[(ox as isize * s + shift) as usize];
+                    for (&gv, &xv) in grow.iter().zip(xs) {
+                        acc += gv * xv;
                     }
                     gkp[ky * g.kw + kx] += acc;
                 });
             }
         });
         gk
+    }
+}
+
+/// Where kernel column `kx`'s inputs lie; see [`Depthwise::columns`].
+struct Cols {
+    lo: usize,
+    hi: usize,
+    phase: usize,
+    base: isize,
+}
+
+/// A plane `h×w` with each row split by column phase: `out[(p·h + y)·wp + j] = x[y·w + p + s·j]`
+/// (`wp = ⌈w/s⌉`; missing columns are 0). At stride 1 this is the plane itself.
+fn split<T: WithDType>(x: &[T], h: usize, w: usize, s: usize) -> std::borrow::Cow<'_, [T]> {
+    if s == 1 {
+        return std::borrow::Cow::Borrowed(x);
+    }
+    let wp = w.div_ceil(s);
+    let mut out = vec![T::zero(); s * h * wp];
+    for y in 0..h {
+        for (col, &v) in x[y * w..(y + 1) * w].iter().enumerate() {
+            out[((col % s) * h + y) * wp + col / s] = v;
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// The inverse of [`split`], writing into `x`.
+fn merge<T: WithDType>(parts: &[T], x: &mut [T], h: usize, w: usize, s: usize) {
+    let wp = w.div_ceil(s);
+    for y in 0..h {
+        for (col, v) in x[y * w..(y + 1) * w].iter_mut().enumerate() {
+            *v = parts[((col % s) * h + y) * wp + col / s];
+        }
     }
 }
 
