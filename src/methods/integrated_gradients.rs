@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::{Baseline, Ctx, Map, Output, View};
 use crate::config::Input;
@@ -71,30 +72,37 @@ pub fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
     let x = cx.x;
     let base = baseline(x, cx.input, kind)?;
     let diff = (x - &base)?;
+    let points: Vec<usize> = (0..=steps).collect();
+    // Batches run in parallel; their sums are added in order (deterministic).
+    let parts = points
+        .par_chunks(cx.batch())
+        .map(|chunk| -> Result<(Tensor, Vec<f32>)> {
+            let alphas: Vec<f32> = chunk.iter().map(|&k| k as f32 / steps as f32).collect();
+            // Trapezoid weights: half at both ends.
+            let weights: Vec<f32> = chunk
+                .iter()
+                .map(|&k| {
+                    if k == 0 || k == steps {
+                        0.5 / steps as f32
+                    } else {
+                        1.0 / steps as f32
+                    }
+                })
+                .collect();
+            let n = chunk.len();
+            let a = Tensor::from_vec(alphas, (n, 1, 1, 1), &Device::Cpu)?;
+            let batch = base.broadcast_add(&diff.broadcast_mul(&a)?)?;
+            super::count_pass();
+            let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
+            let wt = Tensor::from_vec(weights, (n, 1, 1, 1), &Device::Cpu)?;
+            let scores = g.logits.narrow(1, cx.target, 1)?.flatten_all()?.to_vec1::<f32>()?;
+            Ok((g.input.broadcast_mul(&wt)?.sum(0)?, scores))
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut total = x.squeeze(0)?.zeros_like()?;
     let (mut f_x, mut f_base) = (0f64, 0f64);
-    let points: Vec<usize> = (0..=steps).collect();
-    for chunk in points.chunks(cx.batch()) {
-        let alphas: Vec<f32> = chunk.iter().map(|&k| k as f32 / steps as f32).collect();
-        // Trapezoid weights: half at both ends.
-        let weights: Vec<f32> = chunk
-            .iter()
-            .map(|&k| {
-                if k == 0 || k == steps {
-                    0.5 / steps as f32
-                } else {
-                    1.0 / steps as f32
-                }
-            })
-            .collect();
-        let n = chunk.len();
-        let a = Tensor::from_vec(alphas, (n, 1, 1, 1), &Device::Cpu)?;
-        let batch = base.broadcast_add(&diff.broadcast_mul(&a)?)?;
-        super::count_pass();
-        let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
-        let wt = Tensor::from_vec(weights, (n, 1, 1, 1), &Device::Cpu)?;
-        total = (total + g.input.broadcast_mul(&wt)?.sum(0)?)?;
-        let scores = g.logits.narrow(1, cx.target, 1)?.flatten_all()?.to_vec1::<f32>()?;
+    for (chunk, (part, scores)) in points.chunks(cx.batch()).zip(parts) {
+        total = (total + part)?;
         for (i, &k) in chunk.iter().enumerate() {
             if k == steps {
                 f_x = scores[i] as f64;

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use candle_core::{Device, Tensor};
+use rayon::prelude::*;
 
 use super::{Ctx, Map, Output, View};
 use crate::error::Result;
@@ -37,27 +38,29 @@ pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Outp
         .collect();
     let mut sum = vec![0f64; h * w];
     let mut count = vec![0u32; h * w];
-    for chunk in windows.chunks(cx.batch()) {
-        let mut data = Vec::with_capacity(chunk.len() * x.len());
-        for &(y0, x0) in chunk {
-            let mut img = x.clone();
-            for k in 0..c {
-                for y in y0..y0 + window {
-                    for xx in x0..x0 + window {
-                        img[k * h * w + y * w + xx] = baseline;
+    // Batches run in parallel; the drops are added in window order (deterministic).
+    let scores = windows
+        .par_chunks(cx.batch())
+        .map(|chunk| {
+            let mut data = Vec::with_capacity(chunk.len() * x.len());
+            for &(y0, x0) in chunk {
+                let mut img = x.clone();
+                for k in 0..c {
+                    for y in y0..y0 + window {
+                        img[k * h * w + y * w + x0..k * h * w + y * w + x0 + window].fill(baseline);
                     }
                 }
+                data.extend(img);
             }
-            data.extend(img);
-        }
-        let scores = score(Tensor::from_vec(data, (chunk.len(), c, h, w), &Device::Cpu)?)?;
-        for (&(y0, x0), s) in chunk.iter().zip(scores) {
-            let drop = (base_score - s) as f64;
-            for y in y0..y0 + window {
-                for xx in x0..x0 + window {
-                    sum[y * w + xx] += drop;
-                    count[y * w + xx] += 1;
-                }
+            score(Tensor::from_vec(data, (chunk.len(), c, h, w), &Device::Cpu)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    for (&(y0, x0), s) in windows.iter().zip(scores.into_iter().flatten()) {
+        let drop = (base_score - s) as f64;
+        for y in y0..y0 + window {
+            for xx in x0..x0 + window {
+                sum[y * w + xx] += drop;
+                count[y * w + xx] += 1;
             }
         }
     }

@@ -1,11 +1,12 @@
 //! SmoothGrad (Smilkov et al. 2017): the mean of the input gradients at `samples` noisy
 //! copies `x + ε`, `ε ~ N(0, σ²)`, `σ = noise · (max x − min x)`. The copies run as batches (of up to 32, fewer for large inputs);
-//! the noise comes from a seeded generator, so a build is reproducible.
+//! the noise comes from a seeded generator (one stream per batch), so a build is reproducible.
 
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
+use rayon::prelude::*;
 
 use super::{input_map, Ctx, Output, View};
 use crate::error::{Error, Result};
@@ -16,22 +17,32 @@ pub fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
     let (lo, hi) = (x.min_all()?.to_scalar::<f32>()?, x.max_all()?.to_scalar::<f32>()?);
     let sigma = noise * (hi - lo);
     let normal = Normal::new(0f32, sigma.max(0.0)).map_err(|e| Error::msg(format!("smoothgrad noise: {e}")))?;
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dims = x.dims().to_vec();
     let per = x.elem_count();
+    let starts: Vec<usize> = (0..samples).step_by(cx.batch()).collect();
+    // Batches run in parallel (idle cores take them from other images' work); their sums
+    // are added in order. Batch `b` draws its noise from stream `b` of the seeded generator,
+    // so the result does not depend on the scheduling.
+    let parts = starts
+        .par_iter()
+        .enumerate()
+        .map(|(b, &start)| -> Result<Tensor> {
+            let n = cx.batch().min(samples - start);
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            rng.set_stream(b as u64);
+            let eps: Vec<f32> = (0..n * per)
+                .map(|_| if sigma > 0.0 { normal.sample(&mut rng) } else { 0.0 })
+                .collect();
+            let e = Tensor::from_vec(eps, (n, dims[1], dims[2], dims[3]), &Device::Cpu)?;
+            let batch = e.broadcast_add(x)?;
+            super::count_pass();
+            let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
+            Ok(g.input.sum(0)?)
+        })
+        .collect::<Result<Vec<_>>>()?;
     let mut sum = x.squeeze(0)?.zeros_like()?;
-    let mut done = 0;
-    while done < samples {
-        let n = cx.batch().min(samples - done);
-        let eps: Vec<f32> = (0..n * per)
-            .map(|_| if sigma > 0.0 { normal.sample(&mut rng) } else { 0.0 })
-            .collect();
-        let eps = Tensor::from_vec(eps, (n, dims[1], dims[2], dims[3]), &Device::Cpu)?;
-        let batch = eps.broadcast_add(x)?;
-        super::count_pass();
-        let g = gradients(cx.model.model.as_ref(), &batch, &vec![cx.target; n], Select::None)?;
-        sum = (sum + g.input.sum(0)?)?;
-        done += n;
+    for part in parts {
+        sum = (sum + part)?;
     }
     Ok(input_map((sum / samples as f64)?, View::Unsigned))
 }
