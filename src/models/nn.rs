@@ -117,6 +117,8 @@ impl Module for Conv {
                 w2.broadcast_matmul(&x.reshape((n, c, oh * ow))?)?
                     .reshape((n, o, oh, ow))?
             }
+        } else if self.groups == 1 && fast_dtype(x) {
+            crate::ops::conv2d(x, &self.weight, self.stride, [pt, pb, pl, pr])?
         } else {
             let x = if pt + pb + pl + pr > 0 {
                 x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?

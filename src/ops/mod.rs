@@ -1,12 +1,14 @@
 //! Custom candle ops whose forward and backward we control.
 
 pub mod bias;
+pub mod conv;
 pub mod depthwise;
 pub mod guided;
 pub mod maxpool;
 pub mod pointwise;
 pub mod relu6;
 
+pub use conv::conv2d;
 pub use depthwise::depthwise_conv2d;
 pub use guided::guided;
 pub use maxpool::max_pool2d;

@@ -9,19 +9,35 @@ use super::contiguous_slice as slice;
 
 /// Row-major views for `gemm`: `dst (m×n) = lhs (m×k) · rhs (k×n)`, each operand given by
 /// its row and column strides. Accumulates into `dst` when `acc`.
+pub(crate) fn matmul<T: WithDType>(
+    mnk: (usize, usize, usize),
+    dst: &mut [T],
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+    acc: bool,
+) {
+    matmul_into(mnk, dst, mnk.1, lhs, lhs_strides, rhs, rhs_strides, acc)
+}
+
+/// [`matmul`] into a destination whose rows are `dst_rs` apart (a block of a wider matrix).
 #[allow(clippy::too_many_arguments)]
-fn matmul<T: WithDType>(
+pub(crate) fn matmul_into<T: WithDType>(
     (m, n, k): (usize, usize, usize),
     dst: &mut [T],
+    dst_rs: usize,
     lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
     acc: bool,
 ) {
-    debug_assert!(dst.len() >= m * n);
-    debug_assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
-    debug_assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
+    // gemm reads and writes through raw pointers: check every index it can touch.
+    assert!(m > 0 && n > 0 && k > 0 && n <= dst_rs);
+    assert!(dst.len() >= (m - 1) * dst_rs + n);
+    assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
+    assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     let threads = rayon::current_num_threads();
     // Small products are not worth waking other threads for.
     let par = if threads > 1 && m * n * k > 1 << 18 {
@@ -37,7 +53,7 @@ fn matmul<T: WithDType>(
             k,
             dst.as_mut_ptr(),
             1,
-            n as isize,
+            dst_rs as isize,
             acc,
             lhs.as_ptr(),
             lhs_cs as isize,

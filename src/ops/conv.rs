@@ -1,0 +1,335 @@
+//! 2-D convolution (one group) as im2col + one matrix product per image, with a backward
+//! pass that computes the input gradient as a matrix product + col2im, and the weight
+//! gradient only when the weight takes part in the gradient graph. candle's conv backward
+//! always computes the weight gradient and takes its input gradient from a slow transposed
+//! convolution; its forward needs explicit padding and fails on unused trailing rows.
+//! Padding may differ on each side (TensorFlow's SAME padding at stride 2).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+
+use super::contiguous_slice as slice;
+use super::pointwise::matmul_into;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2d {
+    pub stride: usize,
+    /// Zero padding: top, bottom, left, right.
+    pub pad: [usize; 4],
+}
+
+#[derive(Clone, Copy)]
+struct Geom {
+    n: usize,
+    c: usize,
+    h: usize,
+    w: usize,
+    o: usize,
+    kh: usize,
+    kw: usize,
+    oh: usize,
+    ow: usize,
+}
+
+impl Geom {
+    fn ckk(&self) -> usize {
+        self.c * self.kh * self.kw
+    }
+    fn ohw(&self) -> usize {
+        self.oh * self.ow
+    }
+}
+
+impl Conv2d {
+    fn geom(&self, x: &Shape, k: &Shape) -> candle_core::Result<Geom> {
+        let (n, c, h, w) = x.dims4()?;
+        let (o, kc, kh, kw) = k.dims4()?;
+        if kc != c {
+            candle_core::bail!("conv2d: weight {k:?} does not fit input {x:?}")
+        }
+        let [pt, pb, pl, pr] = self.pad;
+        if self.stride == 0 || h + pt + pb < kh || w + pl + pr < kw {
+            candle_core::bail!("conv2d: input {x:?} too small for kernel {kh}×{kw}")
+        }
+        Ok(Geom {
+            n,
+            c,
+            h,
+            w,
+            o,
+            kh,
+            kw,
+            oh: (h + pt + pb - kh) / self.stride + 1,
+            ow: (w + pl + pr - kw) / self.stride + 1,
+        })
+    }
+
+    /// Calls `f(row, oy, iy, kx_ranges)` for every row of the column matrix that reads input
+    /// row `iy` (inside the image) at output row `oy`; `row` is `(c·kh + ky)·kw + kx` for
+    /// each `kx`, and the outputs `lo..hi` of that `kx` read input column `ox·s + kx − left`.
+    #[inline(always)]
+    fn for_taps(&self, g: &Geom, rows: std::ops::Range<usize>, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
+        let (pt, pl, s) = (self.pad[0] as isize, self.pad[2] as isize, self.stride as isize);
+        let cols: Vec<(usize, usize, isize)> = (0..g.kw)
+            .map(|kx| {
+                let shift = kx as isize - pl;
+                let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
+                let last = g.w as isize - 1 - shift;
+                let hi = if last < 0 { 0 } else { (last / s + 1).min(g.ow as isize) };
+                (lo as usize, hi.max(lo) as usize, shift)
+            })
+            .collect();
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                for oy in rows.clone() {
+                    let iy = oy as isize * s + ky as isize - pt;
+                    if iy < 0 || iy >= g.h as isize {
+                        continue;
+                    }
+                    for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
+                        if lo < hi {
+                            f((c * g.kh + ky) * g.kw + kx, oy - rows.start, c * g.h * g.w + iy as usize * g.w, lo, hi, shift);
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output rows `rows` of one image `(C, H, W)` → their column matrix
+    /// `(C·kh·kw, rows·OW)` (zeros where padded).
+    fn im2col<T: WithDType>(&self, x: &[T], g: &Geom, rows: std::ops::Range<usize>, col: &mut [T]) {
+        let (s, ow) = (self.stride, g.ow);
+        let ohw = rows.len() * ow;
+        col[..g.ckk() * ohw].fill(T::zero());
+        self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
+            let dst = &mut col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
+            if s == 1 {
+                let src = &x[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
+                dst[lo..hi].copy_from_slice(src);
+            } else {
+                for ox in lo..hi {
+                    dst[ox] = x[(xrow as isize + (ox * s) as isize + shift) as usize];
+                }
+            }
+        });
+    }
+
+    /// Adds the column matrix of output rows `rows` back onto one image's gradient `(C, H, W)`.
+    fn col2im<T: WithDType>(&self, col: &[T], g: &Geom, rows: std::ops::Range<usize>, gx: &mut [T]) {
+        let (s, ow) = (self.stride, g.ow);
+        let ohw = rows.len() * ow;
+        self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
+            let src = &col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
+            if s == 1 {
+                let dst = &mut gx[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
+                for (d, &v) in dst.iter_mut().zip(&src[lo..hi]) {
+                    *d += v;
+                }
+            } else {
+                for ox in lo..hi {
+                    gx[(xrow as isize + (ox * s) as isize + shift) as usize] += src[ox];
+                }
+            }
+        });
+    }
+
+    /// Output rows per tile: the column matrix of a tile stays near 2 MiB, so it is reused
+    /// from cache instead of being a fresh allocation the size of the image times k².
+    fn tile_rows(&self, g: &Geom) -> usize {
+        ((1 << 19) / (g.ckk() * g.ow).max(1)).clamp(1, g.oh)
+    }
+
+    fn tiles(&self, g: &Geom) -> impl Iterator<Item = std::ops::Range<usize>> {
+        let t = self.tile_rows(g);
+        let oh = g.oh;
+        (0..oh).step_by(t).map(move |r| r..(r + t).min(oh))
+    }
+
+    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom) -> Vec<T> {
+        let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
+        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
+        for (yi, xi) in y.chunks_mut(g.o * g.ohw()).zip(x.chunks(g.c * g.h * g.w)) {
+            for rows in self.tiles(g) {
+                let n = rows.len() * g.ow;
+                let at = rows.start * g.ow;
+                self.im2col(xi, g, rows, &mut col);
+                // y[:, tile] = W · col: the destination's rows are OH·OW apart.
+                matmul_into((g.o, n, g.ckk()), &mut yi[at..], g.ohw(), k, (g.ckk(), 1), &col, (n, 1), false);
+            }
+        }
+        y
+    }
+
+    fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
+        let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
+        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
+        for (gxi, gyi) in gx.chunks_mut(g.c * g.h * g.w).zip(gy.chunks(g.o * g.ohw())) {
+            for rows in self.tiles(g) {
+                let n = rows.len() * g.ow;
+                let at = rows.start * g.ow;
+                // gcol = Wᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
+                matmul_into((g.ckk(), n, g.o), &mut col, n, k, (1, g.ckk()), &gyi[at..], (g.ohw(), 1), false);
+                self.col2im(&col, g, rows, gxi);
+            }
+        }
+        gx
+    }
+
+    fn grad_weight<T: WithDType>(&self, gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
+        let mut gk = vec![T::zero(); g.o * g.ckk()];
+        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
+        let mut first = true;
+        for (gyi, xi) in gy.chunks(g.o * g.ohw()).zip(x.chunks(g.c * g.h * g.w)) {
+            for rows in self.tiles(g) {
+                let n = rows.len() * g.ow;
+                let at = rows.start * g.ow;
+                self.im2col(xi, g, rows, &mut col);
+                // gW += gy[:, tile] · colᵀ: colᵀ has row stride 1 and column stride n.
+                matmul_into((g.o, g.ckk(), n), &mut gk, g.ckk(), &gyi[at..], (g.ohw(), 1), &col, (1, n), !first);
+                first = false;
+            }
+        }
+        gk
+    }
+}
+
+/// The input gradient as an op of (gy, weight), to run on storage from `bwd`.
+struct GradInput(Conv2d, Shape);
+/// The weight gradient as an op of (gy, x).
+struct GradWeight(Conv2d, Shape);
+
+macro_rules! dispatch {
+    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
+        match ($s1, $s2) {
+            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
+                let ($a, $b) = (slice(a, $l1)?, slice(b, $l2)?);
+                CpuStorage::F32($body)
+            }
+            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
+                let ($a, $b) = (slice(a, $l1)?, slice(b, $l2)?);
+                CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!("conv2d: f32 or f64 operands of one dtype"),
+        }
+    };
+}
+
+impl CustomOp2 for Conv2d {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.geom(l1.shape(), l2.shape())?;
+        let out = dispatch!(s1, l1, s2, l2, |x, k| self.forward(x, k, &g));
+        Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    fn bwd(&self, x: &Tensor, k: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let gy = gy.contiguous()?;
+        let gx = gy.apply_op2_no_bwd(k, &GradInput(*self, x.shape().clone()))?;
+        let gk = if k.track_op() {
+            Some(gy.apply_op2_no_bwd(x, &GradWeight(*self, k.shape().clone()))?)
+        } else {
+            None
+        };
+        Ok((Some(gx), gk))
+    }
+}
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(&self.1, l2.shape())?;
+        let out = dispatch!(s1, l1, s2, l2, |gy, k| self.0.grad_input(gy, k, &g));
+        Ok((out, self.1.clone()))
+    }
+}
+
+impl CustomOp2 for GradWeight {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(l2.shape(), &self.1)?;
+        let out = dispatch!(s1, l1, s2, l2, |gy, x| self.0.grad_weight(gy, x, &g));
+        Ok((out, self.1.clone()))
+    }
+}
+
+/// Convolution of `(N, C, H, W)` by `(O, C, kh, kw)` with padding `[top, bottom, left, right]`.
+pub fn conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&k.contiguous()?, Conv2d { stride, pad })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
+        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+    }
+
+    /// Against candle's conv2d on explicitly padded input: forward, input and weight
+    /// gradients, on odd sizes, stride 2 and 3, asymmetric padding and batches.
+    #[test]
+    fn matches_candle_conv2d() {
+        let dev = Device::Cpu;
+        let cases: &[(usize, usize, usize, usize, usize, usize, usize, [usize; 4])] = &[
+            // n, c, o, h, w, k, stride, pad
+            (1, 3, 4, 9, 7, 3, 1, [1, 1, 1, 1]),
+            (2, 2, 3, 10, 11, 3, 2, [0, 1, 0, 1]),
+            (1, 1, 2, 8, 8, 5, 2, [2, 2, 2, 2]),
+            (3, 4, 5, 7, 9, 1, 1, [0, 0, 0, 0]),
+            (1, 3, 2, 13, 13, 7, 2, [3, 3, 3, 3]),
+            (2, 2, 2, 12, 9, 3, 3, [1, 0, 2, 1]),
+            // Several tiles of output rows (the column matrix is tiled at 2^19 numbers).
+            (2, 64, 3, 20, 100, 3, 1, [1, 1, 1, 1]),
+            (1, 60, 2, 41, 97, 3, 2, [0, 1, 0, 1]),
+        ];
+        for &(n, c, o, h, w, k, stride, pad) in cases {
+            let conv = Conv2d { stride, pad };
+            let g = conv.geom(&Shape::from((n, c, h, w)), &Shape::from((o, c, k, k))).unwrap();
+            if c == 64 {
+                assert!(conv.tiles(&g).count() > 1, "the case covers several tiles");
+            }
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
+            let kv = Var::from_tensor(&Tensor::randn(0f64, 1.0, (o, c, k, k), &dev).unwrap()).unwrap();
+            let ours = conv2d(&x, &kv, stride, pad).unwrap();
+            let padded = x
+                .pad_with_zeros(2, pad[0], pad[1])
+                .unwrap()
+                .pad_with_zeros(3, pad[2], pad[3])
+                .unwrap();
+            // candle's backward needs the rows the stride leaves unused cropped.
+            let (ph, pw) = (padded.dim(2).unwrap(), padded.dim(3).unwrap());
+            let (uh, uw) = ((ph - k) / stride * stride + k, (pw - k) / stride * stride + k);
+            let padded = padded.narrow(2, 0, uh).unwrap().narrow(3, 0, uw).unwrap();
+            let theirs = padded.conv2d(&kv, 0, stride, 1, 1).unwrap();
+            assert_eq!(ours.dims(), theirs.dims());
+            assert!(max_diff(&ours, &theirs) < 1e-12, "forward {n} {c} {o} {h} {w} {k} {stride} {pad:?}");
+            let probe = Tensor::randn(0f64, 1.0, ours.dims(), &dev).unwrap();
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), kv.as_tensor()] {
+                let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(d < 1e-10, "gradient {n} {c} {o} {h} {w} {k} {stride} {pad:?}: {d}");
+            }
+        }
+    }
+
+    #[test]
+    fn no_weight_gradient_for_a_constant_weight() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 2, 6, 6), &dev).unwrap()).unwrap();
+        let k = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
+        let g = conv2d(&x, &k, 1, [1; 4]).unwrap().sum_all().unwrap().backward().unwrap();
+        assert!(g.get(&k).is_none());
+        assert!(g.get(x.as_tensor()).is_some());
+    }
+}
