@@ -206,8 +206,12 @@ fn split<T: WithDType>(x: &[T], h: usize, w: usize, s: usize) -> std::borrow::Co
     let wp = w.div_ceil(s);
     let mut out = vec![T::zero(); s * h * wp];
     for y in 0..h {
-        for (col, &v) in x[y * w..(y + 1) * w].iter().enumerate() {
-            out[((col % s) * h + y) * wp + col / s] = v;
+        let row = &x[y * w..(y + 1) * w];
+        for p in 0..s.min(w) {
+            let dst = &mut out[(p * h + y) * wp..(p * h + y + 1) * wp];
+            for (d, &v) in dst.iter_mut().zip(row[p..].iter().step_by(s)) {
+                *d = v;
+            }
         }
     }
     std::borrow::Cow::Owned(out)
@@ -217,8 +221,12 @@ fn split<T: WithDType>(x: &[T], h: usize, w: usize, s: usize) -> std::borrow::Co
 fn merge<T: WithDType>(parts: &[T], x: &mut [T], h: usize, w: usize, s: usize) {
     let wp = w.div_ceil(s);
     for y in 0..h {
-        for (col, v) in x[y * w..(y + 1) * w].iter_mut().enumerate() {
-            *v = parts[((col % s) * h + y) * wp + col / s];
+        let row = &mut x[y * w..(y + 1) * w];
+        for p in 0..s.min(w) {
+            let src = &parts[(p * h + y) * wp..(p * h + y + 1) * wp];
+            for (d, &v) in row[p..].iter_mut().step_by(s).zip(src) {
+                *d = v;
+            }
         }
     }
 }

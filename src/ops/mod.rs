@@ -25,3 +25,21 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
         .ok_or_else(|| candle_core::Error::Msg("custom op: operands must be contiguous".into()))?;
     Ok(&v[s..e])
 }
+
+/// Runs an element-wise loop compiled with AVX2 where the CPU has it (the default build
+/// targets plain x86-64, whose vectors are half as wide). The loop must not rely on fused
+/// multiply-add, so both versions give the same bits.
+#[inline(always)]
+pub(crate) fn simd<T>(data: &mut [T], f: impl FnOnce(&mut [T])) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn with_avx2<T>(data: &mut [T], f: impl FnOnce(&mut [T])) {
+            f(data)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { with_avx2(data, f) };
+        return;
+    }
+    f(data)
+}

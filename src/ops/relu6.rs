@@ -20,9 +20,15 @@ impl CustomOp1 for Relu6 {
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(x: &[T]) -> Vec<T> {
             let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            x.iter()
-                .map(|&v| if v < lo { lo } else if v > hi { hi } else { v })
-                .collect()
+            let mut y = x.to_vec();
+            super::simd(&mut y, |y| {
+                for v in y.iter_mut() {
+                    let x = *v;
+                    let x = if x < lo { lo } else { x };
+                    *v = if x > hi { hi } else { x };
+                }
+            });
+            y
         }
         let out = match s {
             CpuStorage::F32(x) => CpuStorage::F32(run(slice(x, l)?)),
@@ -45,10 +51,15 @@ impl CustomOp2 for Relu6Grad {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(gy: &[T], x: &[T]) -> Vec<T> {
             let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            gy.iter()
-                .zip(x)
-                .map(|(&g, &v)| if v > lo && v < hi { g } else { T::zero() })
-                .collect()
+            let mut g = gy.to_vec();
+            super::simd(&mut g, |g| {
+                for (gv, &v) in g.iter_mut().zip(x) {
+                    let keep = (v > lo) & (v < hi);
+                    let g0 = *gv;
+                    *gv = if keep { g0 } else { T::zero() };
+                }
+            });
+            g
         }
         let out = match (s1, s2) {
             (CpuStorage::F32(g), CpuStorage::F32(x)) => CpuStorage::F32(run(slice(g, l1)?, slice(x, l2)?)),
