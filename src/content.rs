@@ -3,8 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::error::{read_to_string, Error, Result};
-use crate::render::markdown::{first_heading, split_front_matter, to_html};
+use crate::config::Config;
+use crate::error::{read_to_string, Error, IoContext, Result};
+use crate::render::markdown::{first_heading, note_html, split_front_matter};
 
 #[derive(Debug, Clone)]
 pub struct Note {
@@ -41,7 +42,8 @@ fn slug_of(path: &Path) -> Result<String> {
     Ok(slug)
 }
 
-pub fn load_note(path: &Path) -> Result<Note> {
+/// Reads one note; `safe_html` strips its raw HTML.
+pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
     let text = read_to_string(path)?;
     let (fm, body) = split_front_matter(path, &text)?;
     let slug = slug_of(path)?;
@@ -53,29 +55,56 @@ pub fn load_note(path: &Path) -> Result<Note> {
         slug,
         title,
         weight: fm.weight,
-        html: to_html(&body),
+        html: note_html(&body, safe_html),
         source: path.to_path_buf(),
     })
 }
 
-/// Reads the `*.md` files directly inside `dir` (a missing folder means no notes).
-pub fn load(dir: &Path) -> Result<Content> {
+/// Reads the `*.md` files directly inside the site's `content/` (a missing folder means no
+/// notes). Symlinks are followed, but one that leads out of the site root is refused unless
+/// `site.allow_outside_root` is set.
+pub fn load(config: &Config) -> Result<Content> {
+    let dir = config.root.join("content");
     let mut content = Content::default();
     if !dir.is_dir() {
         return Ok(content);
     }
-    let mut paths: Vec<PathBuf> = walkdir::WalkDir::new(dir)
-        .min_depth(1)
-        .max_depth(1)
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_file())
-        .map(|e| e.into_path())
-        .filter(|p| p.extension().is_some_and(|e| e == "md"))
-        .collect();
+    let allow = config.site.allow_outside_root;
+    let root = config.root.canonicalize().at_path(&config.root)?;
+    let inside = |p: &Path| -> Result<()> {
+        let real = p.canonicalize().at_path(p)?;
+        if allow || real.starts_with(&root) {
+            return Ok(());
+        }
+        Err(Error::at(
+            p,
+            format!(
+                "leads to `{}`, outside the site root `{}` (the folder holding {}); \
+                 set `site.allow_outside_root: true` in the config to allow it",
+                real.display(),
+                root.display(),
+                config.path.file_name().unwrap_or_default().to_string_lossy()
+            ),
+        ))
+    };
+    inside(&dir)?;
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir(&dir).at_path(&dir)? {
+        let p = e.at_path(&dir)?.path();
+        if p.extension().is_none_or(|e| e != "md") {
+            continue;
+        }
+        let meta = std::fs::symlink_metadata(&p).at_path(&p)?;
+        if meta.file_type().is_symlink() {
+            inside(&p)?;
+        }
+        if p.is_file() {
+            paths.push(p);
+        }
+    }
     paths.sort();
     for p in paths {
-        let note = load_note(&p)?;
+        let note = load_note(&p, config.site.safe_html)?;
         if p.file_name().is_some_and(|n| n == "index.md") {
             content.intro = Some(note);
         } else {

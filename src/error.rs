@@ -68,11 +68,16 @@ impl<T> IoContext<T> for std::io::Result<T> {
 pub fn read_to_string(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).at_path(path)?;
     String::from_utf8(bytes).map_err(|e| {
-        Error::at(
+        let at = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let line = 1 + bytes[..at].iter().filter(|&&b| b == b'\n').count();
+        let col = at - bytes[..at].iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+        Error::at_line(
             path,
+            Some(line),
             format!(
-                "not valid UTF-8 (first bad byte at offset {})",
-                e.utf8_error().valid_up_to()
+                "not valid UTF-8: byte 0x{:02X} at column {col} (offset {at}); save the file as UTF-8",
+                bytes[at]
             ),
         )
     })

@@ -165,7 +165,17 @@ impl Site {
             config
                 .models
                 .par_iter()
-                .map(|m| models::load(m.arch, &m.weights, &m.input.spec(), m.classes.len()))
+                .enumerate()
+                .map(|(i, m)| {
+                    // The weights file's own error, located at the config key that names it.
+                    models::load(m.arch, &m.weights, &m.input.spec(), m.classes.len()).map_err(|e| {
+                        Error::at_line(
+                            &config.path,
+                            config::line_of(&config.text, "weights", None, i),
+                            format!("models[{i}].weights: {e}"),
+                        )
+                    })
+                })
                 .collect::<Result<Vec<_>>>()
         })?;
         for (mi, mc) in config.models.iter().enumerate() {

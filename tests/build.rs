@@ -52,7 +52,10 @@ fn fixture_site_pages_manifest_and_arrays() {
     assert!(model.contains("href=\"../../static/style.css\""), "relative links");
     let page = read(&out.join("models/lenet/images/three/index.html"));
     assert!(page.contains("True class: <strong>3</strong>"));
-    assert!(page.contains("A <em>three</em> <b>bold</b>"), "captions are markdown");
+    assert!(
+        page.contains("A <em>three</em> &lt;b&gt;bold&lt;/b&gt;"),
+        "captions are markdown, with raw HTML shown as text"
+    );
     assert!(page.contains("src=\"../../../../models/lenet/images/three/activations/conv2.png\""));
     let note = read(&out.join("notes/second/index.html"));
     assert!(

@@ -137,7 +137,16 @@ fn not_an_image() {
     let dir = common::fixture("basic");
     std::fs::write(dir.path().join("images/notes.png"), "this is text").unwrap();
     let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/notes.png");
-    assert_has(&load_err(&cfg), &["images/notes.png", "cannot read the image"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "images/notes.png",
+            "cannot read the image",
+            "not a PNG or JPEG",
+        ],
+    );
 }
 
 #[test]
@@ -282,7 +291,7 @@ fn note_with_invalid_utf8() {
     std::fs::write(dir.path().join("content/latin1.md"), b"caf\xe9\n").unwrap();
     assert_has(
         &load_err(&dir.path().join("gallery.yaml")),
-        &["content/latin1.md", "not valid UTF-8"],
+        &["content/latin1.md:1:", "not valid UTF-8", "0xE9 at column 4"],
     );
 }
 
@@ -418,4 +427,169 @@ fn a_model_level_method_list_is_named_as_such() {
         "    classes: classes.txt\n    methods: [{ name: saliency }, { name: smoothgrad, samples: 0 }]\n",
     );
     assert_has(&load_err(&cfg), &["models[0].methods[1].samples", "at least 1"]);
+}
+
+/// A folder outside the fixture, with a digit and a note in it.
+fn outside_folder() -> tempfile::TempDir {
+    let o = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        common::repo().join("content/images/three.png"),
+        o.path().join("three.png"),
+    )
+    .unwrap();
+    std::fs::write(o.path().join("note.md"), "# From elsewhere\n").unwrap();
+    o
+}
+
+#[test]
+fn paths_outside_the_site_root_are_refused() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "classes: classes.txt",
+        "classes: ../../../../../../../../../../etc/passwd",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:9:",
+            "models[0].classes",
+            "leads to `/etc/passwd`, outside the site root",
+            "site.allow_outside_root: true",
+        ],
+    );
+    let dir = common::fixture("basic");
+    let o = outside_folder();
+    let abs = o.path().join("three.png");
+    let cfg = common::edit_config(
+        dir.path(),
+        "path: images/three.png",
+        &format!("path: {}", abs.display()),
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            &format!("`{}` is outside the site root", abs.display()),
+        ],
+    );
+}
+
+#[test]
+fn a_symlink_inside_the_root_is_followed_and_one_out_refused() {
+    let dir = common::fixture("basic");
+    std::os::unix::fs::symlink(dir.path().join("images/three.png"), dir.path().join("images/alias.png")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("content/first.md"), dir.path().join("content/again.md")).unwrap();
+    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/alias.png");
+    let site = Site::load(&cfg).unwrap();
+    assert!(
+        site.content.notes.iter().any(|n| n.slug == "again"),
+        "a note symlinked inside the root is read"
+    );
+
+    let o = outside_folder();
+    std::os::unix::fs::symlink(o.path().join("three.png"), dir.path().join("images/out.png")).unwrap();
+    let cfg = common::edit_config(dir.path(), "path: images/alias.png", "path: images/out.png");
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "`images/out.png` leads to",
+            "outside the site root",
+        ],
+    );
+}
+
+#[test]
+fn notes_and_themes_symlinked_out_of_the_root_are_refused() {
+    let dir = common::fixture("basic");
+    let o = outside_folder();
+    std::os::unix::fs::symlink(o.path().join("note.md"), dir.path().join("content/borrowed.md")).unwrap();
+    assert_has(
+        &load_err(&dir.path().join("gallery.yaml")),
+        &[
+            "content/borrowed.md",
+            "outside the site root",
+            "site.allow_outside_root",
+        ],
+    );
+
+    let dir = common::fixture("basic");
+    std::fs::create_dir_all(o.path().join("theme")).unwrap();
+    std::os::unix::fs::symlink(o.path().join("theme"), dir.path().join("themes/elsewhere")).unwrap();
+    let cfg = common::edit_config(dir.path(), "  description:", "  theme: elsewhere\n  description:");
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:3:",
+            "site.theme",
+            "`elsewhere` leads to",
+            "outside the site root",
+        ],
+    );
+    let cfg = common::edit_config(dir.path(), "  theme: elsewhere", "  theme: ../../etc");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:3:", "site.theme", "not a theme folder name"],
+    );
+}
+
+#[test]
+fn allow_outside_root_lets_paths_out() {
+    let dir = common::fixture("basic");
+    let o = outside_folder();
+    std::os::unix::fs::symlink(o.path().join("note.md"), dir.path().join("content/borrowed.md")).unwrap();
+    let abs = o.path().join("three.png");
+    common::edit_config(
+        dir.path(),
+        "path: images/three.png",
+        &format!("path: {}", abs.display()),
+    );
+    let cfg = common::edit_config(
+        dir.path(),
+        "  description:",
+        "  allow_outside_root: true\n  description:",
+    );
+    let site = Site::load(&cfg).unwrap();
+    assert!(site.config.site.allow_outside_root);
+    assert_eq!(site.config.images[0].path, abs);
+    assert!(site.content.notes.iter().any(|n| n.title == "From elsewhere"));
+}
+
+#[test]
+fn a_grey_image_for_an_rgb_model_is_refused() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "channels: 1, mean: [0.1307], std: [0.3081]",
+        "channels: 3, mean: [0.5, 0.5, 0.5], std: [0.2, 0.2, 0.2]",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "1 channel(s)",
+            "model `lenet` takes 3",
+        ],
+    );
+}
+
+#[test]
+fn a_truncated_image_is_reported_with_its_key() {
+    let dir = common::fixture("basic");
+    let bytes = std::fs::read(dir.path().join("images/three.png")).unwrap();
+    std::fs::write(dir.path().join("images/cut.png"), &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = common::edit_config(dir.path(), "path: images/three.png", "path: images/cut.png");
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "images[0].path",
+            "images/cut.png",
+            "cannot read the image",
+        ],
+    );
 }

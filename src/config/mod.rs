@@ -53,6 +53,10 @@ pub struct Site {
     pub description: String,
     /// Folder under `themes/` whose files override the built-in templates.
     pub theme: String,
+    /// Paths may lead outside the site root.
+    pub allow_outside_root: bool,
+    /// Raw HTML in notes is stripped.
+    pub safe_html: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -160,14 +164,28 @@ fn valid_id(id: &str) -> bool {
 /// Reads and validates a config file. Nothing is written.
 pub fn load(path: &Path) -> Result<Config> {
     let text = read_to_string(path)?;
-    let raw: RawConfig = serde_yaml::from_str(&text).map_err(|e| Error::at(path, e.to_string()))?;
+    parse(&text, path)
+}
+
+/// Parses and validates `text` as the config file at `path`; the files it names are looked
+/// up (and read) relative to `path`'s folder. Nothing is written.
+pub fn parse(text: &str, path: &Path) -> Result<Config> {
+    let raw: RawConfig = serde_yaml::from_str(text).map_err(|e| {
+        let mut msg = e.to_string();
+        // YAML's own message for a tab in the indentation does not say "tab".
+        let line = e.location().and_then(|l| text.lines().nth(l.line().saturating_sub(1)));
+        if !msg.contains("tab") && line.is_some_and(|l| l[..l.len() - l.trim_start().len()].contains('\t')) {
+            msg.push_str(" (this line is indented with a tab: YAML indents with spaces only)");
+        }
+        Error::at(path, msg)
+    })?;
     let root = path
         .parent()
         .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
         .unwrap_or(Path::new("."))
         .to_path_buf();
-    let mut config = validate(raw, path, &root, &text)?;
-    config.text = text;
+    let mut config = validate(raw, path, &root, text)?;
+    config.text = text.to_string();
     Ok(config)
 }
 
@@ -228,7 +246,33 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
     if raw.models.is_empty() {
         return Err(err("models", "models", None, "at least one model is required".into()));
     }
+    let allow_outside_root = raw.site.allow_outside_root;
+    let real_root = root
+        .canonicalize()
+        .map_err(|e| Error::at(path, format!("cannot resolve the site root `{}`: {e}", root.display())))?;
+    // `shown` (at `full`) resolves to `real`, which must lie inside the site root unless allowed.
+    let check_inside = |key: &str, field: &str, shown: &str, full: &Path, real: &Path| -> Result<()> {
+        if allow_outside_root || real.starts_with(&real_root) {
+            return Ok(());
+        }
+        let leads = if full == real {
+            "is".to_string()
+        } else {
+            format!("leads to `{}`,", real.display())
+        };
+        Err(err(
+            key,
+            field,
+            Some(shown),
+            format!(
+                "`{shown}` {leads} outside the site root `{}` (the folder holding the config); \
+                 move it inside, or set `site.allow_outside_root: true` to allow paths outside it",
+                real_root.display()
+            ),
+        ))
+    };
     let theme = raw.site.theme.unwrap_or_else(|| "default".to_string());
+    // A plain name, so the theme stays under `themes/`.
     if !valid_id(&theme) {
         return Err(err(
             "site.theme",
@@ -236,6 +280,10 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             None,
             format!("`{theme}` is not a theme folder name ([a-z0-9-]+)"),
         ));
+    }
+    let theme_dir = root.join("themes").join(&theme);
+    if let Ok(real) = theme_dir.canonicalize() {
+        check_inside("site.theme", "theme", &theme, &theme_dir, &real)?;
     }
     let mut ids: HashSet<String> = HashSet::new();
     let mut id_seen = |key: &str, id: &str| -> Result<()> {
@@ -257,18 +305,20 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
         Ok(())
     };
     let resolve = |key: &str, field: &str, p: &Path| -> Result<PathBuf> {
+        let shown = p.display().to_string();
         let full = root.join(p);
         if !full.is_file() {
             return Err(err(
                 key,
                 field,
-                Some(&p.display().to_string()),
-                format!(
-                    "file `{}` not found (paths are relative to the config file)",
-                    p.display()
-                ),
+                Some(&shown),
+                format!("file `{shown}` not found (paths are relative to the config file)"),
             ));
         }
+        let real = full
+            .canonicalize()
+            .map_err(|e| err(key, field, Some(&shown), format!("cannot resolve `{shown}`: {e}")))?;
+        check_inside(key, field, &shown, &full, &real)?;
         Ok(full)
     };
 
@@ -403,7 +453,13 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             }
             None => models.iter().map(|m| m.id.clone()).collect(),
         };
-        let (channels, _) = crate::data::image::probe(&full)?;
+        // Decoded in full, so that a broken image is reported with its key and line.
+        let channels = crate::data::image::load(&full)
+            .map(|img| crate::data::image::channels(img.color()))
+            .map_err(|e| {
+                let shown = im.path.display().to_string();
+                err(&format!("{key}.path"), "path", Some(&shown), e.to_string())
+            })?;
         for mid in &model_ids {
             let m = models.iter().find(|m| &m.id == mid).expect("checked above");
             if channels != m.input.channels {
@@ -463,6 +519,8 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
             title: raw.site.title,
             description: raw.site.description.unwrap_or_default(),
             theme,
+            allow_outside_root,
+            safe_html: raw.site.safe_html,
         },
         models,
         images,
@@ -472,7 +530,20 @@ fn validate(raw: RawConfig, path: &Path, root: &Path, text: &str) -> Result<Conf
 
 #[cfg(test)]
 mod tests {
-    use super::line_of;
+    use super::{line_of, parse};
+    use std::path::Path;
+
+    #[test]
+    fn tabs_in_the_indentation_are_named() {
+        for text in [
+            "site:\n\ttitle: x\nmodels: []\n",
+            "site: { title: x }\nmodels:\n  - id: a\n\tarch: lenet5\n",
+            "site: { title: x }\nmodels:\n\t- id: a\n",
+        ] {
+            let e = parse(text, Path::new("gallery.yaml")).unwrap_err().to_string();
+            assert!(e.starts_with("gallery.yaml: ") && e.contains("tab"), "{text:?}: {e}");
+        }
+    }
 
     #[test]
     fn finds_keys_and_values() {

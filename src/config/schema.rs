@@ -25,6 +25,15 @@ pub struct RawSite {
     pub title: String,
     pub description: Option<String>,
     pub theme: Option<String>,
+    /// Lets `weights`, `classes`, `training_log`, image paths and notes lead outside the
+    /// site root (the folder holding the config), through `..`, an absolute path or a
+    /// symlink. Default false: such paths are refused.
+    #[serde(default)]
+    pub allow_outside_root: bool,
+    /// Strips raw HTML from notes (ammonia). Default false: the author is trusted and raw
+    /// HTML in notes is passed through.
+    #[serde(default)]
+    pub safe_html: bool,
 }
 
 #[derive(Debug, Deserialize)]

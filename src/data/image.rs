@@ -1,5 +1,6 @@
 //! Loading images and turning them into model input.
 
+use std::io::Cursor;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
@@ -10,44 +11,71 @@ use crate::error::{Error, IoContext, Result};
 
 /// Largest image side we accept; a header claiming more is refused before any allocation.
 const MAX_SIDE: u32 = 16384;
-
-fn reader(path: &Path) -> Result<ImageReader<std::io::BufReader<std::fs::File>>> {
-    let mut r = ImageReader::open(path)
-        .at_path(path)?
-        .with_guessed_format()
-        .at_path(path)?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_SIDE);
-    limits.max_image_height = Some(MAX_SIDE);
-    limits.max_alloc = Some(1 << 30);
-    r.limits(limits);
-    Ok(r)
-}
+/// Most bytes a decoder may allocate, and the largest image file read.
+const MAX_BYTES: u64 = 1 << 30;
 
 fn bad(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::at(path, format!("cannot read the image: {e}"))
 }
 
-/// The number of colour channels (1 for grey, 3 for colour) and the size, from the header.
-pub fn probe(path: &Path) -> Result<(usize, (u32, u32))> {
-    let dec = reader(path)?.into_decoder().map_err(|e| bad(path, e))?;
+/// The number of colour channels the models see for this colour type: 1 for grey (with or
+/// without alpha), 3 for colour (alpha is dropped).
+pub fn channels(color: image::ColorType) -> usize {
+    match color.channel_count() {
+        1 | 2 => 1,
+        _ => 3,
+    }
+}
+
+/// Reads and decodes an image file (PNG or JPEG, by content), within the decoder limits.
+pub fn load(path: &Path) -> Result<DynamicImage> {
+    let len = std::fs::metadata(path).at_path(path)?.len();
+    if len > MAX_BYTES {
+        return Err(bad(
+            path,
+            format!("the file has {len} bytes, more than the {MAX_BYTES}-byte limit"),
+        ));
+    }
+    let bytes = std::fs::read(path).at_path(path)?;
+    decode(&bytes, path)
+}
+
+/// Decodes an image from its bytes (`path` only names it in errors). The size in the header
+/// is checked before the decoder allocates anything: at most `MAX_SIDE` pixels a side and
+/// `MAX_BYTES` decoded.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
     use image::ImageDecoder;
+    let mut r = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .at_path(path)?;
+    if r.format().is_none() {
+        return Err(bad(path, "not a PNG or JPEG file"));
+    }
+    // Width and height are checked below, with a clearer message than the decoder's.
+    let mut limits = Limits::default();
+    limits.max_alloc = Some(MAX_BYTES);
+    r.limits(limits);
+    let dec = r.into_decoder().map_err(|e| bad(path, e))?;
     let (w, h) = dec.dimensions();
     if w > MAX_SIDE || h > MAX_SIDE {
         return Err(bad(
             path,
-            format!("{w}×{h} pixels is larger than the {MAX_SIDE}-pixel limit"),
+            format!("the header claims {w}×{h} pixels, more than the {MAX_SIDE}-pixel limit per side"),
         ));
     }
-    let channels = match dec.color_type().channel_count() {
-        1 | 2 => 1, // grey, grey + alpha
-        _ => 3,     // RGB, RGBA (alpha is dropped)
-    };
-    Ok((channels, (w, h)))
-}
-
-pub fn load(path: &Path) -> Result<DynamicImage> {
-    reader(path)?.decode().map_err(|e| bad(path, e))
+    if w == 0 || h == 0 {
+        return Err(bad(path, format!("the header claims {w}×{h} pixels")));
+    }
+    if dec.total_bytes() > MAX_BYTES {
+        return Err(bad(
+            path,
+            format!(
+                "{w}×{h} pixels would take {} bytes, more than the {MAX_BYTES}-byte limit",
+                dec.total_bytes()
+            ),
+        ));
+    }
+    DynamicImage::from_decoder(dec).map_err(|e| bad(path, e))
 }
 
 /// The image as the model sees it: converted to the model's channels and, when its size
@@ -80,4 +108,51 @@ pub fn prepare(img: &DynamicImage, input: &Input) -> Result<(DynamicImage, Tenso
     }
     let t = Tensor::from_vec(data, (1, c, h as usize, w as usize), &Device::Cpu)?;
     Ok((img, t))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A PNG with a valid header claiming `w`×`h` grey pixels and one tiny data chunk.
+    fn png_claiming(w: u32, h: u32) -> Vec<u8> {
+        let chunk = |kind: &[u8; 4], data: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(kind);
+            crc.update(data);
+            let mut c = (data.len() as u32).to_be_bytes().to_vec();
+            c.extend_from_slice(kind);
+            c.extend_from_slice(data);
+            c.extend_from_slice(&crc.sum().to_be_bytes());
+            c
+        };
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend_from_slice(&h.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend(chunk(b"IHDR", &ihdr));
+        png.extend(chunk(b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]));
+        png.extend(chunk(b"IEND", &[]));
+        png
+    }
+
+    fn decode_err(bytes: &[u8]) -> String {
+        decode(bytes, Path::new("x.png")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn huge_headers_are_refused_before_decoding() {
+        let e = decode_err(&png_claiming(100_000, 100_000));
+        assert!(e.contains("100000×100000") && e.contains("16384-pixel limit"), "{e}");
+        let e = decode_err(&png_claiming(16_384, 16_385));
+        assert!(e.contains("16384×16385"), "{e}");
+    }
+
+    #[test]
+    fn what_is_not_an_image_is_named() {
+        assert!(decode_err(b"").contains("not a PNG or JPEG"));
+        assert!(decode_err(b"hello").contains("not a PNG or JPEG"));
+        let e = decode_err(&png_claiming(3, 3));
+        assert!(e.starts_with("x.png: cannot read the image"), "{e}");
+    }
 }

@@ -244,8 +244,15 @@ pub fn load_as(
 pub fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
-        "safetensors" => candle_core::safetensors::load(path, &Device::Cpu)
-            .map_err(|e| Error::at(path, format!("cannot read the weights as safetensors: {e}"))),
+        "safetensors" => candle_core::safetensors::load(path, &Device::Cpu).map_err(|e| match e {
+            candle_core::Error::Io(e) => Error::io(path, e),
+            e => Error::at(
+                path,
+                format!(
+                    "cannot read the weights as safetensors: {e} (the file is truncated, corrupt or not safetensors)"
+                ),
+            ),
+        }),
         "pth" | "pt" | "bin" => {
             let mut head = [0u8; 4];
             {

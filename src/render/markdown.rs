@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use pulldown_cmark::{html, Options, Parser};
+use pulldown_cmark::{html, Event, Options, Parser};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
@@ -57,14 +57,71 @@ pub fn split_front_matter(path: &Path, text: &str) -> Result<(FrontMatter, Strin
     Ok((fm, text[consumed..].to_string()))
 }
 
-pub fn to_html(markdown: &str) -> String {
-    let opts = Options::ENABLE_TABLES
+fn options() -> Options {
+    Options::ENABLE_TABLES
         | Options::ENABLE_FOOTNOTES
         | Options::ENABLE_STRIKETHROUGH
-        | Options::ENABLE_HEADING_ATTRIBUTES;
+        | Options::ENABLE_HEADING_ATTRIBUTES
+}
+
+/// Markdown from `gallery.yaml` (captions, model descriptions): raw HTML in it is shown as
+/// text, not interpreted, and links are sanitized, since text from the config is escaped.
+pub fn to_html(markdown: &str) -> String {
+    let events = Parser::new_ext(markdown, options()).map(|e| match e {
+        Event::Html(s) | Event::InlineHtml(s) => Event::Text(s),
+        e => e,
+    });
     let mut out = String::new();
-    html::push_html(&mut out, Parser::new_ext(markdown, opts));
-    out
+    html::push_html(&mut out, events);
+    sanitize(&out)
+}
+
+/// A note's markdown. Raw HTML is passed through (the author is trusted), unless
+/// `safe_html` is set: then everything ammonia does not consider safe is stripped.
+pub fn note_html(markdown: &str, safe_html: bool) -> String {
+    let mut out = String::new();
+    html::push_html(&mut out, Parser::new_ext(markdown, options()));
+    if safe_html {
+        sanitize(&out)
+    } else {
+        out
+    }
+}
+
+/// ammonia's defaults, plus what pulldown-cmark itself writes: heading and footnote ids,
+/// footnote and code-language classes, table-cell alignment.
+fn sanitize(html: &str) -> String {
+    use std::sync::OnceLock;
+    static BUILDER: OnceLock<ammonia::Builder<'static>> = OnceLock::new();
+    BUILDER
+        .get_or_init(|| {
+            let mut b = ammonia::Builder::default();
+            for h in ["h1", "h2", "h3", "h4", "h5", "h6"] {
+                b.add_tag_attributes(h, &["id"]);
+            }
+            b.add_tag_attributes("div", &["id", "class"])
+                .add_tag_attributes("sup", &["class"])
+                .add_tag_attributes("code", &["class"])
+                .add_tag_attributes("th", &["style"])
+                .add_tag_attributes("td", &["style"])
+                .filter_style_properties(["text-align"].into_iter().collect())
+                // Only the classes pulldown-cmark writes; any other class is dropped whole.
+                .attribute_filter(|elem, attr, value| {
+                    let ok = match (elem, attr) {
+                        ("div", "class") => value == "footnote-definition",
+                        ("sup", "class") => value == "footnote-reference" || value == "footnote-definition-label",
+                        ("code", "class") => value.strip_prefix("language-").is_some_and(|l| {
+                            !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || "+-_#.".contains(c))
+                        }),
+                        _ => true,
+                    };
+                    ok.then_some(value.into())
+                })
+                .link_rel(None);
+            b
+        })
+        .clean(html)
+        .to_string()
 }
 
 /// The text of the first `# heading`, if the body starts with one.
@@ -89,7 +146,7 @@ mod tests {
         .unwrap();
         assert_eq!(fm.title.as_deref(), Some("A"));
         assert_eq!(fm.weight, Some(2));
-        let html = to_html(&body);
+        let html = note_html(&body, false);
         assert!(
             html.contains("<table>") && html.contains("<del>") && html.contains("footnote"),
             "{html}"
@@ -98,7 +155,50 @@ mod tests {
 
     #[test]
     fn headings_can_carry_ids() {
-        assert!(to_html("## Chelsea {#chelsea}\n").contains("<h2 id=\"chelsea\">Chelsea</h2>"));
+        for html in [
+            to_html("## Chelsea {#chelsea}\n"),
+            note_html("## Chelsea {#chelsea}\n", false),
+            note_html("## Chelsea {#chelsea}\n", true),
+        ] {
+            assert!(html.contains("<h2 id=\"chelsea\">Chelsea</h2>"), "{html}");
+        }
+    }
+
+    const NOTE: &str = "# T\n\n<script>alert(1)</script>\n\n<div class=\"x\">box</div>\n\nA <b>b</b> [l](javascript:alert(2)) and [ok](https://example.org/a).\n";
+
+    #[test]
+    fn raw_html_in_notes_passes_by_default() {
+        let html = note_html(NOTE, false);
+        for part in ["<script>alert(1)</script>", "<div class=\"x\">box</div>", "<b>b</b>"] {
+            assert!(html.contains(part), "{part} in {html}");
+        }
+    }
+
+    #[test]
+    fn safe_html_strips_scripts_and_unknown_attributes() {
+        let html = note_html(NOTE, true);
+        assert!(!html.contains("<script") && !html.contains("alert(1)"), "{html}");
+        assert!(!html.contains("class=\"x\"") && !html.contains("javascript:"), "{html}");
+        assert!(html.contains("<b>b</b>") && html.contains("<div>box</div>"), "{html}");
+        assert!(html.contains("<a href=\"https://example.org/a\">ok</a>"), "{html}");
+    }
+
+    #[test]
+    fn safe_html_keeps_what_markdown_writes() {
+        let md = "| a | b |\n|:--|--:|\n| 1 | 2 |\n\nx[^n]\n\n[^n]: foot\n\n```rust\nlet x = 1;\n```\n";
+        // ammonia rewrites the style attribute without the space.
+        assert_eq!(
+            note_html(md, true),
+            note_html(md, false).replace("text-align: ", "text-align:")
+        );
+    }
+
+    #[test]
+    fn config_markdown_shows_raw_html_as_text() {
+        let html = to_html("A *three* <script>alert(1)</script> [x](javascript:alert(2))");
+        assert!(html.contains("<em>three</em>"), "{html}");
+        assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;"), "{html}");
+        assert!(!html.contains("<script") && !html.contains("javascript:"), "{html}");
     }
 
     #[test]
