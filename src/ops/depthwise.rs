@@ -266,32 +266,52 @@ impl CustomOp2 for Depthwise {
         _res: &Tensor,
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = self.geom(x.shape(), k.shape())?;
+        // Both gradients run as ops on the tensors' storage: no copies in and out.
         let gy = gy.contiguous()?;
-        let want_k = k.track_op();
-        macro_rules! go {
-            ($t:ty) => {{
-                let gyv = gy.flatten_all()?.to_vec1::<$t>()?;
-                let kv = k.flatten_all()?.to_vec1::<$t>()?;
-                let gx = Tensor::from_vec(self.grad_input(&gyv, &kv, &g), x.shape(), x.device())?;
-                let gk = if want_k {
-                    let xv = x.flatten_all()?.to_vec1::<$t>()?;
-                    Some(Tensor::from_vec(
-                        self.grad_weight(&gyv, &xv, &g),
-                        k.shape(),
-                        k.device(),
-                    )?)
-                } else {
-                    None
-                };
-                (Some(gx), gk)
-            }};
-        }
-        Ok(match x.dtype() {
-            candle_core::DType::F32 => go!(f32),
-            candle_core::DType::F64 => go!(f64),
-            dt => candle_core::bail!("depthwise conv backward: unsupported dtype {dt:?}"),
-        })
+        let gx = gy.apply_op2_no_bwd(&k.contiguous()?, &GradInput(*self, x.shape().clone()))?;
+        let gk = if k.track_op() {
+            Some(gy.apply_op2_no_bwd(&x.contiguous()?, &GradWeight(*self, k.shape().clone()))?)
+        } else {
+            None
+        };
+        Ok((Some(gx), gk))
+    }
+}
+
+/// The input gradient as an op of (gy, kernel).
+struct GradInput(Depthwise, Shape);
+/// The kernel gradient as an op of (gy, x).
+struct GradWeight(Depthwise, Shape);
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "cnnscope-depthwise-grad-input"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(&self.1, l2.shape())?;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(gy), CpuStorage::F32(k)) => CpuStorage::F32(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g)),
+            (CpuStorage::F64(gy), CpuStorage::F64(k)) => CpuStorage::F64(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g)),
+            _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
+        };
+        Ok((out, self.1.clone()))
+    }
+}
+
+impl CustomOp2 for GradWeight {
+    fn name(&self) -> &'static str {
+        "cnnscope-depthwise-grad-weight"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(l2.shape(), &self.1)?;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(gy), CpuStorage::F32(x)) => CpuStorage::F32(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g)),
+            (CpuStorage::F64(gy), CpuStorage::F64(x)) => CpuStorage::F64(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g)),
+            _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
+        };
+        Ok((out, self.1.clone()))
     }
 }
 
