@@ -178,7 +178,11 @@ fn the_micro_benchmark_runs() {
     )
     .unwrap();
     assert_eq!(rows.len(), 5);
-    assert!(rows.iter().all(|(_, f, b)| *f > 0.0 && *b > *f), "{rows:?}");
+    // A smoke test: every row ran and gave a time (comparing times would make it flaky).
+    assert!(
+        rows.iter().all(|(_, f, b)| f.is_finite() && b.is_finite() && *f > 0.0 && *b > 0.0),
+        "{rows:?}"
+    );
     let only = cnnscope::bench::run(
         &common::repo().join("models/efficientnet-lite0.safetensors"),
         1,

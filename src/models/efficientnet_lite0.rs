@@ -156,9 +156,9 @@ impl Block {
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
         let mut h = x.clone();
         if let Some(conv) = &self.expand {
-            h = tap.relu6(&conv.forward(&h)?)?;
+            h = conv.forward_relu6(&h, tap)?;
         }
-        h = tap.relu6(&self.depthwise.forward(&h)?)?;
+        h = self.depthwise.forward_relu6(&h, tap)?;
         h = self.project.forward(&h)?;
         if self.spec.skip() {
             h = (h + x)?;

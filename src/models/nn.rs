@@ -91,8 +91,25 @@ impl Conv {
     }
 }
 
-impl Module for Conv {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+impl Conv {
+    /// This convolution followed by the network's ReLU6 (guided when the tap says so), with
+    /// the bias and the activation as one op where our kernels apply.
+    pub fn forward_relu6(&self, x: &Tensor, tap: &super::Tap) -> candle_core::Result<Tensor> {
+        match &self.bias {
+            Some(b) if fast_dtype(x) => {
+                let act = if tap.guided {
+                    crate::ops::bias::Act::GuidedRelu6
+                } else {
+                    crate::ops::bias::Act::Relu6
+                };
+                crate::ops::bias::bias_act(&self.convolve(x)?, b, act)
+            }
+            _ => tap.relu6(&self.forward(x)?),
+        }
+    }
+
+    /// The convolution without its bias.
+    fn convolve(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
         let (pt, pb) = self.pads(h);
         let (pl, pr) = self.pads(w);
@@ -139,6 +156,13 @@ impl Module for Conv {
             };
             x.conv2d(&self.weight, 0, self.stride, 1, self.groups)?
         };
+        Ok(y)
+    }
+}
+
+impl Module for Conv {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.convolve(x)?;
         match &self.bias {
             Some(b) if fast_dtype(&y) => crate::ops::bias::add_channel_bias(&y, b),
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),

@@ -1,13 +1,28 @@
-//! Adding a per-channel bias to `(N, C, H, W)`, with a backward that passes the gradient
-//! through unchanged and sums it for the bias only when the bias takes part in the gradient
-//! graph. candle's `broadcast_add` walks the broadcast index by index, and its backward
-//! always reduces the gradient for the bias.
+//! Adding a per-channel bias to `(N, C, H, W)`, optionally followed by ReLU6, as one op.
+//! candle's `broadcast_add` walks the broadcast index by index and its backward always
+//! reduces the gradient for the bias; and every separate op costs a full-size buffer going
+//! forward and another (a zero tensor plus an addition) going backward. Here the bias and
+//! the activation are one pass each way, and the bias gradient is only summed when the bias
+//! takes part in the gradient graph.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 
 use super::contiguous_slice as slice;
 
-struct AddBias;
+/// What follows the bias.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    Identity,
+    /// `min(max(·, 0), 6)`; the gradient passes where `0 < y < 6`, as PyTorch's.
+    Relu6,
+    /// ReLU6 under guided backpropagation: only positive gradients pass as well.
+    GuidedRelu6,
+}
+
+struct AddBias(Act);
+
+/// Operands (gy, y): the gradient before the activation, from its output `y`.
+struct ActGrad(Act);
 
 impl CustomOp2 for AddBias {
     fn name(&self) -> &'static str {
@@ -19,35 +34,84 @@ impl CustomOp2 for AddBias {
         if l2.shape().elem_count() != c {
             candle_core::bail!("bias {:?} does not fit {:?}", l2.shape(), l1.shape())
         }
-        fn run<T: WithDType>(x: &[T], b: &[T], c: usize, hw: usize) -> Vec<T> {
+        fn run<T: WithDType>(x: &[T], b: &[T], c: usize, hw: usize, act: Act) -> Vec<T> {
             let mut y = x.to_vec();
-            for (plane, i) in y.chunks_mut(hw).zip((0..c).cycle()) {
-                let bi = b[i];
-                plane.iter_mut().for_each(|v| *v += bi);
-            }
+            let (lo, hi) = (T::zero(), T::from_f64(6.0));
+            super::simd(&mut y, |y| {
+                for (plane, i) in y.chunks_mut(hw).zip((0..c).cycle()) {
+                    let bi = b[i];
+                    if act == Act::Identity {
+                        plane.iter_mut().for_each(|v| *v += bi);
+                    } else {
+                        for v in plane.iter_mut() {
+                            let x = *v + bi;
+                            let x = if x < lo { lo } else { x };
+                            *v = if x > hi { hi } else { x };
+                        }
+                    }
+                }
+            });
             y
         }
         let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(run(slice(x, l1)?, slice(b, l2)?, c, h * w)),
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(run(slice(x, l1)?, slice(b, l2)?, c, h * w)),
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0)),
+            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0)),
             _ => candle_core::bail!("bias add: f32 or f64 operands of one dtype"),
         };
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, b: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(&self, _x: &Tensor, b: &Tensor, res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = match self.0 {
+            Act::Identity => gy.clone(),
+            act => gy.contiguous()?.apply_op2_no_bwd(res, &ActGrad(act))?,
+        };
         let gb = if b.track_op() {
-            Some(gy.sum((0, 2, 3))?.reshape(b.shape())?)
+            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
         } else {
             None
         };
-        Ok((Some(gy.clone()), gb))
+        Ok((Some(g), gb))
+    }
+}
+
+impl CustomOp2 for ActGrad {
+    fn name(&self) -> &'static str {
+        "cnnscope-relu6-grad-from-output"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        fn run<T: WithDType>(gy: &[T], y: &[T], guided: bool) -> Vec<T> {
+            let (lo, hi) = (T::zero(), T::from_f64(6.0));
+            let mut g = gy.to_vec();
+            super::simd(&mut g, |g| {
+                for (gv, &v) in g.iter_mut().zip(y) {
+                    // 0 < y < 6 exactly where 0 < x < 6, since y = x there.
+                    let keep = (v > lo) & (v < hi) & (!guided | (*gv > lo));
+                    let g0 = *gv;
+                    *gv = if keep { g0 } else { T::zero() };
+                }
+            });
+            g
+        }
+        let guided = self.0 == Act::GuidedRelu6;
+        let out = match (s1, s2) {
+            (CpuStorage::F32(g), CpuStorage::F32(y)) => CpuStorage::F32(run(slice(g, l1)?, slice(y, l2)?, guided)),
+            (CpuStorage::F64(g), CpuStorage::F64(y)) => CpuStorage::F64(run(slice(g, l1)?, slice(y, l2)?, guided)),
+            _ => candle_core::bail!("relu6 backward: f32 or f64 operands of one dtype"),
+        };
+        Ok((out, l1.shape().clone()))
     }
 }
 
 /// `x + b[c]` for `x` of shape `(N, C, H, W)` and `b` with `C` elements.
 pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op2(&b.contiguous()?, AddBias)
+    bias_act(x, b, Act::Identity)
+}
+
+/// `act(x + b[c])` for `x` of shape `(N, C, H, W)` and `b` with `C` elements.
+pub fn bias_act(x: &Tensor, b: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op2(&b.contiguous()?, AddBias(act))
 }
 
 #[cfg(test)]
@@ -70,6 +134,30 @@ mod tests {
         for v in [x.as_tensor(), b.as_tensor()] {
             let d = (g1.get(v).unwrap() - g2.get(v).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
             assert!(d.to_scalar::<f64>().unwrap() < 1e-10);
+        }
+    }
+
+    /// Bias + ReLU6 (and its guided form) against the separate ops.
+    #[test]
+    fn fused_relu6_matches_separate_ops() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&(Tensor::randn(0f64, 4.0, (2, 3, 5, 6), &dev).unwrap() + 3.0).unwrap()).unwrap();
+        let b = Var::from_tensor(&Tensor::randn(0f64, 1.0, 3, &dev).unwrap()).unwrap();
+        let probe = Tensor::randn(0f64, 1.0, (2, 3, 5, 6), &dev).unwrap();
+        for (act, guided) in [(Act::Relu6, false), (Act::GuidedRelu6, true)] {
+            let ours = bias_act(&x, &b, act).unwrap();
+            let mut theirs = crate::ops::relu6(&x.broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap()).unwrap();
+            if guided {
+                theirs = crate::ops::guided(&theirs).unwrap();
+            }
+            let d = (&ours - &theirs).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+            assert_eq!(d, 0.0);
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), b.as_tensor()] {
+                let d = (g1.get(v).unwrap() - g2.get(v).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
+                assert!(d.to_scalar::<f64>().unwrap() < 1e-10, "{act:?}");
+            }
         }
     }
 }
