@@ -32,7 +32,7 @@ pub fn plan(config: &Config) -> Plan {
 
 /// A unit of compute work, the grain of `--shard`: a model's weight pictures, a pair's
 /// forward pass, or one method of a pair (for all its targets).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unit {
     Weights { model: usize },
     Forward { pair: usize },

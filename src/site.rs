@@ -291,7 +291,8 @@ impl Site {
         let mut timings = Vec::new();
         let plan = plan::plan(&self.config);
         let units = plan::units(&self.config, &plan);
-        let owned = |u: Unit| shard.is_none_or(|s| units.iter().position(|x| *x == u).is_some_and(|i| s.owns(i)));
+        let position: std::collections::HashMap<Unit, usize> = units.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+        let owned = |u: Unit| shard.is_none_or(|s| position.get(&u).is_some_and(|&i| s.owns(i)));
         let done = AtomicUsize::new(0);
         let total = plan.pairs.len();
         let model_views = timed(&mut timings, "model pictures", || {
