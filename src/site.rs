@@ -264,7 +264,9 @@ impl Site {
         let staging = prepare_output(output)?;
         let result = (|| {
             let cache = if opts.no_cache {
-                Cache::temporary(&staging.with_extension("cache"))?
+                // Next to the staging folder (same file system, so files are hard-linked),
+                // and named after it, so a killed build's is removed with it.
+                Cache::temporary(&PathBuf::from(format!("{}.cache", staging.display())))?
             } else {
                 Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?
             };
