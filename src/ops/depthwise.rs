@@ -101,12 +101,15 @@ impl Depthwise {
             let ch = plane % g.c;
             let xp = split(&x[plane * g.h * g.w..(plane + 1) * g.h * g.w], g.h, g.w, s);
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
-                let kv = kp[ky * g.kw + kx];
-                let orow = &mut o[oy * g.ow + c.lo..oy * g.ow + c.hi];
-                let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
-                let xs = &xp[start as usize..start as usize + orow.len()];
-                axpy(orow, xs, kv);
+            // The whole plane in one AVX2 function, so the short row loops inline.
+            super::simd(o, |o| {
+                self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
+                    let kv = kp[ky * g.kw + kx];
+                    let orow = &mut o[oy * g.ow + c.lo..oy * g.ow + c.hi];
+                    let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
+                    let xs = &xp[start as usize..start as usize + orow.len()];
+                    axpy(orow, xs, kv);
+                })
             });
         });
         out
@@ -123,12 +126,14 @@ impl Depthwise {
             // Accumulate in the phase-split layout, then interleave back.
             let mut acc = if s == 1 { Vec::new() } else { vec![T::zero(); s * g.h * wp] };
             let buf: &mut [T] = if s == 1 { &mut *gxp } else { &mut acc };
-            self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
-                let kv = kp[ky * g.kw + kx];
-                let grow = &gp[oy * g.ow + c.lo..oy * g.ow + c.hi];
-                let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
-                let xs = &mut buf[start as usize..start as usize + grow.len()];
-                axpy(xs, grow, kv);
+            super::simd(buf, |buf| {
+                self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
+                    let kv = kp[ky * g.kw + kx];
+                    let grow = &gp[oy * g.ow + c.lo..oy * g.ow + c.hi];
+                    let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
+                    let xs = &mut buf[start as usize..start as usize + grow.len()];
+                    axpy(xs, grow, kv);
+                })
             });
             if s > 1 {
                 merge(&acc, gxp, g.h, g.w, s);
@@ -162,28 +167,11 @@ impl Depthwise {
     }
 }
 
-/// `dst += a·src`, the inner loop of the forward and input-gradient kernels. Compiled twice:
-/// with AVX2 (eight lanes, chosen at run time where the CPU has it) and without. No fused
-/// multiply-add, so both give the same bits.
+/// `dst += a·src`, the inner loop of the forward and input-gradient kernels; called inside
+/// [`super::simd`], so it is compiled with AVX2 where the CPU has it. No fused multiply-add,
+/// so both versions give the same bits.
 #[inline(always)]
 fn axpy<T: WithDType>(dst: &mut [T], src: &[T], a: T) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU has AVX2, checked just above.
-        unsafe { axpy_avx2(dst, src, a) };
-        return;
-    }
-    axpy_body(dst, src, a);
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn axpy_avx2<T: WithDType>(dst: &mut [T], src: &[T], a: T) {
-    axpy_body(dst, src, a);
-}
-
-#[inline(always)]
-fn axpy_body<T: WithDType>(dst: &mut [T], src: &[T], a: T) {
     for (d, &v) in dst.iter_mut().zip(src) {
         *d += v * a;
     }
