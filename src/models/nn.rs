@@ -95,16 +95,28 @@ impl Conv {
     /// This convolution followed by the network's ReLU6 (guided when the tap says so), with
     /// the bias and the activation as one op where our kernels apply.
     pub fn forward_relu6(&self, x: &Tensor, tap: &super::Tap) -> candle_core::Result<Tensor> {
+        let act = if tap.guided {
+            crate::ops::bias::Act::GuidedRelu6
+        } else {
+            crate::ops::bias::Act::Relu6
+        };
         match &self.bias {
-            Some(b) if fast_dtype(x) => {
-                let act = if tap.guided {
-                    crate::ops::bias::Act::GuidedRelu6
-                } else {
-                    crate::ops::bias::Act::Relu6
-                };
-                crate::ops::bias::bias_act(&self.convolve(x)?, b, act)
-            }
+            Some(b) if fast_dtype(x) => self.forward_act(x, b, act),
             _ => tap.relu6(&self.forward(x)?),
+        }
+    }
+
+    /// Convolution, bias and activation, fused as far as our kernels go: a plain 1×1
+    /// convolution takes all three in one op, others take the bias and activation in a
+    /// second.
+    fn forward_act(&self, x: &Tensor, b: &Tensor, act: crate::ops::bias::Act) -> candle_core::Result<Tensor> {
+        let (_, c, h, w) = x.dims4()?;
+        let pads = (self.pads(h), self.pads(w));
+        if self.k == 1 && self.groups == 1 && self.stride == 1 && pads == ((0, 0), (0, 0)) {
+            let o = self.weight.dim(0)?;
+            crate::ops::pointwise::conv1x1_bias_act(x, &self.weight.reshape((o, c))?, b, act)
+        } else {
+            crate::ops::bias::bias_act(&self.convolve(x)?, b, act)
         }
     }
 
@@ -162,6 +174,9 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(b) = self.bias.as_ref().filter(|_| fast_dtype(x)) {
+            return self.forward_act(x, b, crate::ops::bias::Act::Identity);
+        }
         let y = self.convolve(x)?;
         match &self.bias {
             Some(b) if fast_dtype(&y) => crate::ops::bias::add_channel_bias(&y, b),

@@ -21,6 +21,33 @@ pub enum Act {
 
 struct AddBias(Act);
 
+/// `y ← act(y + b[c])` in place, for `y` of shape `(N, C, H·W)`.
+pub(crate) fn epilogue<T: WithDType>(y: &mut [T], b: &[T], c: usize, hw: usize, act: Act) {
+    let (lo, hi) = (T::zero(), T::from_f64(6.0));
+    super::simd(y, |y| {
+        for (plane, i) in y.chunks_mut(hw).zip((0..c).cycle()) {
+            let bi = b[i];
+            if act == Act::Identity {
+                plane.iter_mut().for_each(|v| *v += bi);
+            } else {
+                for v in plane.iter_mut() {
+                    let x = *v + bi;
+                    let x = if x < lo { lo } else { x };
+                    *v = if x > hi { hi } else { x };
+                }
+            }
+        }
+    });
+}
+
+/// The gradient before `act`, from the gradient after it and the op's output `y`.
+pub(crate) fn act_grad(gy: &Tensor, y: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+    match act {
+        Act::Identity => Ok(gy.clone()),
+        act => gy.contiguous()?.apply_op2_no_bwd(y, &ActGrad(act)),
+    }
+}
+
 /// Operands (gy, y): the gradient before the activation, from its output `y`.
 struct ActGrad(Act);
 
@@ -36,21 +63,7 @@ impl CustomOp2 for AddBias {
         }
         fn run<T: WithDType>(x: &[T], b: &[T], c: usize, hw: usize, act: Act) -> Vec<T> {
             let mut y = x.to_vec();
-            let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            super::simd(&mut y, |y| {
-                for (plane, i) in y.chunks_mut(hw).zip((0..c).cycle()) {
-                    let bi = b[i];
-                    if act == Act::Identity {
-                        plane.iter_mut().for_each(|v| *v += bi);
-                    } else {
-                        for v in plane.iter_mut() {
-                            let x = *v + bi;
-                            let x = if x < lo { lo } else { x };
-                            *v = if x > hi { hi } else { x };
-                        }
-                    }
-                }
-            });
+            epilogue(&mut y, b, c, hw, act);
             y
         }
         let out = match (s1, s2) {
@@ -62,10 +75,7 @@ impl CustomOp2 for AddBias {
     }
 
     fn bwd(&self, _x: &Tensor, b: &Tensor, res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let g = match self.0 {
-            Act::Identity => gy.clone(),
-            act => gy.contiguous()?.apply_op2_no_bwd(res, &ActGrad(act))?,
-        };
+        let g = act_grad(gy, res, self.0)?;
         let gb = if b.track_op() {
             Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
         } else {

@@ -3,7 +3,9 @@
 //! gradient graph. candle's matmul backward always computes both operands' gradients, which
 //! doubled the matrix work of every 1×1 convolution when only input gradients are wanted.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
+
+use super::bias::{act_grad, epilogue, Act};
 
 use super::contiguous_slice as slice;
 
@@ -174,6 +176,67 @@ pub fn conv1x1(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&w.contiguous()?, Pointwise)
 }
 
+/// The 1×1 convolution with its bias and activation as one op: one graph node (one output
+/// buffer forward, one gradient accumulation backward) instead of two.
+struct PointwiseBias(Act);
+
+impl CustomOp3 for PointwiseBias {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv1x1-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (mut y, shape) = Pointwise.cpu_fwd(s1, l1, s2, l2)?;
+        let (_, o, h, w) = shape.dims4()?;
+        if l3.shape().elem_count() != o {
+            candle_core::bail!("1×1 conv: bias {:?} does not fit {o} outputs", l3.shape())
+        }
+        match (&mut y, s3) {
+            (CpuStorage::F32(y), CpuStorage::F32(b)) => epilogue(y, slice(b, l3)?, o, h * w, self.0),
+            (CpuStorage::F64(y), CpuStorage::F64(b)) => epilogue(y, slice(b, l3)?, o, h * w, self.0),
+            _ => candle_core::bail!("1×1 conv: f32 or f64 operands of one dtype"),
+        }
+        Ok((y, shape))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = act_grad(gy, res, self.0)?.contiguous()?;
+        let gx = g.apply_op2_no_bwd(w, &GradInput)?;
+        let gw = if w.track_op() {
+            Some(g.apply_op2_no_bwd(x, &GradWeight)?)
+        } else {
+            None
+        };
+        let gb = if b.track_op() {
+            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
+        } else {
+            None
+        };
+        Ok((Some(gx), gw, gb))
+    }
+}
+
+/// `act(w · x + b)` for `x` `(N, C, H, W)`, `w` `(O, C)` and `b` with `O` elements.
+pub fn conv1x1_bias_act(x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+    x.contiguous()?
+        .apply_op3(&w.contiguous()?, &b.contiguous()?, PointwiseBias(act))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +274,25 @@ mod tests {
         let g = conv1x1(&x, &k).unwrap().sum_all().unwrap().backward().unwrap();
         assert!(g.get(&k).is_none());
         assert!(g.get(x.as_tensor()).is_some());
+    }
+
+    /// The fused op against the separate ones, every activation, all three gradients.
+    #[test]
+    fn fused_bias_and_activation_match_separate_ops() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 5, 4, 3), &dev).unwrap()).unwrap();
+        let k = Var::from_tensor(&Tensor::randn(0f64, 2.0, (6, 5), &dev).unwrap()).unwrap();
+        let b = Var::from_tensor(&(Tensor::randn(0f64, 1.0, 6, &dev).unwrap() + 2.0).unwrap()).unwrap();
+        let probe = Tensor::randn(0f64, 1.0, (2, 6, 4, 3), &dev).unwrap();
+        for act in [Act::Identity, Act::Relu6, Act::GuidedRelu6] {
+            let ours = conv1x1_bias_act(&x, &k, &b, act).unwrap();
+            let theirs = crate::ops::bias::bias_act(&conv1x1(&x, &k).unwrap(), &b, act).unwrap();
+            assert!(max_diff(&ours, &theirs) == 0.0, "{act:?}");
+            let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            for v in [x.as_tensor(), k.as_tensor(), b.as_tensor()] {
+                assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-12, "{act:?}");
+            }
+        }
     }
 }
