@@ -321,7 +321,10 @@ impl Cache {
                     removed += 1;
                 }
             }
-            if std::fs::read_dir(&shard).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            if std::fs::read_dir(&shard)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+            {
                 let _ = std::fs::remove_dir(&shard);
             }
         }
@@ -333,7 +336,12 @@ impl Cache {
         let entries = self.root.join("entries");
         let mut n = 0;
         let mut bytes = 0;
-        for e in walkdir::WalkDir::new(&entries).min_depth(2).max_depth(2).into_iter().flatten() {
+        for e in walkdir::WalkDir::new(&entries)
+            .min_depth(2)
+            .max_depth(2)
+            .into_iter()
+            .flatten()
+        {
             n += 1;
             bytes += folder_size(e.path());
         }
@@ -409,7 +417,9 @@ mod tests {
             })
             .unwrap();
         assert!(s.fresh);
-        let again = cache.get_or_put("t", &key, |_| -> Result<Value> { panic!("must be reused") }).unwrap();
+        let again = cache
+            .get_or_put("t", &key, |_| -> Result<Value> { panic!("must be reused") })
+            .unwrap();
         assert!(!again.fresh);
         let v: Value = again.placed("models/m").unwrap();
         assert_eq!(v["file"], "models/m/a.txt");

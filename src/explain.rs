@@ -153,7 +153,10 @@ enum MethodData {
     /// `<class>.png`, `<class>-overlay.png`, `<class>.npy`.
     Map { cell: Value, artifact: Artifact },
     /// `<layer>.png/.npy` per layer.
-    Layers { layers: Vec<Value>, artifacts: Vec<Artifact> },
+    Layers {
+        layers: Vec<Value>,
+        artifacts: Vec<Artifact>,
+    },
     /// `<layer>.png/.npy` per weight tensor.
     Weights {
         class: usize,

@@ -152,8 +152,16 @@ fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions) -> cnnscope
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
     let cache = opts.cache.clone().unwrap_or_else(|| site.default_cache_dir());
     match opts.shard {
-        Some(s) => eprintln!("computing shard {}/{} of {pairs} model × image pair(s) into {}", s.k, s.n, cache.display()),
-        None if opts.no_cache => eprintln!("building {pairs} model × image page(s) into {} (no cache)", output.display()),
+        Some(s) => eprintln!(
+            "computing shard {}/{} of {pairs} model × image pair(s) into {}",
+            s.k,
+            s.n,
+            cache.display()
+        ),
+        None if opts.no_cache => eprintln!(
+            "building {pairs} model × image page(s) into {} (no cache)",
+            output.display()
+        ),
         None => eprintln!(
             "building {pairs} model × image page(s) into {} (cache {})",
             output.display(),

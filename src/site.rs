@@ -448,7 +448,9 @@ fn remove_abandoned_staging(parent: &Path, name: &str) {
     let Ok(entries) = std::fs::read_dir(parent) else { return };
     for e in entries.flatten() {
         let file = e.file_name().to_string_lossy().to_string();
-        let Some(rest) = file.strip_prefix(&prefix) else { continue };
+        let Some(rest) = file.strip_prefix(&prefix) else {
+            continue;
+        };
         let pid = rest.split('.').next().unwrap_or_default();
         let alive = cfg!(not(target_os = "linux")) || Path::new("/proc").join(pid).exists();
         if !alive && pid.parse::<u32>().is_ok() {

@@ -143,7 +143,10 @@ fn builds_are_byte_identical_with_and_without_the_cache() {
     let warm = build(&cfg, &c, with_cache(&cache));
     assert_eq!(warm.computed, 0);
     assert_same_tree(&a, &c);
-    assert!(!cache.join("tmp").read_dir().unwrap().any(|_| true), "no temp entries left");
+    assert!(
+        !cache.join("tmp").read_dir().unwrap().any(|_| true),
+        "no temp entries left"
+    );
     // No temporary cache or staging folder is left next to the outputs.
     let leftovers: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
@@ -168,7 +171,10 @@ fn builds_are_byte_identical_with_and_without_the_cache() {
     let home = std::fs::read_to_string(a.join("index.html")).unwrap();
     assert!(home.contains(&config_hash[..12]), "footer shows the config hash");
     let text = std::fs::read_to_string(a.join("manifest.json")).unwrap();
-    assert!(!text.contains(&dir.path().to_string_lossy().to_string()), "no absolute paths");
+    assert!(
+        !text.contains(&dir.path().to_string_lossy().to_string()),
+        "no absolute paths"
+    );
     for art in m["artifacts"].as_array().unwrap() {
         let npy = art["npy"].as_str().unwrap();
         let bytes = std::fs::read(a.join(npy)).unwrap();
@@ -250,7 +256,10 @@ fn cli_reports_cache_counts_and_rejects_a_bad_shard() {
     let (ok, err) = run(&["build"]);
     assert!(ok, "{err}");
     assert!(err.contains("entries computed"), "{err}");
-    assert!(dir.path().join(".cnnscope-cache/entries").is_dir(), "default cache next to the config");
+    assert!(
+        dir.path().join(".cnnscope-cache/entries").is_dir(),
+        "default cache next to the config"
+    );
     let (ok, err) = run(&["build"]);
     assert!(ok, "{err}");
     assert!(err.contains("0 entries computed"), "{err}");
@@ -296,7 +305,10 @@ fn a_killed_build_leaves_whole_entries_and_the_previous_site() {
         .unwrap();
     let started = std::time::Instant::now();
     while entries(&cache) < 3 {
-        assert!(child.try_wait().unwrap().is_none(), "the build ended before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the build ended before it could be killed"
+        );
         assert!(started.elapsed().as_secs() < 120);
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
@@ -317,5 +329,8 @@ fn a_killed_build_leaves_whole_entries_and_the_previous_site() {
         .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
         .filter(|n| n.contains("staging"))
         .collect();
-    assert!(leftovers.is_empty(), "the killed build's staging folder is cleaned up: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "the killed build's staging folder is cleaned up: {leftovers:?}"
+    );
 }

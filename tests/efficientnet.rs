@@ -180,7 +180,8 @@ fn the_micro_benchmark_runs() {
     assert_eq!(rows.len(), 5);
     // A smoke test: every row ran and gave a time (comparing times would make it flaky).
     assert!(
-        rows.iter().all(|(_, f, b)| f.is_finite() && b.is_finite() && *f > 0.0 && *b > 0.0),
+        rows.iter()
+            .all(|(_, f, b)| f.is_finite() && b.is_finite() && *f > 0.0 && *b > 0.0),
         "{rows:?}"
     );
     let only = cnnscope::bench::run(

@@ -179,7 +179,6 @@ impl Module for Conv {
         }
         let y = self.convolve(x)?;
         match &self.bias {
-            Some(b) if fast_dtype(&y) => crate::ops::bias::add_channel_bias(&y, b),
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
         }

@@ -56,7 +56,13 @@ impl CustomOp2 for AddBias {
         "cnnscope-add-channel-bias"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, c, h, w) = l1.shape().dims4()?;
         if l2.shape().elem_count() != c {
             candle_core::bail!("bias {:?} does not fit {:?}", l2.shape(), l1.shape())
@@ -67,14 +73,24 @@ impl CustomOp2 for AddBias {
             y
         }
         let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => CpuStorage::F32(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0)),
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => CpuStorage::F64(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0)),
+            (CpuStorage::F32(x), CpuStorage::F32(b)) => {
+                CpuStorage::F32(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(b)) => {
+                CpuStorage::F64(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0))
+            }
             _ => candle_core::bail!("bias add: f32 or f64 operands of one dtype"),
         };
         Ok((out, l1.shape().clone()))
     }
 
-    fn bwd(&self, _x: &Tensor, b: &Tensor, res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        _x: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = act_grad(gy, res, self.0)?;
         let gb = if b.track_op() {
             Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
@@ -90,7 +106,13 @@ impl CustomOp2 for ActGrad {
         "cnnscope-relu6-grad-from-output"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(gy: &[T], y: &[T], guided: bool) -> Vec<T> {
             let (lo, hi) = (T::zero(), T::from_f64(6.0));
             let mut g = gy.to_vec();
@@ -114,11 +136,6 @@ impl CustomOp2 for ActGrad {
     }
 }
 
-/// `x + b[c]` for `x` of shape `(N, C, H, W)` and `b` with `C` elements.
-pub fn add_channel_bias(x: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
-    bias_act(x, b, Act::Identity)
-}
-
 /// `act(x + b[c])` for `x` of shape `(N, C, H, W)` and `b` with `C` elements.
 pub fn bias_act(x: &Tensor, b: &Tensor, act: Act) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&b.contiguous()?, AddBias(act))
@@ -135,14 +152,26 @@ mod tests {
         let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 4, 5), &dev).unwrap()).unwrap();
         let b = Var::from_tensor(&Tensor::randn(0f64, 1.0, 3, &dev).unwrap()).unwrap();
         let probe = Tensor::randn(0f64, 1.0, (2, 3, 4, 5), &dev).unwrap();
-        let ours = add_channel_bias(&x, &b).unwrap();
+        let ours = bias_act(&x, &b, Act::Identity).unwrap();
         let theirs = x.broadcast_add(&b.reshape((1, 3, 1, 1)).unwrap()).unwrap();
-        let d = (&ours - &theirs).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+        let d = (&ours - &theirs)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap();
         assert!(d < 1e-12);
         let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         for v in [x.as_tensor(), b.as_tensor()] {
-            let d = (g1.get(v).unwrap() - g2.get(v).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
+            let d = (g1.get(v).unwrap() - g2.get(v).unwrap())
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap();
             assert!(d.to_scalar::<f64>().unwrap() < 1e-10);
         }
     }
@@ -160,12 +189,24 @@ mod tests {
             if guided {
                 theirs = crate::ops::guided(&theirs).unwrap();
             }
-            let d = (&ours - &theirs).unwrap().abs().unwrap().sum_all().unwrap().to_scalar::<f64>().unwrap();
+            let d = (&ours - &theirs)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar::<f64>()
+                .unwrap();
             assert_eq!(d, 0.0);
             let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [x.as_tensor(), b.as_tensor()] {
-                let d = (g1.get(v).unwrap() - g2.get(v).unwrap()).unwrap().abs().unwrap().sum_all().unwrap();
+                let d = (g1.get(v).unwrap() - g2.get(v).unwrap())
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap();
                 assert!(d.to_scalar::<f64>().unwrap() < 1e-10, "{act:?}");
             }
         }

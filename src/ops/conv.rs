@@ -67,16 +67,15 @@ impl Conv2d {
     /// row `iy` (inside the image) at output row `oy`; `row` is `(c·kh + ky)·kw + kx` for
     /// each `kx`, and the outputs `lo..hi` of that `kx` read input column `ox·s + kx − left`.
     #[inline(always)]
-    fn for_taps(&self, g: &Geom, rows: std::ops::Range<usize>, mut f: impl FnMut(usize, usize, usize, usize, usize, isize)) {
-        let (pt, pl, s) = (self.pad[0] as isize, self.pad[2] as isize, self.stride as isize);
+    fn for_taps(
+        &self,
+        g: &Geom,
+        rows: std::ops::Range<usize>,
+        mut f: impl FnMut(usize, usize, usize, usize, usize, isize),
+    ) {
+        let (pt, s) = (self.pad[0] as isize, self.stride as isize);
         let cols: Vec<(usize, usize, isize)> = (0..g.kw)
-            .map(|kx| {
-                let shift = kx as isize - pl;
-                let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
-                let last = g.w as isize - 1 - shift;
-                let hi = if last < 0 { 0 } else { (last / s + 1).min(g.ow as isize) };
-                (lo as usize, hi.max(lo) as usize, shift)
-            })
+            .map(|kx| super::column_range(g.w, g.ow, kx, self.pad[2], self.stride))
             .collect();
         for c in 0..g.c {
             for ky in 0..g.kh {
@@ -87,7 +86,14 @@ impl Conv2d {
                     }
                     for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
                         if lo < hi {
-                            f((c * g.kh + ky) * g.kw + kx, oy - rows.start, c * g.h * g.w + iy as usize * g.w, lo, hi, shift);
+                            f(
+                                (c * g.kh + ky) * g.kw + kx,
+                                oy - rows.start,
+                                c * g.h * g.w + iy as usize * g.w,
+                                lo,
+                                hi,
+                                shift,
+                            );
                         }
                     }
                 }
@@ -104,7 +110,8 @@ impl Conv2d {
         self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
             let dst = &mut col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
             if s == 1 {
-                let src = &x[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
+                let src =
+                    &x[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
                 dst[lo..hi].copy_from_slice(src);
             } else {
                 for ox in lo..hi {
@@ -121,7 +128,8 @@ impl Conv2d {
         self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
             let src = &col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
             if s == 1 {
-                let dst = &mut gx[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
+                let dst = &mut gx
+                    [(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
                 for (d, &v) in dst.iter_mut().zip(&src[lo..hi]) {
                     *d += v;
                 }
@@ -154,7 +162,16 @@ impl Conv2d {
                 let at = rows.start * g.ow;
                 self.im2col(xi, g, rows, &mut col);
                 // y[:, tile] = W · col: the destination's rows are OH·OW apart.
-                matmul_into((g.o, n, g.ckk()), &mut yi[at..], g.ohw(), k, (g.ckk(), 1), &col, (n, 1), false);
+                matmul_into(
+                    (g.o, n, g.ckk()),
+                    &mut yi[at..],
+                    g.ohw(),
+                    k,
+                    (g.ckk(), 1),
+                    &col,
+                    (n, 1),
+                    false,
+                );
             }
         }
         y
@@ -168,7 +185,16 @@ impl Conv2d {
                 let n = rows.len() * g.ow;
                 let at = rows.start * g.ow;
                 // gcol = Wᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
-                matmul_into((g.ckk(), n, g.o), &mut col, n, k, (1, g.ckk()), &gyi[at..], (g.ohw(), 1), false);
+                matmul_into(
+                    (g.ckk(), n, g.o),
+                    &mut col,
+                    n,
+                    k,
+                    (1, g.ckk()),
+                    &gyi[at..],
+                    (g.ohw(), 1),
+                    false,
+                );
                 self.col2im(&col, g, rows, gxi);
             }
         }
@@ -185,7 +211,16 @@ impl Conv2d {
                 let at = rows.start * g.ow;
                 self.im2col(xi, g, rows, &mut col);
                 // gW += gy[:, tile] · colᵀ: colᵀ has row stride 1 and column stride n.
-                matmul_into((g.o, g.ckk(), n), &mut gk, g.ckk(), &gyi[at..], (g.ohw(), 1), &col, (1, n), !first);
+                matmul_into(
+                    (g.o, g.ckk(), n),
+                    &mut gk,
+                    g.ckk(),
+                    &gyi[at..],
+                    (g.ohw(), 1),
+                    &col,
+                    (1, n),
+                    !first,
+                );
                 first = false;
             }
         }
@@ -219,13 +254,25 @@ impl CustomOp2 for Conv2d {
         "cnnscope-conv2d"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.shape(), l2.shape())?;
         let out = dispatch!(s1, l1, s2, l2, |x, k| self.forward(x, k, &g));
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
-    fn bwd(&self, x: &Tensor, k: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let gy = gy.contiguous()?;
         let gx = gy.apply_op2_no_bwd(k, &GradInput(*self, x.shape().clone()))?;
         let gk = if k.track_op() {
@@ -242,7 +289,13 @@ impl CustomOp2 for GradInput {
         "cnnscope-conv2d-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(&self.1, l2.shape())?;
         let out = dispatch!(s1, l1, s2, l2, |gy, k| self.0.grad_input(gy, k, &g));
         Ok((out, self.1.clone()))
@@ -254,7 +307,13 @@ impl CustomOp2 for GradWeight {
         "cnnscope-conv2d-grad-weight"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(l2.shape(), &self.1)?;
         let out = dispatch!(s1, l1, s2, l2, |gy, x| self.0.grad_weight(gy, x, &g));
         Ok((out, self.1.clone()))
@@ -272,7 +331,16 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     /// Against candle's conv2d on explicitly padded input: forward, input and weight
@@ -294,7 +362,9 @@ mod tests {
         ];
         for &(n, c, o, h, w, k, stride, pad) in cases {
             let conv = Conv2d { stride, pad };
-            let g = conv.geom(&Shape::from((n, c, h, w)), &Shape::from((o, c, k, k))).unwrap();
+            let g = conv
+                .geom(&Shape::from((n, c, h, w)), &Shape::from((o, c, k, k)))
+                .unwrap();
             if c == 64 {
                 assert!(conv.tiles(&g).count() > 1, "the case covers several tiles");
             }
@@ -312,7 +382,10 @@ mod tests {
             let padded = padded.narrow(2, 0, uh).unwrap().narrow(3, 0, uw).unwrap();
             let theirs = padded.conv2d(&kv, 0, stride, 1, 1).unwrap();
             assert_eq!(ours.dims(), theirs.dims());
-            assert!(max_diff(&ours, &theirs) < 1e-12, "forward {n} {c} {o} {h} {w} {k} {stride} {pad:?}");
+            assert!(
+                max_diff(&ours, &theirs) < 1e-12,
+                "forward {n} {c} {o} {h} {w} {k} {stride} {pad:?}"
+            );
             let probe = Tensor::randn(0f64, 1.0, ours.dims(), &dev).unwrap();
             let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
@@ -328,7 +401,12 @@ mod tests {
         let dev = Device::Cpu;
         let x = Var::from_tensor(&Tensor::randn(0f32, 1.0, (1, 2, 6, 6), &dev).unwrap()).unwrap();
         let k = Tensor::randn(0f32, 1.0, (3, 2, 3, 3), &dev).unwrap();
-        let g = conv2d(&x, &k, 1, [1; 4]).unwrap().sum_all().unwrap().backward().unwrap();
+        let g = conv2d(&x, &k, 1, [1; 4])
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
         assert!(g.get(&k).is_none());
         assert!(g.get(x.as_tensor()).is_some());
     }

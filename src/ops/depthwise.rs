@@ -10,6 +10,8 @@
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::contiguous_slice as slice;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Depthwise {
     pub stride: usize,
@@ -55,16 +57,13 @@ impl Depthwise {
     /// `ox·s + kx − left` is inside the row, and where that column lies in the row split by
     /// phase (see [`split`]): phase `p`, offset `base` (input column = `(ox + base)·s + p`).
     fn columns(&self, g: &Geom) -> Vec<Cols> {
-        let (pl, s) = (self.pad[2] as isize, self.stride as isize);
+        let s = self.stride as isize;
         (0..g.kw)
             .map(|kx| {
-                let shift = kx as isize - pl;
-                let lo = if shift >= 0 { 0 } else { ((-shift) + s - 1) / s };
-                let last = g.w as isize - 1 - shift;
-                let hi = if last < 0 { 0 } else { (last / s + 1).min(g.ow as isize) };
+                let (lo, hi, shift) = super::column_range(g.w, g.ow, kx, self.pad[2], self.stride);
                 Cols {
-                    lo: lo as usize,
-                    hi: (hi.max(lo)) as usize,
+                    lo,
+                    hi,
                     phase: shift.rem_euclid(s) as usize,
                     base: shift.div_euclid(s),
                 }
@@ -124,7 +123,11 @@ impl Depthwise {
             let gp = &gy[plane * g.oh * g.ow..(plane + 1) * g.oh * g.ow];
             let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
             // Accumulate in the phase-split layout, then interleave back.
-            let mut acc = if s == 1 { Vec::new() } else { vec![T::zero(); s * g.h * wp] };
+            let mut acc = if s == 1 {
+                Vec::new()
+            } else {
+                vec![T::zero(); s * g.h * wp]
+            };
             let buf: &mut [T] = if s == 1 { &mut *gxp } else { &mut acc };
             super::simd(buf, |buf| {
                 self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
@@ -219,13 +222,6 @@ fn merge<T: WithDType>(parts: &[T], x: &mut [T], h: usize, w: usize, s: usize) {
     }
 }
 
-fn slice<'a, T: WithDType>(v: &'a [T], l: &Layout) -> candle_core::Result<&'a [T]> {
-    let (s, e) = l
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("depthwise conv: operands must be contiguous".into()))?;
-    Ok(&v[s..e])
-}
-
 impl CustomOp2 for Depthwise {
     fn name(&self) -> &'static str {
         "cnnscope-depthwise-conv2d"
@@ -276,11 +272,21 @@ impl CustomOp2 for GradInput {
         "cnnscope-depthwise-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(&self.1, l2.shape())?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(gy), CpuStorage::F32(k)) => CpuStorage::F32(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g)),
-            (CpuStorage::F64(gy), CpuStorage::F64(k)) => CpuStorage::F64(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g)),
+            (CpuStorage::F32(gy), CpuStorage::F32(k)) => {
+                CpuStorage::F32(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g))
+            }
+            (CpuStorage::F64(gy), CpuStorage::F64(k)) => {
+                CpuStorage::F64(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g))
+            }
             _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
         };
         Ok((out, self.1.clone()))
@@ -292,11 +298,21 @@ impl CustomOp2 for GradWeight {
         "cnnscope-depthwise-grad-weight"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(l2.shape(), &self.1)?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(gy), CpuStorage::F32(x)) => CpuStorage::F32(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g)),
-            (CpuStorage::F64(gy), CpuStorage::F64(x)) => CpuStorage::F64(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g)),
+            (CpuStorage::F32(gy), CpuStorage::F32(x)) => {
+                CpuStorage::F32(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g))
+            }
+            (CpuStorage::F64(gy), CpuStorage::F64(x)) => {
+                CpuStorage::F64(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g))
+            }
             _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
         };
         Ok((out, self.1.clone()))

@@ -15,6 +15,17 @@ pub use maxpool::max_pool2d;
 pub use pointwise::conv1x1;
 pub use relu6::relu6;
 
+/// For kernel column `kx` of a convolution over rows `w` wide with `left` padding and
+/// stride `s` (giving `ow` outputs): the outputs `lo..hi` whose input column
+/// `ox·s + shift` lies inside the row, and `shift = kx − left`.
+pub(crate) fn column_range(w: usize, ow: usize, kx: usize, left: usize, s: usize) -> (usize, usize, isize) {
+    let (shift, s) = (kx as isize - left as isize, s as isize);
+    let lo = if shift >= 0 { 0 } else { (-shift + s - 1) / s };
+    let last = w as isize - 1 - shift;
+    let hi = if last < 0 { 0 } else { (last / s + 1).min(ow as isize) };
+    (lo as usize, hi.max(lo) as usize, shift)
+}
+
 /// The slice a contiguous layout covers.
 pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
     v: &'a [T],

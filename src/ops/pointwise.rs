@@ -100,7 +100,13 @@ impl CustomOp2 for Pointwise {
         "cnnscope-conv1x1"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, c, hw) = dims(l1.shape())?;
         let (o, wc) = l2.shape().dims2()?;
         if wc != c {
@@ -118,7 +124,13 @@ impl CustomOp2 for Pointwise {
         Ok((out, Shape::from((n, o, h, w))))
     }
 
-    fn bwd(&self, x: &Tensor, w: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let gy = gy.contiguous()?;
         let gx = gy.apply_op2_no_bwd(w, &GradInput)?;
         let gw = if w.track_op() {
@@ -135,7 +147,13 @@ impl CustomOp2 for GradInput {
         "cnnscope-conv1x1-grad-input"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, o, hw) = dims(l1.shape())?;
         let (_, c) = l2.shape().dims2()?;
         let (_, _, h, w) = l1.shape().dims4()?;
@@ -156,7 +174,13 @@ impl CustomOp2 for GradWeight {
         "cnnscope-conv1x1-grad-weight"
     }
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (n, o, hw) = dims(l1.shape())?;
         let (_, c, _) = dims(l2.shape())?;
         fn run<T: WithDType>(gy: &[T], x: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
@@ -243,7 +267,16 @@ mod tests {
     use candle_core::{Device, Var};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f64>().unwrap()
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f64>()
+            .unwrap()
     }
 
     /// Against candle's own conv2d, forward and both gradients, on odd sizes and batches.
@@ -261,7 +294,10 @@ mod tests {
             let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             for v in [x.as_tensor(), k.as_tensor()] {
                 let (a, b) = (g1.get(v).unwrap(), g2.get(v).unwrap());
-                assert!(max_diff(a, &b.reshape(a.shape()).unwrap()) < 1e-10, "{n} {c} {o} {h} {w}");
+                assert!(
+                    max_diff(a, &b.reshape(a.shape()).unwrap()) < 1e-10,
+                    "{n} {c} {o} {h} {w}"
+                );
             }
         }
     }

@@ -4,13 +4,11 @@
 //! was a large share of a backward pass. Here the backward is one pass: the gradient passes
 //! where `0 < x < 6`, as in PyTorch's `hardtanh_backward`.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
 use super::contiguous_slice as slice;
 
 struct Relu6;
-/// Operands (gy, x): `gy · [0 < x < 6]`.
-struct Relu6Grad;
 
 impl CustomOp1 for Relu6 {
     fn name(&self) -> &'static str {
@@ -38,35 +36,9 @@ impl CustomOp1 for Relu6 {
         Ok((out, l.shape().clone()))
     }
 
-    fn bwd(&self, x: &Tensor, _res: &Tensor, gy: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(gy.contiguous()?.apply_op2_no_bwd(x, &Relu6Grad)?))
-    }
-}
-
-impl CustomOp2 for Relu6Grad {
-    fn name(&self) -> &'static str {
-        "cnnscope-relu6-grad"
-    }
-
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: WithDType>(gy: &[T], x: &[T]) -> Vec<T> {
-            let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            let mut g = gy.to_vec();
-            super::simd(&mut g, |g| {
-                for (gv, &v) in g.iter_mut().zip(x) {
-                    let keep = (v > lo) & (v < hi);
-                    let g0 = *gv;
-                    *gv = if keep { g0 } else { T::zero() };
-                }
-            });
-            g
-        }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(x)) => CpuStorage::F32(run(slice(g, l1)?, slice(x, l2)?)),
-            (CpuStorage::F64(g), CpuStorage::F64(x)) => CpuStorage::F64(run(slice(g, l1)?, slice(x, l2)?)),
-            _ => candle_core::bail!("relu6 backward: f32 or f64 operands of one dtype"),
-        };
-        Ok((out, l1.shape().clone()))
+    fn bwd(&self, _x: &Tensor, res: &Tensor, gy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        // From the output: 0 < y < 6 exactly where 0 < x < 6.
+        Ok(Some(super::bias::act_grad(gy, res, super::bias::Act::Relu6)?))
     }
 }
 
@@ -89,7 +61,10 @@ mod tests {
         let w = Tensor::new(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &dev).unwrap();
         let g = (y * w).unwrap().sum_all().unwrap().backward().unwrap();
         // Strictly inside (0, 6) only, as PyTorch.
-        assert_eq!(g.get(&x).unwrap().to_vec1::<f64>().unwrap(), vec![0.0, 0.0, 3.0, 4.0, 0.0, 0.0]);
+        assert_eq!(
+            g.get(&x).unwrap().to_vec1::<f64>().unwrap(),
+            vec![0.0, 0.0, 3.0, 4.0, 0.0, 0.0]
+        );
     }
 
     /// Against candle's clamp on random values (ties at 0 and 6 have probability 0).
@@ -100,10 +75,16 @@ mod tests {
         let probe = Tensor::randn(0f32, 1.0, (2, 3, 5, 7), &dev).unwrap();
         let a = relu6(&x).unwrap();
         let b = x.clamp(0f32, 6f32).unwrap();
-        assert_eq!(a.flatten_all().unwrap().to_vec1::<f32>().unwrap(), b.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            a.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
         let ga = (a * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let gb = (b * &probe).unwrap().sum_all().unwrap().backward().unwrap();
         let (ga, gb) = (ga.get(&x).unwrap(), gb.get(&x).unwrap());
-        assert_eq!(ga.flatten_all().unwrap().to_vec1::<f32>().unwrap(), gb.flatten_all().unwrap().to_vec1::<f32>().unwrap());
+        assert_eq!(
+            ga.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            gb.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        );
     }
 }
