@@ -193,3 +193,46 @@ fn the_micro_benchmark_runs() {
     .unwrap();
     assert_eq!(only.len(), 1, "{only:?}");
 }
+
+/// Occlusion's patched forward computes the early layers only where each patch reaches;
+/// its logits must equal those of the full copies, for patches at the corners, the
+/// borders and inside, square or not, on a square photograph and on an odd-sized input.
+#[test]
+fn patched_forward_equals_the_full_copies() {
+    let (m, _) = model();
+    let photo = image("coffee");
+    let odd = Tensor::randn(0f32, 1.0, (1, 3, 61, 90), &Device::Cpu).unwrap();
+    for (x, shapes) in [(&photo, vec![(32, 32), (1, 1), (7, 13)]), (&odd, vec![(9, 20)])] {
+        let (_, c, h, w) = x.dims4().unwrap();
+        for (ph, pw) in shapes {
+            let origins = vec![
+                (0, 0),
+                (0, w - pw),
+                (h - ph, 0),
+                (h - ph, w - pw),
+                (h / 2, w / 3),
+                (1, w / 2),
+                (h / 3, 3.min(w - pw)),
+            ];
+            let patches = Tensor::randn(0f32, 1.0, (origins.len(), c, ph, pw), &Device::Cpu).unwrap();
+            let fast = m.model.forward_patched(x, &patches, &origins).unwrap();
+            // The full copies, made with candle's own ops.
+            let mut copies = Vec::new();
+            for (i, &(y0, x0)) in origins.iter().enumerate() {
+                let p = patches.get(i).unwrap().unsqueeze(0).unwrap();
+                copies.push(x.slice_assign(&[0..1, 0..c, y0..y0 + ph, x0..x0 + pw], &p).unwrap());
+            }
+            let full = m
+                .model
+                .forward(&Tensor::cat(&copies, 0).unwrap(), &mut Default::default())
+                .unwrap();
+            let (a, b) = (v(&fast), v(&full));
+            let scale = b.iter().fold(0f64, |s, x| s.max(x.abs()));
+            let diff = a.iter().zip(&b).fold(0f64, |s, (x, y)| s.max((x - y).abs()));
+            eprintln!("{h}×{w}, {ph}×{pw} patches: max |diff| {diff:.2e} of max |logit| {scale:.2}");
+            assert!(diff <= 1e-4 * scale.max(1.0), "{ph}×{pw} on {h}×{w}: {diff} vs {scale}");
+            // The patches matter: the copies' logits differ from each other.
+            assert!(a[..1000] != a[4000..5000]);
+        }
+    }
+}

@@ -3,7 +3,8 @@
 //! `S_c(x) − S_c(x with the window occluded)`, averaged over the windows that cover it.
 //! A last row and column of windows flush with the bottom and right edges are added when
 //! the stride does not reach them, so every pixel is covered. The occluded inputs run as
-//! batches. The map is `H×W`, signed: positive where hiding the pixels lowers the score.
+//! batches through [`Model::forward_patched`](crate::models::Model::forward_patched), which
+//! for some architectures computes only what each window reaches in the early layers. The map is `H×W`, signed: positive where hiding the pixels lowers the score.
 
 use std::collections::BTreeMap;
 
@@ -25,7 +26,6 @@ pub fn origins(side: usize, window: usize, stride: usize) -> Vec<usize> {
 
 pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Output> {
     let (_, c, h, w) = cx.x.dims4()?;
-    let x = cx.x.flatten_all()?.to_vec1::<f32>()?;
     let model = cx.model.model.as_ref();
     let score = |batch: Tensor| -> Result<Vec<f32>> {
         let logits = model.forward(&batch, &mut Tap::default())?;
@@ -40,19 +40,12 @@ pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Outp
     let mut count = vec![0u32; h * w];
     // Batches run in parallel; the drops are added in window order (deterministic).
     let scores = windows
-        .par_chunks(cx.batch())
+        .par_chunks(model.patched_batch(cx.batch()))
         .map(|chunk| {
-            let mut data = Vec::with_capacity(chunk.len() * x.len());
-            for &(y0, x0) in chunk {
-                let mut img = x.clone();
-                for k in 0..c {
-                    for y in y0..y0 + window {
-                        img[k * h * w + y * w + x0..k * h * w + y * w + x0 + window].fill(baseline);
-                    }
-                }
-                data.extend(img);
-            }
-            score(Tensor::from_vec(data, (chunk.len(), c, h, w), &Device::Cpu)?)
+            let patches = Tensor::full(baseline, (chunk.len(), c, window, window), &Device::Cpu)?;
+            let origins: Vec<(usize, usize)> = chunk.to_vec();
+            let logits = model.forward_patched(&cx.x, &patches.to_dtype(cx.x.dtype())?, &origins)?;
+            Ok(logits.narrow(1, cx.target, 1)?.flatten_all()?.to_vec1::<f32>()?)
         })
         .collect::<Result<Vec<_>>>()?;
     for (&(y0, x0), s) in windows.iter().zip(scores.into_iter().flatten()) {

@@ -11,7 +11,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use crate::ops::bias::Act;
 
 pub const ARCH: Architecture = Architecture {
     id: "efficientnet-lite0",
@@ -165,6 +167,21 @@ impl Block {
         }
         tap.at(&self.name, h)
     }
+
+    /// [`Block::forward`] on copies that differ only inside boxes (`Region`).
+    fn forward_region(&self, x: &Region) -> candle_core::Result<Region> {
+        let tap = Tap::default();
+        let mut h = match &self.expand {
+            Some(conv) => x.map(|t| conv.forward_relu6(t, &tap))?,
+            None => x.map(|t| Ok(t.clone()))?,
+        };
+        h = h.conv(&self.depthwise, Act::Relu6)?;
+        h = h.map(|t| self.project.forward(t))?;
+        if self.spec.skip() {
+            h = h.add(x)?;
+        }
+        Ok(h)
+    }
 }
 
 pub struct EfficientNetLite0 {
@@ -271,8 +288,41 @@ impl Model for EfficientNetLite0 {
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
         let x = tap.at("_conv_stem", self.stem.forward(x)?)?;
         let x = tap.at("_bn0", self.bn0.forward(&x)?)?;
-        let mut x = tap.at("stem", tap.relu6(&x)?)?;
-        for b in &self.blocks {
+        let x = tap.at("stem", tap.relu6(&x)?)?;
+        self.forward_from(x, 0, tap)
+    }
+
+    /// Occlusion's copies: the stem and the blocks compute each copy only over the part of
+    /// the map its patch reaches, until that is the whole map (block 8 of 16 for a
+    /// 32-pixel patch at 224²); the rest runs on full maps.
+    fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        if !region::supported(x) {
+            let copies = Region::new(x, patches, origins)?.into_full()?;
+            return self.forward(&copies.to_dtype(x.dtype())?, &mut Tap::default());
+        }
+        let tap = Tap::default();
+        let mut r = Region::new(x, patches, origins)?
+            .conv(&self.stem, Act::Identity)?
+            .map(|t| self.bn0.forward(t))?
+            .map(|t| tap.relu6(t))?;
+        let mut next = 0;
+        while next < self.blocks.len() && !r.is_full()? {
+            r = self.blocks[next].forward_region(&r)?;
+            next += 1;
+        }
+        self.forward_from(r.into_full()?, next, &mut Tap::default())
+    }
+
+    fn patched_batch(&self, batch: usize) -> usize {
+        // The unchanged input's pass through the early blocks is repeated per call.
+        batch.max(32)
+    }
+}
+
+impl EfficientNetLite0 {
+    /// Blocks `first..` and the head, from block `first`'s input.
+    fn forward_from(&self, mut x: Tensor, first: usize, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        for b in &self.blocks[first..] {
             x = b.forward(&x, tap)?;
         }
         let x = tap.at("_conv_head", self.head.forward(&x)?)?;

@@ -14,6 +14,7 @@ pub mod efficientnet_lite0;
 pub mod lenet5;
 pub mod mobilenet_v2;
 pub mod nn;
+pub mod region;
 pub mod resnet;
 pub mod vgg;
 
@@ -164,6 +165,22 @@ pub trait Model: Send + Sync {
     fn num_classes(&self) -> usize;
     /// Runs the network on an `(N, C, H, W)` batch and returns the logits `(N, classes)`.
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor>;
+
+    /// The logits of copies of one input `x` `(1, C, H, W)`, copy `i` with `patches[i]`
+    /// `(C, ph, pw)` written at `origins[i]` (occlusion). By default the copies are made
+    /// and run; a model whose early layers are convolutions can compute only what each
+    /// patch reaches ([`region`]).
+    fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        let copies = region::Region::new(x, patches, origins)?.into_full()?;
+        self.forward(&copies.to_dtype(x.dtype())?, &mut Tap::default())
+    }
+
+    /// How many copies [`Model::forward_patched`] should get at once, given the batch size
+    /// used for full inputs. Models that compute only the patches' reach want more: the
+    /// unchanged input's pass is shared by every copy of a call.
+    fn patched_batch(&self, batch: usize) -> usize {
+        batch
+    }
 }
 
 /// An architecture the config can name.

@@ -4,6 +4,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::ops::bias::Act;
 use crate::ops::depthwise_conv2d;
 
 /// Padding of a convolution.
@@ -89,19 +90,49 @@ impl Conv {
             Pad::Same => same_pad(i, self.k, self.stride),
         }
     }
+
+    /// The padding for an `h × w` input: `[top, bottom, left, right]`.
+    pub fn padding(&self, h: usize, w: usize) -> [usize; 4] {
+        let ((t, b), (l, r)) = (self.pads(h), self.pads(w));
+        [t, b, l, r]
+    }
+
+    pub fn kernel(&self) -> usize {
+        self.k
+    }
+
+    pub fn stride(&self) -> usize {
+        self.stride
+    }
+
+    /// This convolution with the given padding instead of its own, then its bias and `act`
+    /// (not guided). Used to compute part of an output map from a part of the input map
+    /// (`models::region`), where the padding is already in the input.
+    pub fn forward_padded(&self, x: &Tensor, pads: [usize; 4], act: Act) -> candle_core::Result<Tensor> {
+        match &self.bias {
+            Some(b) if fast_dtype(x) => self.forward_act(x, b, act, pads),
+            _ => {
+                let y = self.convolve(x, pads)?;
+                let y = match &self.bias {
+                    Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+                    None => y,
+                };
+                match act {
+                    Act::Identity => Ok(y),
+                    _ => relu6(&y),
+                }
+            }
+        }
+    }
 }
 
 impl Conv {
     /// This convolution followed by the network's ReLU6 (guided when the tap says so), with
     /// the bias and the activation as one op where our kernels apply.
     pub fn forward_relu6(&self, x: &Tensor, tap: &super::Tap) -> candle_core::Result<Tensor> {
-        let act = if tap.guided {
-            crate::ops::bias::Act::GuidedRelu6
-        } else {
-            crate::ops::bias::Act::Relu6
-        };
+        let act = if tap.guided { Act::GuidedRelu6 } else { Act::Relu6 };
         match &self.bias {
-            Some(b) if fast_dtype(x) => self.forward_act(x, b, act),
+            Some(b) if fast_dtype(x) => self.forward_act(x, b, act, self.own_padding(x)?),
             _ => tap.relu6(&self.forward(x)?),
         }
     }
@@ -109,22 +140,24 @@ impl Conv {
     /// Convolution, bias and activation, fused as far as our kernels go: a plain 1×1
     /// convolution takes all three in one op, others take the bias and activation in a
     /// second.
-    fn forward_act(&self, x: &Tensor, b: &Tensor, act: crate::ops::bias::Act) -> candle_core::Result<Tensor> {
-        let (_, c, h, w) = x.dims4()?;
-        let pads = (self.pads(h), self.pads(w));
-        if self.k == 1 && self.groups == 1 && self.stride == 1 && pads == ((0, 0), (0, 0)) {
+    fn forward_act(&self, x: &Tensor, b: &Tensor, act: Act, pads: [usize; 4]) -> candle_core::Result<Tensor> {
+        let c = x.dim(1)?;
+        if self.k == 1 && self.groups == 1 && self.stride == 1 && pads == [0; 4] {
             let o = self.weight.dim(0)?;
             crate::ops::pointwise::conv1x1_bias_act(x, &self.weight.reshape((o, c))?, b, act)
         } else {
-            crate::ops::bias::bias_act(&self.convolve(x)?, b, act)
+            crate::ops::bias::bias_act(&self.convolve(x, pads)?, b, act)
         }
     }
 
-    /// The convolution without its bias.
-    fn convolve(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+    fn own_padding(&self, x: &Tensor) -> candle_core::Result<[usize; 4]> {
+        let (_, _, h, w) = x.dims4()?;
+        Ok(self.padding(h, w))
+    }
+
+    /// The convolution without its bias, with padding `[top, bottom, left, right]`.
+    fn convolve(&self, x: &Tensor, [pt, pb, pl, pr]: [usize; 4]) -> candle_core::Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
-        let (pt, pb) = self.pads(h);
-        let (pl, pr) = self.pads(w);
         let y = if self.groups > 1 && self.groups == c && self.weight.dim(0)? == c {
             depthwise_conv2d(x, &self.weight, self.stride, [pt, pb, pl, pr])?
         } else if self.k == 1 && self.groups == 1 && pt + pb + pl + pr == 0 {
@@ -174,10 +207,11 @@ impl Conv {
 
 impl Module for Conv {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let pads = self.own_padding(x)?;
         if let Some(b) = self.bias.as_ref().filter(|_| fast_dtype(x)) {
-            return self.forward_act(x, b, crate::ops::bias::Act::Identity);
+            return self.forward_act(x, b, Act::Identity, pads);
         }
-        let y = self.convolve(x)?;
+        let y = self.convolve(x, pads)?;
         match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?),
             None => Ok(y),
