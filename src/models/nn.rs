@@ -145,9 +145,16 @@ impl Conv {
         if self.k == 1 && self.groups == 1 && self.stride == 1 && pads == [0; 4] {
             let o = self.weight.dim(0)?;
             crate::ops::pointwise::conv1x1_bias_act(x, &self.weight.reshape((o, c))?, b, act)
+        } else if self.is_depthwise(c)? {
+            crate::ops::depthwise::depthwise_conv2d_bias_act(x, &self.weight, b, self.stride, pads, act)
         } else {
             crate::ops::bias::bias_act(&self.convolve(x, pads)?, b, act)
         }
+    }
+
+    /// One filter per input channel, one output per filter.
+    fn is_depthwise(&self, c: usize) -> candle_core::Result<bool> {
+        Ok(self.groups > 1 && self.groups == c && self.weight.dim(0)? == c)
     }
 
     fn own_padding(&self, x: &Tensor) -> candle_core::Result<[usize; 4]> {
@@ -158,7 +165,7 @@ impl Conv {
     /// The convolution without its bias, with padding `[top, bottom, left, right]`.
     fn convolve(&self, x: &Tensor, [pt, pb, pl, pr]: [usize; 4]) -> candle_core::Result<Tensor> {
         let (_, c, h, w) = x.dims4()?;
-        let y = if self.groups > 1 && self.groups == c && self.weight.dim(0)? == c {
+        let y = if self.is_depthwise(c)? {
             depthwise_conv2d(x, &self.weight, self.stride, [pt, pb, pl, pr])?
         } else if self.k == 1 && self.groups == 1 && pt + pb + pl + pr == 0 {
             // A 1×1 convolution is a matrix product over channels; as such, forward and

@@ -7,9 +7,10 @@
 //! side (TensorFlow's "SAME" padding is asymmetric at stride 2). The weight gradient is
 //! only computed when the weight takes part in the gradient graph.
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
+use super::bias::{act_grad, Act};
 use super::contiguous_slice as slice;
 
 #[derive(Debug, Clone, Copy)]
@@ -19,6 +20,7 @@ pub struct Depthwise {
     pub pad: [usize; 4],
 }
 
+#[derive(Clone, Copy)]
 struct Geom {
     n: usize,
     c: usize,
@@ -92,29 +94,83 @@ impl Depthwise {
         }
     }
 
-    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom) -> Vec<T> {
+    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, bias: Option<(&[T], Act)>) -> Vec<T> {
         let mut out = vec![T::zero(); g.n * g.c * g.oh * g.ow];
-        let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
-        let cols = self.columns(g);
-        out.par_chunks_mut(g.oh * g.ow).enumerate().for_each(|(plane, o)| {
-            let ch = plane % g.c;
-            let xp = split(&x[plane * g.h * g.w..(plane + 1) * g.h * g.w], g.h, g.w, s);
-            let kp = &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw];
-            // The whole plane in one AVX2 function, so the short row loops inline.
-            super::simd(o, |o| {
-                self.for_rows(g, &cols, |oy, iy, ky, kx, c| {
-                    let kv = kp[ky * g.kw + kx];
-                    let orow = &mut o[oy * g.ow + c.lo..oy * g.ow + c.hi];
-                    let start = ((c.phase * g.h + iy) * wp) as isize + c.lo as isize + c.base;
-                    let xs = &xp[start as usize..start as usize + orow.len()];
-                    axpy(orow, xs, kv);
-                })
+        out.par_chunks_mut(g.oh * g.ow)
+            .enumerate()
+            .for_each_init(Vec::new, |buf, (plane, o)| {
+                let ch = plane % g.c;
+                let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
+                self.direct(g, xp, &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw], o, buf);
+                if let Some((b, act)) = bias {
+                    super::bias::epilogue(o, &b[ch..ch + 1], 1, g.oh * g.ow, act);
+                }
             });
-        });
         out
     }
 
+    /// One plane: `o[oy][ox] = Σ k[ky][kx]·x[oy·s + ky − pt][ox·s + kx − pl]` (zero outside
+    /// the plane), summed in (ky, kx) order. The plane is first copied into `buf` with its
+    /// zero border and its columns split by phase, so each tap of a block of outputs is one
+    /// contiguous run, and a block of outputs stays in registers across all the taps (one
+    /// store per output instead of one per tap).
+    fn direct<T: WithDType>(&self, g: &Geom, x: &[T], kp: &[T], o: &mut [T], buf: &mut Vec<T>) {
+        match g.ow {
+            0..=8 => self.direct_lanes::<T, 8>(g, x, kp, o, buf),
+            9..=16 => self.direct_lanes::<T, 16>(g, x, kp, o, buf),
+            _ => self.direct_lanes::<T, 32>(g, x, kp, o, buf),
+        }
+    }
+
+    #[inline(always)]
+    fn direct_lanes<T: WithDType, const L: usize>(&self, g: &Geom, x: &[T], kp: &[T], o: &mut [T], buf: &mut Vec<T>) {
+        let s = self.stride;
+        let [pt, pb, pl, pr] = self.pad;
+        let ph = g.h + pt + pb;
+        // Rows are wide enough for whole blocks: the last block's extra lanes read zeros.
+        let wp = (g.w + pl + pr).div_ceil(s).max(g.ow.div_ceil(L) * L + (g.kw - 1) / s);
+        // The border stays zero: every plane of a call has the same geometry and only
+        // writes the interior.
+        if buf.len() != s * ph * wp {
+            buf.clear();
+            buf.resize(s * ph * wp, T::zero());
+        }
+        for (y, row) in x.chunks_exact(g.w).enumerate() {
+            let r = y + pt;
+            if s == 1 {
+                buf[r * wp + pl..r * wp + pl + g.w].copy_from_slice(row);
+            } else {
+                for (col, &v) in row.iter().enumerate() {
+                    let c = col + pl;
+                    buf[((c % s) * ph + r) * wp + c / s] = v;
+                }
+            }
+        }
+        blocks::<T, L>(g, s, ph, wp, buf, kp, o);
+    }
+
     fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
+        let [pt, pb, pl, pr] = self.pad;
+        if self.stride == 1 && pt.max(pb) < g.kh && pl.max(pr) < g.kw {
+            // At stride 1 the input gradient is the same convolution of the output gradient
+            // with the kernel turned by 180° and the padding `k − 1 − p`.
+            let flip = Depthwise {
+                stride: 1,
+                pad: [g.kh - 1 - pt, g.kh - 1 - pb, g.kw - 1 - pl, g.kw - 1 - pr],
+            };
+            let fg = Geom {
+                h: g.oh,
+                w: g.ow,
+                oh: g.h,
+                ow: g.w,
+                ..*g
+            };
+            let flipped: Vec<T> = k
+                .chunks_exact(g.kh * g.kw)
+                .flat_map(|kp| kp.iter().rev().copied())
+                .collect();
+            return flip.forward(gy, &flipped, &fg, None);
+        }
         let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
         let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
         let cols = self.columns(g);
@@ -168,6 +224,63 @@ impl Depthwise {
         });
         gk
     }
+}
+
+/// The output rows of [`Depthwise::direct`], from the phase-split plane `buf` (`s` phases
+/// of `ph` rows `wp` long), compiled with AVX2 where the CPU has it (no fused multiply-add,
+/// so both versions give the same bits).
+fn blocks<T: WithDType, const L: usize>(g: &Geom, s: usize, ph: usize, wp: usize, buf: &[T], kp: &[T], o: &mut [T]) {
+    // Where tap column `kx` starts in `buf`, relative to its row and block.
+    let taps: Vec<usize> = (0..g.kw).map(|kx| (kx % s) * ph * wp + kx / s).collect();
+    #[inline(always)]
+    fn run<T: WithDType, const L: usize>(
+        g: &Geom,
+        s: usize,
+        wp: usize,
+        taps: &[usize],
+        buf: &[T],
+        kp: &[T],
+        o: &mut [T],
+    ) {
+        for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+            for ox in (0..g.ow).step_by(L) {
+                let mut acc = [T::zero(); L];
+                for (ky, krow) in kp.chunks_exact(g.kw).enumerate() {
+                    let row = (oy * s + ky) * wp + ox;
+                    for (&kv, &t) in krow.iter().zip(taps) {
+                        let src = &buf[row + t..row + t + L];
+                        for (a, &v) in acc.iter_mut().zip(src) {
+                            *a += v * kv;
+                        }
+                    }
+                }
+                if ox + L <= g.ow {
+                    orow[ox..ox + L].copy_from_slice(&acc);
+                } else {
+                    orow[ox..].copy_from_slice(&acc[..g.ow - ox]);
+                }
+            }
+        }
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<T: WithDType, const L: usize>(
+            g: &Geom,
+            s: usize,
+            wp: usize,
+            taps: &[usize],
+            buf: &[T],
+            kp: &[T],
+            o: &mut [T],
+        ) {
+            run::<T, L>(g, s, wp, taps, buf, kp, o)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        unsafe { avx2::<T, L>(g, s, wp, &taps, buf, kp, o) };
+        return;
+    }
+    run::<T, L>(g, s, wp, &taps, buf, kp, o)
 }
 
 /// `dst += a·src`, the inner loop of the forward and input-gradient kernels; called inside
@@ -236,8 +349,12 @@ impl CustomOp2 for Depthwise {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.shape(), l2.shape())?;
         let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(k)) => CpuStorage::F32(self.forward(slice(x, l1)?, slice(k, l2)?, &g)),
-            (CpuStorage::F64(x), CpuStorage::F64(k)) => CpuStorage::F64(self.forward(slice(x, l1)?, slice(k, l2)?, &g)),
+            (CpuStorage::F32(x), CpuStorage::F32(k)) => {
+                CpuStorage::F32(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None))
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(k)) => {
+                CpuStorage::F64(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None))
+            }
             _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),
         };
         Ok((out, Shape::from((g.n, g.c, g.oh, g.ow))))
@@ -319,6 +436,83 @@ impl CustomOp2 for GradWeight {
     }
 }
 
+/// The depthwise convolution with its bias and activation as one op: one output buffer and
+/// one pass forward, one graph node backward.
+struct DepthwiseBias(Depthwise, Act);
+
+impl CustomOp3 for DepthwiseBias {
+    fn name(&self) -> &'static str {
+        "cnnscope-depthwise-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(l1.shape(), l2.shape())?;
+        if l3.shape().elem_count() != g.c {
+            candle_core::bail!("depthwise conv: bias {:?} does not fit {} channels", l3.shape(), g.c)
+        }
+        let act = self.1;
+        let out = match (s1, s2, s3) {
+            (CpuStorage::F32(x), CpuStorage::F32(k), CpuStorage::F32(b)) => {
+                CpuStorage::F32(
+                    self.0
+                        .forward(slice(x, l1)?, slice(k, l2)?, &g, Some((slice(b, l3)?, act))),
+                )
+            }
+            (CpuStorage::F64(x), CpuStorage::F64(k), CpuStorage::F64(b)) => {
+                CpuStorage::F64(
+                    self.0
+                        .forward(slice(x, l1)?, slice(k, l2)?, &g, Some((slice(b, l3)?, act))),
+                )
+            }
+            _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),
+        };
+        Ok((out, Shape::from((g.n, g.c, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = act_grad(gy, res, self.1)?;
+        let (gx, gk) = self.0.bwd(x, k, res, &g)?;
+        let gb = if b.track_op() {
+            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
+        } else {
+            None
+        };
+        Ok((gx, gk, gb))
+    }
+}
+
+/// `act(depthwise(x, k) + b)`: [`depthwise_conv2d`] with a per-channel bias and an
+/// activation in the same op.
+pub fn depthwise_conv2d_bias_act(
+    x: &Tensor,
+    k: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    pad: [usize; 4],
+    act: Act,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &b.contiguous()?,
+        DepthwiseBias(Depthwise { stride, pad }, act),
+    )
+}
+
 /// Depthwise convolution of `(N, C, H, W)` by `(C, 1, kh, kw)`, padding `[top, bottom, left, right]`.
 pub fn depthwise_conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&k.contiguous()?, Depthwise { stride, pad })
@@ -381,6 +575,36 @@ mod tests {
         check(2, 5, 10, 13, 5, 2, [1, 2, 1, 2]);
         check(1, 2, 6, 6, 5, 1, [2, 2, 2, 2]);
         check(3, 2, 5, 8, 3, 3, [0, 0, 0, 0]);
+        // Rows longer than one block of outputs, with a partial last block.
+        check(1, 2, 5, 41, 3, 1, [1, 1, 1, 1]);
+        check(1, 3, 4, 70, 5, 2, [1, 2, 1, 2]);
+        check(2, 2, 3, 19, 5, 1, [2, 2, 2, 2]);
+        // Padding as large as the kernel allows, and none.
+        check(1, 2, 7, 33, 3, 1, [2, 0, 0, 2]);
+        check(1, 2, 7, 20, 3, 1, [0, 0, 0, 0]);
+    }
+
+    /// The fused op against the separate ones, every activation, all three gradients.
+    #[test]
+    fn fused_bias_and_activation_match_separate_ops() {
+        let dev = Device::Cpu;
+        for (stride, pad, w) in [(1, [1, 1, 1, 1], 23), (2, [0, 1, 0, 1], 18)] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, 3, 9, w), &dev).unwrap()).unwrap();
+            let k = Var::from_tensor(&Tensor::randn(0f64, 2.0, (3, 1, 3, 3), &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&(Tensor::randn(0f64, 1.0, 3, &dev).unwrap() + 2.0).unwrap()).unwrap();
+            for act in [Act::Identity, Act::Relu6, Act::GuidedRelu6] {
+                let ours = depthwise_conv2d_bias_act(&x, &k, &b, stride, pad, act).unwrap();
+                let theirs =
+                    crate::ops::bias::bias_act(&depthwise_conv2d(&x, &k, stride, pad).unwrap(), &b, act).unwrap();
+                assert!(max_diff(&ours, &theirs) == 0.0, "{act:?}");
+                let probe = Tensor::randn(0f64, 1.0, ours.shape(), &dev).unwrap();
+                let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                for v in [x.as_tensor(), k.as_tensor(), b.as_tensor()] {
+                    assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-12, "{act:?}");
+                }
+            }
+        }
     }
 
     #[test]
