@@ -115,16 +115,21 @@ impl CustomOp2 for ActGrad {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         fn run<T: WithDType>(gy: &[T], y: &[T], guided: bool) -> Vec<T> {
             let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            let mut g = gy.to_vec();
-            super::simd(&mut g, |g| {
-                for (gv, &v) in g.iter_mut().zip(y) {
-                    // 0 < y < 6 exactly where 0 < x < 6, since y = x there.
-                    let keep = (v > lo) & (v < hi) & (!guided | (*gv > lo));
-                    let g0 = *gv;
-                    *gv = if keep { g0 } else { T::zero() };
-                }
-            });
-            g
+            // One pass: read both, write the result.
+            super::simd_with(|| {
+                gy.iter()
+                    .zip(y)
+                    .map(|(&gv, &v)| {
+                        // 0 < y < 6 exactly where 0 < x < 6, since y = x there.
+                        let keep = (v > lo) & (v < hi) & (!guided | (gv > lo));
+                        if keep {
+                            gv
+                        } else {
+                            T::zero()
+                        }
+                    })
+                    .collect()
+            })
         }
         let guided = self.0 == Act::GuidedRelu6;
         let out = match (s1, s2) {

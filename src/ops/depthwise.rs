@@ -140,9 +140,16 @@ impl Depthwise {
             if s == 1 {
                 buf[r * wp + pl..r * wp + pl + g.w].copy_from_slice(row);
             } else {
-                for (col, &v) in row.iter().enumerate() {
-                    let c = col + pl;
-                    buf[((c % s) * ph + r) * wp + c / s] = v;
+                // Padded column `c = col + pl` goes to phase `c mod s`, place `c / s`.
+                for p in 0..s {
+                    let c0 = pl + (p + s - pl % s) % s; // the first padded column of phase p
+                    if c0 - pl >= g.w {
+                        continue;
+                    }
+                    let dst = &mut buf[(p * ph + r) * wp + c0 / s..(p * ph + r + 1) * wp];
+                    for (d, &v) in dst.iter_mut().zip(row[c0 - pl..].iter().step_by(s)) {
+                        *d = v;
+                    }
                 }
             }
         }

@@ -54,3 +54,18 @@ pub(crate) fn simd<T>(data: &mut [T], f: impl FnOnce(&mut [T])) {
     }
     f(data)
 }
+
+/// [`simd`] for a loop that makes its own output.
+#[inline(always)]
+pub(crate) fn simd_with<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { with_avx2(f) };
+    }
+    f()
+}

@@ -72,7 +72,7 @@ pub fn colorbar(scale: &Scale, width: u32, height: u32) -> RgbImage {
 /// Writes a PNG with fixed encoder settings, so the same pixels give the same bytes.
 pub fn save_png(img: &RgbImage, path: &Path) -> Result<()> {
     let file = std::fs::File::create(path).at_path(path)?;
-    PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Default, FilterType::Adaptive)
+    PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive)
         .write_image(img.as_raw(), img.width(), img.height(), image::ExtendedColorType::Rgb8)
         .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
 }
@@ -82,7 +82,7 @@ pub fn save_dynamic_png(img: &image::DynamicImage, path: &Path) -> Result<()> {
     match img {
         image::DynamicImage::ImageLuma8(g) => {
             let file = std::fs::File::create(path).at_path(path)?;
-            PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Default, FilterType::Adaptive)
+            PngEncoder::new_with_quality(BufWriter::new(file), CompressionType::Fast, FilterType::Adaptive)
                 .write_image(g.as_raw(), g.width(), g.height(), image::ExtendedColorType::L8)
                 .map_err(|e| Error::at(path, format!("cannot write PNG: {e}")))
         }
