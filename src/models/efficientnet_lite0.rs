@@ -7,13 +7,16 @@
 //! its skip connection), `_conv_head`, `_bn1`, `head` (after ReLU6: 1280 maps),
 //! `_avg_pooling` (1280 values), `_fc` (the logits).
 
-use candle_core::{Module, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
+use crate::ops::mbconv::MbConv;
 
 pub const ARCH: Architecture = Architecture {
     id: "efficientnet-lite0",
@@ -133,6 +136,8 @@ struct Block {
     expand: Option<Conv>,
     depthwise: Conv,
     project: Conv,
+    /// The block as one op, for f32 (`ops::mbconv`).
+    fused: Option<Arc<MbConv>>,
 }
 
 impl Block {
@@ -146,16 +151,47 @@ impl Block {
         };
         let depthwise = Conv::new(vb.pp("_depthwise_conv"), m, m, s.k, s.stride, Pad::Same, m, false)?;
         let project = Conv::new(vb.pp("_project_conv"), m, s.cout, 1, 1, Pad::Same, 1, false)?;
+        let depthwise = depthwise.fold(&BatchNorm::new(vb.pp("_bn1"), m, EPS)?)?;
+        let project = project.fold(&BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?)?;
+        fn parts(c: &Conv) -> Option<(&Tensor, &Tensor)> {
+            c.bias().map(|b| (c.weight(), b))
+        }
+        let fused = match (expand.as_ref().map(parts), parts(&depthwise), parts(&project)) {
+            (e, Some(d), Some(p)) if e.is_none() == expand.is_none() && depthwise.weight().dtype() == DType::F32 => {
+                Some(Arc::new(MbConv::new(e.flatten(), d, p, s.stride, s.skip())?))
+            }
+            _ => None,
+        };
         Ok(Block {
             name,
             spec: s,
             expand,
-            depthwise: depthwise.fold(&BatchNorm::new(vb.pp("_bn1"), m, EPS)?)?,
-            project: project.fold(&BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?)?,
+            depthwise,
+            project,
+            fused,
         })
     }
 
+    /// Whether a weight takes part in the gradient graph (the weight-gradients method).
+    fn tracked(&self) -> bool {
+        let convs = [self.expand.as_ref(), Some(&self.depthwise), Some(&self.project)];
+        convs
+            .into_iter()
+            .flatten()
+            .any(|c| c.weight().track_op() || c.bias().is_some_and(|b| b.track_op()))
+    }
+
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        // The whole block as one op where it applies (see `ops::mbconv`).
+        if let Some(fused) = self
+            .fused
+            .as_ref()
+            .filter(|_| !tap.guided && region::supported(x) && !self.tracked())
+        {
+            let (_, _, h, w) = x.dims4()?;
+            let y = fused.forward(x, self.depthwise.padding(h, w))?;
+            return tap.at(&self.name, y);
+        }
         let mut h = x.clone();
         if let Some(conv) = &self.expand {
             h = conv.forward_relu6(&h, tap)?;

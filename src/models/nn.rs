@@ -97,6 +97,14 @@ impl Conv {
         [t, b, l, r]
     }
 
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.bias.as_ref()
+    }
+
     pub fn kernel(&self) -> usize {
         self.k
     }

@@ -21,19 +21,19 @@ pub struct Depthwise {
 }
 
 #[derive(Clone, Copy)]
-struct Geom {
+pub(crate) struct Geom {
     n: usize,
     c: usize,
     h: usize,
     w: usize,
     kh: usize,
     kw: usize,
-    oh: usize,
-    ow: usize,
+    pub(crate) oh: usize,
+    pub(crate) ow: usize,
 }
 
 impl Depthwise {
-    fn geom(&self, x: &Shape, k: &Shape) -> candle_core::Result<Geom> {
+    pub(crate) fn geom(&self, x: &Shape, k: &Shape) -> candle_core::Result<Geom> {
         let (n, c, h, w) = x.dims4()?;
         let (kc, one, kh, kw) = k.dims4()?;
         if kc != c || one != 1 {
@@ -94,7 +94,7 @@ impl Depthwise {
         }
     }
 
-    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, bias: Option<(&[T], Act)>) -> Vec<T> {
+    pub(crate) fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, bias: Option<(&[T], Act)>) -> Vec<T> {
         let mut out = vec![T::zero(); g.n * g.c * g.oh * g.ow];
         out.par_chunks_mut(g.oh * g.ow)
             .enumerate()
@@ -156,7 +156,7 @@ impl Depthwise {
         blocks::<T, L>(g, s, ph, wp, buf, kp, o);
     }
 
-    fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
+    pub(crate) fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
         let [pt, pb, pl, pr] = self.pad;
         if self.stride == 1 && pt.max(pb) < g.kh && pl.max(pr) < g.kw {
             // At stride 1 the input gradient is the same convolution of the output gradient

@@ -5,6 +5,7 @@ pub mod conv;
 pub mod depthwise;
 pub mod guided;
 pub mod maxpool;
+pub mod mbconv;
 pub mod pointwise;
 pub mod relu6;
 
