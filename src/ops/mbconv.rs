@@ -19,7 +19,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
 use super::bias::{epilogue, Act};
 use super::contiguous_slice as slice;
 use super::depthwise::{Depthwise, Geom};
-use super::pointwise::matmul;
+use super::pointwise::{matmul, matmul_batch};
 
 /// A block's folded weights (batch norms already folded into the convolutions).
 pub struct MbConv {
@@ -124,10 +124,7 @@ impl Op {
         let b = &self.block;
         let (c, m, o, hw) = (b.c, b.m, b.o, h * w);
         let e = b.expand.as_ref().map(|(we, be)| {
-            let mut e = vec![0f32; n * m * hw];
-            for (ei, xi) in e.chunks_mut(m * hw).zip(x.chunks(c * hw)) {
-                matmul((m, hw, c), ei, we, (c, 1), xi, (hw, 1), false);
-            }
+            let mut e = matmul_batch(n, (m, hw, c), we, (c, 1), x, c * hw, (hw, 1));
             epilogue(&mut e, be, m, hw, Act::Relu6);
             e
         });
@@ -138,10 +135,7 @@ impl Op {
             .forward(e.as_deref().unwrap_or(x), kd, &g, Some((bd, Act::Relu6)));
         let ohw = g.oh * g.ow;
         let (wp, bp) = &b.project;
-        let mut y = vec![0f32; n * o * ohw];
-        for (yi, di) in y.chunks_mut(o * ohw).zip(d.chunks(m * ohw)) {
-            matmul((o, ohw, m), yi, wp, (m, 1), di, (ohw, 1), false);
-        }
+        let mut y = matmul_batch(n, (o, ohw, m), wp, (m, 1), &d, m * ohw, (ohw, 1));
         epilogue(&mut y, bp, o, ohw, Act::Identity);
         if b.skip {
             super::simd(&mut y, |y| y.iter_mut().zip(x).for_each(|(v, &s)| *v += s));
@@ -154,19 +148,19 @@ impl Op {
         let b = &self.block;
         let (c, m, o, hw, ohw) = (b.c, b.m, b.o, h * w, g.oh * g.ow);
         let (wp, _) = &b.project;
-        let mut gd = vec![0f32; n * m * ohw];
-        for (gdi, gyi) in gd.chunks_mut(m * ohw).zip(gy.chunks(o * ohw)) {
-            matmul((m, ohw, o), gdi, wp, (1, m), gyi, (ohw, 1), false);
-        }
+        let mut gd = matmul_batch(n, (m, ohw, o), wp, (1, m), gy, o * ohw, (ohw, 1));
         relu6_mask(&mut gd, &s.d);
         let mut ge = self.conv.grad_input(&gd, &b.depthwise.0, g);
         match (&b.expand, &s.e) {
             (Some((we, _)), Some(e)) => {
                 relu6_mask(&mut ge, e);
+                if !b.skip {
+                    return matmul_batch(n, (c, hw, m), we, (1, c), &ge, m * hw, (hw, 1));
+                }
                 // The skip connection's gradient is where the product accumulates.
-                let mut gx = if b.skip { gy.to_vec() } else { vec![0f32; n * c * hw] };
+                let mut gx = gy.to_vec();
                 for (gxi, gei) in gx.chunks_mut(c * hw).zip(ge.chunks(m * hw)) {
-                    matmul((c, hw, m), gxi, we, (1, c), gei, (hw, 1), b.skip);
+                    matmul((c, hw, m), gxi, we, (1, c), gei, (hw, 1), true);
                 }
                 gx
             }

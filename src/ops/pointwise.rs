@@ -30,14 +30,73 @@ pub(crate) fn matmul_into<T: WithDType>(
     dst: &mut [T],
     dst_rs: usize,
     lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+    acc: bool,
+) {
+    assert!(m > 0 && n > 0 && n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n);
+    // SAFETY: `dst` is exclusive and long enough (checked just above).
+    unsafe { gemm_raw((m, n, k), dst.as_mut_ptr(), dst_rs, lhs, lhs_strides, rhs, rhs_strides, acc) }
+}
+
+/// `batch` products `lhs (m×k) · rhs[b] (k×n)`, `rhs[b]` starting `rhs_step` apart, into a
+/// new `(batch, m, n)` buffer. The buffer is not zeroed first: gemm writes every element of
+/// its destination without reading it, and zeroing is a pass over memory as long as the
+/// product's own output.
+pub(crate) fn matmul_batch<T: WithDType>(
+    batch: usize,
+    (m, n, k): (usize, usize, usize),
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_step: usize,
+    rhs_strides: (usize, usize),
+) -> Vec<T> {
+    let len = batch * m * n;
+    if len == 0 || k == 0 {
+        return vec![T::zero(); len];
+    }
+    let mut out: Vec<T> = Vec::with_capacity(len);
+    for b in 0..batch {
+        // SAFETY: image `b`'s block `b·m·n .. (b+1)·m·n` lies in the capacity; gemm writes
+        // all of it (`acc` false: nothing is read), so every element is set before `set_len`.
+        unsafe {
+            gemm_raw(
+                (m, n, k),
+                out.as_mut_ptr().add(b * m * n),
+                n,
+                lhs,
+                lhs_strides,
+                &rhs[b * rhs_step..],
+                rhs_strides,
+                false,
+            )
+        };
+    }
+    // SAFETY: every element was written above.
+    unsafe { out.set_len(len) };
+    out
+}
+
+/// `dst (m×n, rows `dst_rs` apart) = lhs · rhs`, plus `dst` when `acc`.
+///
+/// # Safety
+/// `dst` must be valid for writes (and for reads when `acc`) of every element of the
+/// `m × n` block with rows `dst_rs` apart, and not aliased.
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_raw<T: WithDType>(
+    (m, n, k): (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    lhs: &[T],
     (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
     acc: bool,
 ) {
-    // gemm reads and writes through raw pointers: check every index it can touch.
+    // gemm reads through raw pointers: check every index it can touch.
     assert!(m > 0 && n > 0 && k > 0 && n <= dst_rs);
-    assert!(dst.len() >= (m - 1) * dst_rs + n);
     assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
     let threads = rayon::current_num_threads();
@@ -47,13 +106,13 @@ pub(crate) fn matmul_into<T: WithDType>(
     } else {
         gemm::Parallelism::None
     };
-    // SAFETY: the asserts above bound every index gemm reads or writes; `dst` is exclusive.
+    // SAFETY: the asserts above bound every index gemm reads; the caller vouches for `dst`.
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             1,
             dst_rs as isize,
             acc,
@@ -114,11 +173,7 @@ impl CustomOp2 for Pointwise {
         }
         let (_, _, h, w) = l1.shape().dims4()?;
         fn run<T: WithDType>(x: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
-            let mut y = vec![T::zero(); n * o * hw];
-            for (yi, xi) in y.chunks_mut(o * hw).zip(x.chunks(c * hw)) {
-                matmul((o, hw, c), yi, wt, (c, 1), xi, (hw, 1), false);
-            }
-            y
+            matmul_batch(n, (o, hw, c), wt, (c, 1), x, c * hw, (hw, 1))
         }
         let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
         Ok((out, Shape::from((n, o, h, w))))
@@ -158,11 +213,7 @@ impl CustomOp2 for GradInput {
         let (_, c) = l2.shape().dims2()?;
         let (_, _, h, w) = l1.shape().dims4()?;
         fn run<T: WithDType>(gy: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
-            let mut gx = vec![T::zero(); n * c * hw];
-            for (gxi, gyi) in gx.chunks_mut(c * hw).zip(gy.chunks(o * hw)) {
-                matmul((c, hw, o), gxi, wt, (1, c), gyi, (hw, 1), false);
-            }
-            gx
+            matmul_batch(n, (c, hw, o), wt, (1, c), gy, o * hw, (hw, 1))
         }
         let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
         Ok((out, Shape::from((n, c, h, w))))
