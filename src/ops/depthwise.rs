@@ -249,7 +249,7 @@ fn blocks<T: WithDType, const L: usize>(g: &Geom, s: usize, ph: usize, wp: usize
         kp: &[T],
         o: &mut [T],
     ) {
-        for (oy, orow) in o.chunks_exact_mut(g.ow).enumerate() {
+        for oy in 0..g.oh {
             for ox in (0..g.ow).step_by(L) {
                 let mut acc = [T::zero(); L];
                 for (ky, krow) in kp.chunks_exact(g.kw).enumerate() {
@@ -261,10 +261,16 @@ fn blocks<T: WithDType, const L: usize>(g: &Geom, s: usize, ph: usize, wp: usize
                         }
                     }
                 }
-                if ox + L <= g.ow {
-                    orow[ox..ox + L].copy_from_slice(&acc);
+                // A whole block is stored even past the row's end (a fixed-size store, no
+                // call): the extra lanes land at the start of the next row, which is
+                // computed later and overwrites them. Only the plane's end is cut.
+                let at = oy * g.ow + ox;
+                if at + L <= o.len() {
+                    o[at..at + L].copy_from_slice(&acc);
                 } else {
-                    orow[ox..].copy_from_slice(&acc[..g.ow - ox]);
+                    for (d, &v) in o[at..].iter_mut().zip(&acc) {
+                        *d = v;
+                    }
                 }
             }
         }

@@ -37,7 +37,18 @@ pub(crate) fn matmul_into<T: WithDType>(
 ) {
     assert!(m > 0 && n > 0 && n <= dst_rs && dst.len() >= (m - 1) * dst_rs + n);
     // SAFETY: `dst` is exclusive and long enough (checked just above).
-    unsafe { gemm_raw((m, n, k), dst.as_mut_ptr(), dst_rs, lhs, lhs_strides, rhs, rhs_strides, acc) }
+    unsafe {
+        gemm_raw(
+            (m, n, k),
+            dst.as_mut_ptr(),
+            dst_rs,
+            lhs,
+            lhs_strides,
+            rhs,
+            rhs_strides,
+            acc,
+        )
+    }
 }
 
 /// `batch` products `lhs (m×k) · rhs[b] (k×n)`, `rhs[b]` starting `rhs_step` apart, into a
