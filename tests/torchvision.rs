@@ -744,3 +744,80 @@ fn matches_pytorch() {
         }
     }
 }
+
+/// MobileNetV2's inverted residual blocks run as one op for f32 (`ops::mbconv`) and as
+/// separate ops otherwise: the f32 logits and input gradient must agree with the f64 ones
+/// computed by the separate ops, from the same weights.
+#[test]
+fn mobilenet_v2_fused_blocks_match_the_separate_ops() {
+    let arch = models::architecture("mobilenet_v2").unwrap();
+    let weights = random_weights(&(arch.tensors)(&rgb(64), 1000), DType::F32);
+    let x = Tensor::randn(0f32, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+    let run = |dtype: DType| {
+        let model = build("mobilenet_v2", &weights, &rgb(64), dtype);
+        let g = models::gradients(model.as_ref(), &x.to_dtype(dtype).unwrap(), &[3, 7], Select::None).unwrap();
+        (
+            g.logits.to_dtype(DType::F64).unwrap(),
+            g.input.to_dtype(DType::F64).unwrap(),
+        )
+    };
+    let (fused_logits, fused_grad) = run(DType::F32);
+    let (logits, grad) = run(DType::F64);
+    let rel = |a: &Tensor, b: &Tensor| max_abs(&(a - b).unwrap()) / max_abs(b);
+    eprintln!(
+        "f32 fused vs f64 separate: logits {:.1e}, input gradient {:.1e}",
+        rel(&fused_logits, &logits),
+        rel(&fused_grad, &grad)
+    );
+    assert!(
+        rel(&fused_logits, &logits) < 1e-5,
+        "logits: {}",
+        rel(&fused_logits, &logits)
+    );
+    assert!(
+        rel(&fused_grad, &grad) < 1e-4,
+        "input gradient: {}",
+        rel(&fused_grad, &grad)
+    );
+    assert!(max_abs(&grad) > 0.0);
+}
+
+/// Occlusion's patched forward for MobileNetV2 computes the early blocks only where each
+/// patch reaches; its logits must equal those of the full copies.
+#[test]
+fn mobilenet_v2_patched_forward_equals_the_full_copies() {
+    let arch = models::architecture("mobilenet_v2").unwrap();
+    let weights = random_weights(&(arch.tensors)(&rgb(96), 1000), DType::F32);
+    let model = build("mobilenet_v2", &weights, &rgb(96), DType::F32);
+    let x = Tensor::randn(0f32, 1.0, (1, 3, 96, 96), &Device::Cpu).unwrap();
+    let (ph, pw) = (13, 9);
+    let origins = vec![
+        (0, 0),
+        (0, 96 - pw),
+        (96 - ph, 0),
+        (96 - ph, 96 - pw),
+        (40, 51),
+        (7, 30),
+    ];
+    let patches = Tensor::randn(0f32, 1.0, (origins.len(), 3, ph, pw), &Device::Cpu).unwrap();
+    let fast = model.forward_patched(&x, &patches, &origins).unwrap();
+    let copies: Vec<Tensor> = origins
+        .iter()
+        .enumerate()
+        .map(|(i, &(y, x0))| {
+            let p = patches.get(i).unwrap().unsqueeze(0).unwrap();
+            x.slice_assign(&[0..1, 0..3, y..y + ph, x0..x0 + pw], &p).unwrap()
+        })
+        .collect();
+    let full = model
+        .forward(&Tensor::cat(&copies, 0).unwrap(), &mut Tap::default())
+        .unwrap();
+    let diff = max_abs(&(&fast - &full).unwrap());
+    eprintln!(
+        "patched vs full copies: max |diff| {diff:.1e} of {:.1e}",
+        max_abs(&full)
+    );
+    assert!(diff <= 1e-5 * max_abs(&full), "{diff}");
+    // The copies differ from each other, so the patches were applied.
+    assert!(max_abs(&(fast.get(0).unwrap() - fast.get(4).unwrap()).unwrap()) > 0.0);
+}

@@ -14,11 +14,16 @@
 //! (convolution, batch norm, ReLU6: 1280 maps), `avgpool` (1280 values; torchvision pools
 //! functionally, the name is ours), `classifier.1` (the logits).
 
-use candle_core::{Module, Tensor};
+use std::sync::Arc;
+
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
 use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use crate::ops::bias::Act;
+use crate::ops::mbconv::MbConv;
 
 pub const ARCH: Architecture = Architecture {
     id: "mobilenet_v2",
@@ -198,25 +203,97 @@ fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Resu
     Ok(Box::new(MobileNetV2::new(vb, input, classes)?))
 }
 
+/// One of `features`: its convolutions (batch norms folded in; they are not named layers)
+/// with whether ReLU6 follows, and for inverted residual blocks the block as one op.
 struct Feature {
     name: String,
-    units: Vec<(Conv, BatchNorm, bool)>,
+    units: Vec<(Conv, bool)>,
     residual: bool,
+    fused: Option<Arc<MbConv>>,
 }
 
 impl Feature {
-    fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
-        let mut y = x.clone();
-        for (conv, bn, relu6) in &self.units {
-            y = bn.forward(&conv.forward(&y)?)?;
-            if *relu6 {
-                y = tap.relu6(&y)?;
+    fn new(name: String, units: Vec<(Conv, bool)>, residual: bool) -> candle_core::Result<Self> {
+        fn parts(c: &Conv) -> candle_core::Result<(&Tensor, &Tensor)> {
+            Ok((
+                c.weight(),
+                c.bias()
+                    .ok_or_else(|| candle_core::Error::Msg("folded conv without bias".into()))?,
+            ))
+        }
+        // [expansion,] depthwise, projection: the MBConv shape.
+        let fused = match units.as_slice() {
+            [.., (dw, true), (project, false)] if dw.weight().dim(1)? == 1 && dw.weight().dtype() == DType::F32 => {
+                let expand = if units.len() == 3 {
+                    Some(parts(&units[0].0)?)
+                } else {
+                    None
+                };
+                Some(Arc::new(MbConv::new(
+                    expand,
+                    parts(dw)?,
+                    parts(project)?,
+                    dw.stride(),
+                    residual,
+                )?))
             }
+            _ => None,
+        };
+        Ok(Feature {
+            name,
+            units,
+            residual,
+            fused,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
+        let tracked = self
+            .units
+            .iter()
+            .any(|(c, _)| c.weight().track_op() || c.bias().is_some_and(|b| b.track_op()));
+        if let Some(fused) = self
+            .fused
+            .as_ref()
+            .filter(|_| !tap.guided && region::supported(x) && !tracked)
+        {
+            let (_, _, h, w) = x.dims4()?;
+            let dw = &self.units[self.units.len() - 2].0;
+            return fused.forward(x, dw.padding(h, w));
+        }
+        let mut y = x.clone();
+        for (conv, relu6) in &self.units {
+            y = if *relu6 {
+                conv.forward_relu6(&y, tap)?
+            } else {
+                conv.forward(&y)?
+            };
         }
         if self.residual {
             x + y
         } else {
             Ok(y)
+        }
+    }
+
+    /// [`Feature::forward`] on copies that differ only inside boxes (`Region`).
+    fn forward_region(&self, x: &Region) -> candle_core::Result<Region> {
+        let mut r: Option<Region> = None;
+        for (conv, relu6) in &self.units {
+            let act = if *relu6 { Act::Relu6 } else { Act::Identity };
+            let input = r.as_ref().unwrap_or(x);
+            r = Some(if conv.kernel() == 1 && conv.stride() == 1 {
+                // Pixel by pixel: the boxes stay as they are.
+                input.map(|t| conv.forward_padded(t, [0; 4], act))?
+            } else {
+                input.conv(conv, act)?
+            });
+        }
+        let r = r.ok_or_else(|| candle_core::Error::Msg("a feature without convolutions".into()))?;
+        if self.residual {
+            r.add(x)
+        } else {
+            Ok(r)
         }
     }
 }
@@ -248,14 +325,10 @@ impl MobileNetV2 {
                             u.groups,
                             false,
                         )?;
-                        Ok((conv, BatchNorm::new(vb.pp(&u.bn), u.cout, EPS)?, u.relu6))
+                        Ok((conv.fold(&BatchNorm::new(vb.pp(&u.bn), u.cout, EPS)?)?, u.relu6))
                     })
                     .collect::<candle_core::Result<_>>()?;
-                Ok(Feature {
-                    name: format!("features.{i}"),
-                    units,
-                    residual: f.residual,
-                })
+                Feature::new(format!("features.{i}"), units, f.residual)
             })
             .collect::<candle_core::Result<_>>()?;
         Ok(MobileNetV2 {
@@ -278,8 +351,34 @@ impl Model for MobileNetV2 {
         self.classes
     }
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
-        let mut x = x.clone();
-        for f in &self.features {
+        self.forward_from(x.clone(), 0, tap)
+    }
+
+    /// Occlusion's copies: the first features compute each copy only over the part of the
+    /// map its patch reaches, until that is the whole map; the rest runs on full maps.
+    fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        let r = Region::new(x, patches, origins)?;
+        if !region::supported(x) {
+            return self.forward(&r.into_full()?.to_dtype(x.dtype())?, &mut Tap::default());
+        }
+        let (mut r, mut next) = (r, 0);
+        while next < self.features.len() && !r.is_full()? {
+            r = self.features[next].forward_region(&r)?;
+            next += 1;
+        }
+        self.forward_from(r.into_full()?, next, &mut Tap::default())
+    }
+
+    fn patched_batch(&self, batch: usize) -> usize {
+        // The unchanged input's pass through the early features is repeated per call.
+        batch.max(32)
+    }
+}
+
+impl MobileNetV2 {
+    /// Features `first..` and the classifier, from feature `first`'s input.
+    fn forward_from(&self, mut x: Tensor, first: usize, tap: &mut Tap) -> candle_core::Result<Tensor> {
+        for f in &self.features[first..] {
             let y = f.forward(&x, tap)?;
             x = tap.at(&f.name, y)?;
         }
