@@ -40,6 +40,23 @@ pub(crate) fn epilogue<T: WithDType>(y: &mut [T], b: &[T], c: usize, hw: usize, 
     });
 }
 
+/// Whether ReLU6's gradient passes at an output `y`: `0 < y < 6`, which holds exactly
+/// where `0 < x < 6` (there `y = x`), as PyTorch's `hardtanh_backward`.
+#[inline(always)]
+pub(crate) fn relu6_passes<T: WithDType>(y: T) -> bool {
+    (y > T::zero()) & (y < T::from_f64(6.0))
+}
+
+/// `g ← 0` where ReLU6 was flat (its output `y` is 0 or 6).
+pub(crate) fn relu6_mask<T: WithDType>(g: &mut [T], y: &[T]) {
+    super::simd(g, |g| {
+        for (gv, &v) in g.iter_mut().zip(y) {
+            let g0 = *gv;
+            *gv = if relu6_passes(v) { g0 } else { T::zero() };
+        }
+    });
+}
+
 /// The gradient before `act`, from the gradient after it and the op's output `y`.
 pub(crate) fn act_grad(gy: &Tensor, y: &Tensor, act: Act) -> candle_core::Result<Tensor> {
     match act {

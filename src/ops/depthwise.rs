@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::bias::{act_grad, Act};
+use super::bias::{act_grad, relu6_mask, relu6_passes, Act};
 use super::contiguous_slice as slice;
 
 #[derive(Debug, Clone, Copy)]
@@ -94,16 +94,30 @@ impl Depthwise {
         }
     }
 
-    pub(crate) fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, bias: Option<(&[T], Act)>) -> Vec<T> {
+    /// The convolution of every plane, then `post` on each output plane while it is in
+    /// cache. With `mask`, the input is first masked by ReLU6's gradient (zero where
+    /// `mask` is 0 or 6), as it is copied.
+    pub(crate) fn forward<T: WithDType>(
+        &self,
+        x: &[T],
+        k: &[T],
+        g: &Geom,
+        mask: Option<&[T]>,
+        post: Post<'_, T>,
+    ) -> Vec<T> {
         let mut out = vec![T::zero(); g.n * g.c * g.oh * g.ow];
-        out.par_chunks_mut(g.oh * g.ow)
+        let (ihw, ohw) = (g.h * g.w, g.oh * g.ow);
+        out.par_chunks_mut(ohw)
             .enumerate()
             .for_each_init(Vec::new, |buf, (plane, o)| {
                 let ch = plane % g.c;
-                let xp = &x[plane * g.h * g.w..(plane + 1) * g.h * g.w];
-                self.direct(g, xp, &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw], o, buf);
-                if let Some((b, act)) = bias {
-                    super::bias::epilogue(o, &b[ch..ch + 1], 1, g.oh * g.ow, act);
+                let xp = &x[plane * ihw..(plane + 1) * ihw];
+                let mp = mask.map(|m| &m[plane * ihw..(plane + 1) * ihw]);
+                self.direct(g, xp, mp, &k[ch * g.kh * g.kw..(ch + 1) * g.kh * g.kw], o, buf);
+                match post {
+                    Post::None => {}
+                    Post::Bias(b, act) => super::bias::epilogue(o, &b[ch..ch + 1], 1, ohw, act),
+                    Post::Mask(y) => relu6_mask(o, &y[plane * ohw..(plane + 1) * ohw]),
                 }
             });
         out
@@ -114,16 +128,24 @@ impl Depthwise {
     /// zero border and its columns split by phase, so each tap of a block of outputs is one
     /// contiguous run, and a block of outputs stays in registers across all the taps (one
     /// store per output instead of one per tap).
-    fn direct<T: WithDType>(&self, g: &Geom, x: &[T], kp: &[T], o: &mut [T], buf: &mut Vec<T>) {
+    fn direct<T: WithDType>(&self, g: &Geom, x: &[T], mask: Option<&[T]>, kp: &[T], o: &mut [T], buf: &mut Vec<T>) {
         match g.ow {
-            0..=8 => self.direct_lanes::<T, 8>(g, x, kp, o, buf),
-            9..=16 => self.direct_lanes::<T, 16>(g, x, kp, o, buf),
-            _ => self.direct_lanes::<T, 32>(g, x, kp, o, buf),
+            0..=8 => self.direct_lanes::<T, 8>(g, x, mask, kp, o, buf),
+            9..=16 => self.direct_lanes::<T, 16>(g, x, mask, kp, o, buf),
+            _ => self.direct_lanes::<T, 32>(g, x, mask, kp, o, buf),
         }
     }
 
     #[inline(always)]
-    fn direct_lanes<T: WithDType, const L: usize>(&self, g: &Geom, x: &[T], kp: &[T], o: &mut [T], buf: &mut Vec<T>) {
+    fn direct_lanes<T: WithDType, const L: usize>(
+        &self,
+        g: &Geom,
+        x: &[T],
+        mask: Option<&[T]>,
+        kp: &[T],
+        o: &mut [T],
+        buf: &mut Vec<T>,
+    ) {
         let s = self.stride;
         let [pt, pb, pl, pr] = self.pad;
         let ph = g.h + pt + pb;
@@ -135,10 +157,21 @@ impl Depthwise {
             buf.clear();
             buf.resize(s * ph * wp, T::zero());
         }
+        // With a mask, the masked value (zero where ReLU6 was flat) is what is copied.
+        let pass = |v: T, m: T| if relu6_passes(m) { v } else { T::zero() };
         for (y, row) in x.chunks_exact(g.w).enumerate() {
             let r = y + pt;
+            let mrow = mask.map(|m| &m[y * g.w..(y + 1) * g.w]);
             if s == 1 {
-                buf[r * wp + pl..r * wp + pl + g.w].copy_from_slice(row);
+                let dst = &mut buf[r * wp + pl..r * wp + pl + g.w];
+                match mrow {
+                    None => dst.copy_from_slice(row),
+                    Some(mrow) => {
+                        for ((d, &v), &m) in dst.iter_mut().zip(row).zip(mrow) {
+                            *d = pass(v, m);
+                        }
+                    }
+                }
             } else {
                 // Padded column `c = col + pl` goes to phase `c mod s`, place `c / s`.
                 for p in 0..s {
@@ -147,8 +180,16 @@ impl Depthwise {
                         continue;
                     }
                     let dst = &mut buf[(p * ph + r) * wp + c0 / s..(p * ph + r + 1) * wp];
-                    for (d, &v) in dst.iter_mut().zip(row[c0 - pl..].iter().step_by(s)) {
-                        *d = v;
+                    let src = row[c0 - pl..].iter().step_by(s);
+                    match mrow {
+                        None => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = v),
+                        Some(mrow) => {
+                            let ms = mrow[c0 - pl..].iter().step_by(s);
+                            dst.iter_mut()
+                                .zip(src)
+                                .zip(ms)
+                                .for_each(|((d, &v), &m)| *d = pass(v, m));
+                        }
                     }
                 }
             }
@@ -157,6 +198,20 @@ impl Depthwise {
     }
 
     pub(crate) fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
+        self.grad_input_masked(gy, k, g, None, None)
+    }
+
+    /// The input gradient from `gy` masked by ReLU6's gradient at the output (`gy_mask`:
+    /// the ReLU6 output after this convolution), itself masked by `out_mask` (the ReLU6
+    /// output before it): the two masks of an MBConv block, applied plane by plane.
+    pub(crate) fn grad_input_masked<T: WithDType>(
+        &self,
+        gy: &[T],
+        k: &[T],
+        g: &Geom,
+        gy_mask: Option<&[T]>,
+        out_mask: Option<&[T]>,
+    ) -> Vec<T> {
         let [pt, pb, pl, pr] = self.pad;
         if self.stride == 1 && pt.max(pb) < g.kh && pl.max(pr) < g.kw {
             // At stride 1 the input gradient is the same convolution of the output gradient
@@ -176,8 +231,21 @@ impl Depthwise {
                 .chunks_exact(g.kh * g.kw)
                 .flat_map(|kp| kp.iter().rev().copied())
                 .collect();
-            return flip.forward(gy, &flipped, &fg, None);
+            let post = out_mask.map_or(Post::None, Post::Mask);
+            return flip.forward(gy, &flipped, &fg, gy_mask, post);
         }
+        match gy_mask {
+            Some(m) => {
+                let mut masked = gy.to_vec();
+                relu6_mask(&mut masked, m);
+                self.grad_input_plain(&masked, k, g, out_mask)
+            }
+            None => self.grad_input_plain(gy, k, g, out_mask),
+        }
+    }
+
+    /// The input gradient by scattering each output's gradient over its taps (any stride).
+    fn grad_input_plain<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom, out_mask: Option<&[T]>) -> Vec<T> {
         let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
         let (s, wp) = (self.stride, g.w.div_ceil(self.stride));
         let cols = self.columns(g);
@@ -203,6 +271,9 @@ impl Depthwise {
             });
             if s > 1 {
                 merge(&acc, gxp, g.h, g.w, s);
+            }
+            if let Some(m) = out_mask {
+                relu6_mask(gxp, &m[plane * g.h * g.w..(plane + 1) * g.h * g.w]);
             }
         });
         gx
@@ -296,6 +367,16 @@ fn blocks<T: WithDType, const L: usize>(g: &Geom, s: usize, ph: usize, wp: usize
     run::<T, L>(g, s, wp, &taps, buf, kp, o)
 }
 
+/// What [`Depthwise::forward`] applies to each output plane while it is in cache.
+#[derive(Clone, Copy)]
+pub(crate) enum Post<'a, T> {
+    None,
+    /// A per-channel bias and an activation.
+    Bias(&'a [T], Act),
+    /// ReLU6's gradient: zero where this ReLU6 output is 0 or 6.
+    Mask(&'a [T]),
+}
+
 /// `dst += a·src`, the inner loop of the forward and input-gradient kernels; called inside
 /// [`super::simd`], so it is compiled with AVX2 where the CPU has it. No fused multiply-add,
 /// so both versions give the same bits.
@@ -363,10 +444,10 @@ impl CustomOp2 for Depthwise {
         let g = self.geom(l1.shape(), l2.shape())?;
         let out = match (s1, s2) {
             (CpuStorage::F32(x), CpuStorage::F32(k)) => {
-                CpuStorage::F32(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None))
+                CpuStorage::F32(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::None))
             }
             (CpuStorage::F64(x), CpuStorage::F64(k)) => {
-                CpuStorage::F64(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None))
+                CpuStorage::F64(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::None))
             }
             _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),
         };
@@ -476,13 +557,13 @@ impl CustomOp3 for DepthwiseBias {
             (CpuStorage::F32(x), CpuStorage::F32(k), CpuStorage::F32(b)) => {
                 CpuStorage::F32(
                     self.0
-                        .forward(slice(x, l1)?, slice(k, l2)?, &g, Some((slice(b, l3)?, act))),
+                        .forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::Bias(slice(b, l3)?, act)),
                 )
             }
             (CpuStorage::F64(x), CpuStorage::F64(k), CpuStorage::F64(b)) => {
                 CpuStorage::F64(
                     self.0
-                        .forward(slice(x, l1)?, slice(k, l2)?, &g, Some((slice(b, l3)?, act))),
+                        .forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::Bias(slice(b, l3)?, act)),
                 )
             }
             _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),

@@ -18,7 +18,7 @@ use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor};
 
 use super::bias::{epilogue, Act};
 use super::contiguous_slice as slice;
-use super::depthwise::{Depthwise, Geom};
+use super::depthwise::{Depthwise, Geom, Post};
 use super::pointwise::{matmul, matmul_batch};
 
 /// A block's folded weights (batch norms already folded into the convolutions).
@@ -132,7 +132,7 @@ impl Op {
         let (kd, bd) = &b.depthwise;
         let d = self
             .conv
-            .forward(e.as_deref().unwrap_or(x), kd, &g, Some((bd, Act::Relu6)));
+            .forward(e.as_deref().unwrap_or(x), kd, &g, None, Post::Bias(bd, Act::Relu6));
         let ohw = g.oh * g.ow;
         let (wp, bp) = &b.project;
         let mut y = matmul_batch(n, (o, ohw, m), wp, (m, 1), &d, m * ohw, (ohw, 1));
@@ -148,12 +148,13 @@ impl Op {
         let b = &self.block;
         let (c, m, o, hw, ohw) = (b.c, b.m, b.o, h * w, g.oh * g.ow);
         let (wp, _) = &b.project;
-        let mut gd = matmul_batch(n, (m, ohw, o), wp, (1, m), gy, o * ohw, (ohw, 1));
-        relu6_mask(&mut gd, &s.d);
-        let mut ge = self.conv.grad_input(&gd, &b.depthwise.0, g);
+        let gd = matmul_batch(n, (m, ohw, o), wp, (1, m), gy, o * ohw, (ohw, 1));
+        // Both ReLU6 masks are applied plane by plane inside the depthwise backward.
+        let mut ge = self
+            .conv
+            .grad_input_masked(&gd, &b.depthwise.0, g, Some(&s.d), s.e.as_deref());
         match (&b.expand, &s.e) {
-            (Some((we, _)), Some(e)) => {
-                relu6_mask(&mut ge, e);
+            (Some((we, _)), Some(_)) => {
                 if !b.skip {
                     return matmul_batch(n, (c, hw, m), we, (1, c), &ge, m * hw, (hw, 1));
                 }
@@ -172,16 +173,6 @@ impl Op {
             }
         }
     }
-}
-
-/// `g ← 0` where ReLU6 was flat (its output `y` is 0 or 6), as PyTorch's `hardtanh_backward`.
-fn relu6_mask(g: &mut [f32], y: &[f32]) {
-    super::simd(g, |g| {
-        for (gv, &v) in g.iter_mut().zip(y) {
-            let keep = (v > 0.0) & (v < 6.0);
-            *gv = if keep { *gv } else { 0.0 };
-        }
-    });
 }
 
 fn f32s<'a>(s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
