@@ -271,6 +271,10 @@ impl BatchNorm {
 
 impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fast_dtype(x) && x.rank() == 4 && self.scale.dtype() == x.dtype() {
+            let c = self.scale.elem_count();
+            return crate::ops::affine::channel_affine(x, &self.scale.reshape(c)?, &self.shift.reshape(c)?);
+        }
         x.broadcast_mul(&self.scale)?.broadcast_add(&self.shift)
     }
 }

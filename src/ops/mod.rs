@@ -1,5 +1,6 @@
 //! Custom candle ops whose forward and backward we control.
 
+pub mod affine;
 pub mod bias;
 pub mod conv;
 pub mod depthwise;
