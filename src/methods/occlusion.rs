@@ -43,8 +43,7 @@ pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Outp
         .par_chunks(model.patched_batch(cx.batch()))
         .map(|chunk| {
             let patches = Tensor::full(baseline, (chunk.len(), c, window, window), &Device::Cpu)?;
-            let origins: Vec<(usize, usize)> = chunk.to_vec();
-            let logits = model.forward_patched(&cx.x, &patches.to_dtype(cx.x.dtype())?, &origins)?;
+            let logits = model.forward_patched(cx.x, &patches.to_dtype(cx.x.dtype())?, chunk)?;
             Ok(logits.narrow(1, cx.target, 1)?.flatten_all()?.to_vec1::<f32>()?)
         })
         .collect::<Result<Vec<_>>>()?;

@@ -34,7 +34,7 @@ fn run<T: WithDType>(x: &[T], s: &[T], t: Option<&[T]>, c: usize, hw: usize) -> 
                     let ti = t[i];
                     plane.iter_mut().for_each(|v| *v = *v * si + ti);
                 }
-                None => plane.iter_mut().for_each(|v| *v = *v * si),
+                None => plane.iter_mut().for_each(|v| *v *= si),
             }
         }
     });
