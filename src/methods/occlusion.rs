@@ -4,7 +4,8 @@
 //! A last row and column of windows flush with the bottom and right edges are added when
 //! the stride does not reach them, so every pixel is covered. The occluded inputs run as
 //! batches through [`Model::forward_patched`](crate::models::Model::forward_patched), which
-//! for some architectures computes only what each window reaches in the early layers. The map is `H×W`, signed: positive where hiding the pixels lowers the score.
+//! for some architectures computes only what each window reaches in the early layers.
+//! The map is `H×W`, signed: positive where hiding the pixels lowers the score.
 
 use std::collections::BTreeMap;
 
@@ -39,8 +40,11 @@ pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Outp
     let mut sum = vec![0f64; h * w];
     let mut count = vec![0u32; h * w];
     // Batches run in parallel; the drops are added in window order (deterministic).
+    // Chunks of (nearly) equal size, at most the model's patched batch.
+    let chunks = windows.len().div_ceil(model.patched_batch(cx.batch()).max(1));
+    let size = windows.len().div_ceil(chunks.max(1)).max(1);
     let scores = windows
-        .par_chunks(model.patched_batch(cx.batch()))
+        .par_chunks(size)
         .map(|chunk| {
             let patches = Tensor::full(baseline, (chunk.len(), c, window, window), &Device::Cpu)?;
             let logits = model.forward_patched(cx.x, &patches.to_dtype(cx.x.dtype())?, chunk)?;

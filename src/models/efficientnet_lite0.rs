@@ -333,8 +333,7 @@ impl Model for EfficientNetLite0 {
     /// 32-pixel patch at 224²); the rest runs on full maps.
     fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
         if !region::supported(x) {
-            let copies = Region::new(x, patches, origins)?.into_full()?;
-            return self.forward(&copies.to_dtype(x.dtype())?, &mut Tap::default());
+            return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
         }
         let tap = Tap::default();
         let mut r = Region::new(x, patches, origins)?
@@ -350,8 +349,7 @@ impl Model for EfficientNetLite0 {
     }
 
     fn patched_batch(&self, batch: usize) -> usize {
-        // The unchanged input's pass through the early blocks is repeated per call.
-        batch.max(32)
+        region::patched_batch(batch)
     }
 }
 

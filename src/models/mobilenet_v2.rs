@@ -357,11 +357,10 @@ impl Model for MobileNetV2 {
     /// Occlusion's copies: the first features compute each copy only over the part of the
     /// map its patch reaches, until that is the whole map; the rest runs on full maps.
     fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
-        let r = Region::new(x, patches, origins)?;
         if !region::supported(x) {
-            return self.forward(&r.into_full()?.to_dtype(x.dtype())?, &mut Tap::default());
+            return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
         }
-        let (mut r, mut next) = (r, 0);
+        let (mut r, mut next) = (Region::new(x, patches, origins)?, 0);
         while next < self.features.len() && !r.is_full()? {
             r = self.features[next].forward_region(&r)?;
             next += 1;
@@ -370,8 +369,7 @@ impl Model for MobileNetV2 {
     }
 
     fn patched_batch(&self, batch: usize) -> usize {
-        // The unchanged input's pass through the early features is repeated per call.
-        batch.max(32)
+        region::patched_batch(batch)
     }
 }
 

@@ -171,8 +171,7 @@ pub trait Model: Send + Sync {
     /// and run; a model whose early layers are convolutions can compute only what each
     /// patch reaches ([`region`]).
     fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
-        let copies = region::Region::new(x, patches, origins)?.into_full()?;
-        self.forward(&copies.to_dtype(x.dtype())?, &mut Tap::default())
+        self.forward(&region::copies(x, patches, origins)?, &mut Tap::default())
     }
 
     /// How many copies [`Model::forward_patched`] should get at once, given the batch size

@@ -34,6 +34,21 @@ pub fn supported(x: &Tensor) -> bool {
     x.dtype() == DType::F32 && x.device().is_cpu()
 }
 
+/// The copies themselves, `(B, C, H, W)` in `x`'s dtype: what models without a region
+/// path (or inputs that are not f32) run.
+pub fn copies(x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+    Region::new(x, patches, origins)?.into_full()?.to_dtype(x.dtype())
+}
+
+/// How many copies to hand a region-based `forward_patched` at once, from the batch size
+/// used for full inputs: the unchanged input's pass is repeated per call, so more is
+/// better, while by the point where the boxes cover the map the activations are several
+/// times smaller than at the input's resolution, so 8× the batch stays within the same
+/// memory.
+pub fn patched_batch(batch: usize) -> usize {
+    (batch * 8).max(1)
+}
+
 impl Region {
     /// Copies of `base` `(1, C, H, W)`, copy `i` with `patches[i]` `(C, ph, pw)` written at
     /// `origins[i]` (the patch must lie inside the map).
