@@ -39,5 +39,5 @@ p=$(awk '$1=="peer"{print $2}' "$out/results" | median)
 c=$(awk '$1=="cnnscope"{print $2}' "$out/results" | median)
 prss=$(awk '$1=="peer"{print $3}' "$out/results" | sort -n | tail -1)
 crss=$(awk '$1=="cnnscope"{print $3}' "$out/results" | sort -n | tail -1)
-echo "median wall time: peer ${p} s, cnnscope ${c} s; ratio cnnscope/peer $(echo "scale=2; $c / $p" | bc)"
+echo "median wall time: peer ${p} s, cnnscope ${c} s; ratio cnnscope/peer $(printf "%.2f" "$(echo "scale=4; $c / $p" | bc)")"
 echo "peak RSS: peer ${prss} MB, cnnscope ${crss} MB"
