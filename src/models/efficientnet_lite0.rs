@@ -336,16 +336,12 @@ impl Model for EfficientNetLite0 {
             return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
         }
         let tap = Tap::default();
-        let mut r = Region::new(x, patches, origins)?
+        let (x, next) = Region::new(x, patches, origins)?
             .conv(&self.stem, Act::Identity)?
             .map(|t| self.bn0.forward(t))?
-            .map(|t| tap.relu6(t))?;
-        let mut next = 0;
-        while next < self.blocks.len() && !r.is_full()? {
-            r = self.blocks[next].forward_region(&r)?;
-            next += 1;
-        }
-        self.forward_from(r.into_full()?, next, &mut Tap::default())
+            .map(|t| tap.relu6(t))?
+            .advance(&self.blocks, Block::forward_region)?;
+        self.forward_from(x, next, &mut Tap::default())
     }
 
     fn patched_batch(&self, batch: usize) -> usize {

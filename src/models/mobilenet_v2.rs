@@ -360,12 +360,8 @@ impl Model for MobileNetV2 {
         if !region::supported(x) {
             return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
         }
-        let (mut r, mut next) = (Region::new(x, patches, origins)?, 0);
-        while next < self.features.len() && !r.is_full()? {
-            r = self.features[next].forward_region(&r)?;
-            next += 1;
-        }
-        self.forward_from(r.into_full()?, next, &mut Tap::default())
+        let (x, next) = Region::new(x, patches, origins)?.advance(&self.features, Feature::forward_region)?;
+        self.forward_from(x, next, &mut Tap::default())
     }
 
     fn patched_batch(&self, batch: usize) -> usize {

@@ -137,6 +137,21 @@ impl Region {
         })
     }
 
+    /// Runs `stages` in order while the boxes do not cover the map; returns every copy's
+    /// whole map at that point and how many stages ran (the rest run on full maps).
+    pub fn advance<S>(
+        self,
+        stages: &[S],
+        step: impl Fn(&S, &Region) -> candle_core::Result<Region>,
+    ) -> candle_core::Result<(Tensor, usize)> {
+        let (mut r, mut next) = (self, 0);
+        while next < stages.len() && !r.is_full()? {
+            r = step(&stages[next], &r)?;
+            next += 1;
+        }
+        Ok((r.into_full()?, next))
+    }
+
     /// Every copy's whole map, `(B, C, H, W)`.
     pub fn into_full(self) -> candle_core::Result<Tensor> {
         let (h, w) = self.map_size()?;

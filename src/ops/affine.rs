@@ -9,8 +9,6 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous_slice as slice;
-
 struct Affine;
 /// `gy·s[c]`: the input gradient, operands (gy, s).
 struct ScaleGrad;
@@ -57,15 +55,9 @@ impl CustomOp3 for Affine {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, hw) = check(l1, l2)?;
         check(l1, l3)?;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(s), CpuStorage::F32(t)) => {
-                CpuStorage::F32(run(slice(x, l1)?, slice(s, l2)?, Some(slice(t, l3)?), c, hw))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(s), CpuStorage::F64(t)) => {
-                CpuStorage::F64(run(slice(x, l1)?, slice(s, l2)?, Some(slice(t, l3)?), c, hw))
-            }
-            _ => candle_core::bail!("per-channel affine: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("per-channel affine", (s1, l1), (s2, l2), (s3, l3), |x, s, t| {
+            run(x, s, Some(t), c, hw)
+        });
         Ok((out, l1.shape().clone()))
     }
 
@@ -106,11 +98,9 @@ impl CustomOp2 for ScaleGrad {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (c, hw) = check(l1, l2)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(s)) => CpuStorage::F32(run(slice(g, l1)?, slice(s, l2)?, None, c, hw)),
-            (CpuStorage::F64(g), CpuStorage::F64(s)) => CpuStorage::F64(run(slice(g, l1)?, slice(s, l2)?, None, c, hw)),
-            _ => candle_core::bail!("per-channel affine backward: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("per-channel affine backward", (s1, l1), (s2, l2), |g, s| {
+            run(g, s, None, c, hw)
+        });
         Ok((out, l1.shape().clone()))
     }
 }
@@ -123,22 +113,8 @@ pub fn channel_affine(x: &Tensor, s: &Tensor, t: &Tensor) -> candle_core::Result
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_dtype(candle_core::DType::F64)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     /// Against candle's broadcast multiplication and addition: the same forward bits in f32,
     /// and all three gradients.

@@ -7,8 +7,6 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous_slice as slice;
-
 /// What follows the bias.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
@@ -89,15 +87,7 @@ impl CustomOp2 for AddBias {
             epilogue(&mut y, b, c, hw, act);
             y
         }
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(b)) => {
-                CpuStorage::F32(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(b)) => {
-                CpuStorage::F64(run(slice(x, l1)?, slice(b, l2)?, c, h * w, self.0))
-            }
-            _ => candle_core::bail!("bias add: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("bias add", (s1, l1), (s2, l2), |x, b| run(x, b, c, h * w, self.0));
         Ok((out, l1.shape().clone()))
     }
 
@@ -149,11 +139,7 @@ impl CustomOp2 for ActGrad {
             })
         }
         let guided = self.0 == Act::GuidedRelu6;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(g), CpuStorage::F32(y)) => CpuStorage::F32(run(slice(g, l1)?, slice(y, l2)?, guided)),
-            (CpuStorage::F64(g), CpuStorage::F64(y)) => CpuStorage::F64(run(slice(g, l1)?, slice(y, l2)?, guided)),
-            _ => candle_core::bail!("relu6 backward: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("relu6 backward", (s1, l1), (s2, l2), |g, y| run(g, y, guided));
         Ok((out, l1.shape().clone()))
     }
 }

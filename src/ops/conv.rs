@@ -7,7 +7,6 @@
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous_slice as slice;
 use super::pointwise::matmul_into;
 
 #[derive(Debug, Clone, Copy)]
@@ -233,22 +232,6 @@ struct GradInput(Conv2d, Shape);
 /// The weight gradient as an op of (gy, x).
 struct GradWeight(Conv2d, Shape);
 
-macro_rules! dispatch {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, |$a:ident, $b:ident| $body:expr) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => {
-                let ($a, $b) = (slice(a, $l1)?, slice(b, $l2)?);
-                CpuStorage::F32($body)
-            }
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => {
-                let ($a, $b) = (slice(a, $l1)?, slice(b, $l2)?);
-                CpuStorage::F64($body)
-            }
-            _ => candle_core::bail!("conv2d: f32 or f64 operands of one dtype"),
-        }
-    };
-}
-
 impl CustomOp2 for Conv2d {
     fn name(&self) -> &'static str {
         "cnnscope-conv2d"
@@ -262,7 +245,7 @@ impl CustomOp2 for Conv2d {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.shape(), l2.shape())?;
-        let out = dispatch!(s1, l1, s2, l2, |x, k| self.forward(x, k, &g));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |x, k| self.forward(x, k, &g));
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -297,7 +280,7 @@ impl CustomOp2 for GradInput {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(&self.1, l2.shape())?;
-        let out = dispatch!(s1, l1, s2, l2, |gy, k| self.0.grad_input(gy, k, &g));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |gy, k| self.0.grad_input(gy, k, &g));
         Ok((out, self.1.clone()))
     }
 }
@@ -315,7 +298,7 @@ impl CustomOp2 for GradWeight {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(l2.shape(), &self.1)?;
-        let out = dispatch!(s1, l1, s2, l2, |gy, x| self.0.grad_weight(gy, x, &g));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |gy, x| self.0.grad_weight(gy, x, &g));
         Ok((out, self.1.clone()))
     }
 }
@@ -328,20 +311,8 @@ pub fn conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) -> candle_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     /// Against candle's conv2d on explicitly padded input: forward, input and weight
     /// gradients, on odd sizes, stride 2 and 3, asymmetric padding and batches.

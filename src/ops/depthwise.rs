@@ -11,7 +11,6 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithD
 use rayon::prelude::*;
 
 use super::bias::{act_grad, relu6_mask, relu6_passes, Act};
-use super::contiguous_slice as slice;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Depthwise {
@@ -442,15 +441,9 @@ impl CustomOp2 for Depthwise {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.shape(), l2.shape())?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(x), CpuStorage::F32(k)) => {
-                CpuStorage::F32(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::None))
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(k)) => {
-                CpuStorage::F64(self.forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::None))
-            }
-            _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("depthwise conv", (s1, l1), (s2, l2), |x, k| {
+            self.forward(x, k, &g, None, Post::None)
+        });
         Ok((out, Shape::from((g.n, g.c, g.oh, g.ow))))
     }
 
@@ -491,15 +484,9 @@ impl CustomOp2 for GradInput {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(&self.1, l2.shape())?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(gy), CpuStorage::F32(k)) => {
-                CpuStorage::F32(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g))
-            }
-            (CpuStorage::F64(gy), CpuStorage::F64(k)) => {
-                CpuStorage::F64(self.0.grad_input(slice(gy, l1)?, slice(k, l2)?, &g))
-            }
-            _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("depthwise conv backward", (s1, l1), (s2, l2), |gy, k| {
+            self.0.grad_input(gy, k, &g)
+        });
         Ok((out, self.1.clone()))
     }
 }
@@ -517,15 +504,9 @@ impl CustomOp2 for GradWeight {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(l2.shape(), &self.1)?;
-        let out = match (s1, s2) {
-            (CpuStorage::F32(gy), CpuStorage::F32(x)) => {
-                CpuStorage::F32(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g))
-            }
-            (CpuStorage::F64(gy), CpuStorage::F64(x)) => {
-                CpuStorage::F64(self.0.grad_weight(slice(gy, l1)?, slice(x, l2)?, &g))
-            }
-            _ => candle_core::bail!("depthwise conv backward: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("depthwise conv backward", (s1, l1), (s2, l2), |gy, x| {
+            self.0.grad_weight(gy, x, &g)
+        });
         Ok((out, self.1.clone()))
     }
 }
@@ -553,21 +534,9 @@ impl CustomOp3 for DepthwiseBias {
             candle_core::bail!("depthwise conv: bias {:?} does not fit {} channels", l3.shape(), g.c)
         }
         let act = self.1;
-        let out = match (s1, s2, s3) {
-            (CpuStorage::F32(x), CpuStorage::F32(k), CpuStorage::F32(b)) => {
-                CpuStorage::F32(
-                    self.0
-                        .forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::Bias(slice(b, l3)?, act)),
-                )
-            }
-            (CpuStorage::F64(x), CpuStorage::F64(k), CpuStorage::F64(b)) => {
-                CpuStorage::F64(
-                    self.0
-                        .forward(slice(x, l1)?, slice(k, l2)?, &g, None, Post::Bias(slice(b, l3)?, act)),
-                )
-            }
-            _ => candle_core::bail!("depthwise conv: f32 or f64 operands of one dtype"),
-        };
+        let out = dispatch!("depthwise conv", (s1, l1), (s2, l2), (s3, l3), |x, k, b| {
+            self.0.forward(x, k, &g, None, Post::Bias(b, act))
+        });
         Ok((out, Shape::from((g.n, g.c, g.oh, g.ow))))
     }
 
@@ -615,20 +584,8 @@ pub fn depthwise_conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     /// Forward, input gradient and weight gradient against candle's grouped convolution.
     fn check(n: usize, c: usize, h: usize, w: usize, k: usize, stride: usize, pad: [usize; 4]) {

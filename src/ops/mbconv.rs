@@ -221,21 +221,9 @@ impl CustomOp1 for Op {
 mod tests {
     use super::*;
     use crate::ops::depthwise::depthwise_conv2d_bias_act;
+    use crate::ops::max_diff;
     use crate::ops::pointwise::conv1x1_bias_act;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    }
 
     /// The fused block against the separate ops: the same output bits, and the input
     /// gradient, with and without expansion and skip, at stride 1 and 2.
@@ -288,7 +276,7 @@ mod tests {
                 .to_scalar::<f32>()
                 .unwrap();
             assert!(
-                max_diff(a, b) <= 1e-5 * scale,
+                max_diff(a, b) <= 1e-5 * scale as f64,
                 "input gradient, {c}→{m}→{o} s{stride}: {} of {scale}",
                 max_diff(a, b)
             );

@@ -1,5 +1,25 @@
 //! Custom candle ops whose forward and backward we control.
 
+/// Runs `$body` on the operands' contiguous slices as f32, or as f64 (the dtypes our ops
+/// handle), and wraps its result in the same dtype; other or mixed dtypes are refused,
+/// naming `$op`. `dispatch!("op", (s1, l1), (s2, l2), |x, k| run(x, k))`. Defined before
+/// the modules below, which see it by textual scope.
+macro_rules! dispatch {
+    ($op:literal, $(($s:expr, $l:expr)),+, |$($v:ident),+| $body:expr) => {
+        match ($($s,)+) {
+            ($(candle_core::CpuStorage::F32($v),)+) => {
+                $(let $v = $crate::ops::contiguous_slice($v, $l)?;)+
+                candle_core::CpuStorage::F32($body)
+            }
+            ($(candle_core::CpuStorage::F64($v),)+) => {
+                $(let $v = $crate::ops::contiguous_slice($v, $l)?;)+
+                candle_core::CpuStorage::F64($body)
+            }
+            _ => candle_core::bail!(concat!($op, ": f32 or f64 operands of one dtype")),
+        }
+    };
+}
+
 pub mod affine;
 pub mod bias;
 pub mod conv;
@@ -70,4 +90,21 @@ pub(crate) fn simd_with<R>(f: impl FnOnce() -> R) -> R {
         return unsafe { with_avx2(f) };
     }
     f()
+}
+
+/// The largest absolute difference of two tensors of one shape, as f64 (for the ops' tests).
+#[cfg(test)]
+pub(crate) fn max_diff(a: &candle_core::Tensor, b: &candle_core::Tensor) -> f64 {
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_dtype(candle_core::DType::F64)
+        .unwrap()
+        .to_scalar::<f64>()
+        .unwrap()
 }

@@ -155,16 +155,6 @@ fn dims(x: &Shape) -> candle_core::Result<(usize, usize, usize)> {
     Ok((n, c, h * w))
 }
 
-macro_rules! dispatch {
-    ($s1:expr, $l1:expr, $s2:expr, $l2:expr, $f:ident($($arg:expr),*)) => {
-        match ($s1, $s2) {
-            (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32($f(slice(a, $l1)?, slice(b, $l2)?, $($arg),*)),
-            (CpuStorage::F64(a), CpuStorage::F64(b)) => CpuStorage::F64($f(slice(a, $l1)?, slice(b, $l2)?, $($arg),*)),
-            _ => candle_core::bail!("1×1 conv: f32 or f64 operands of one dtype"),
-        }
-    };
-}
-
 impl CustomOp2 for Pointwise {
     fn name(&self) -> &'static str {
         "cnnscope-conv1x1"
@@ -186,7 +176,7 @@ impl CustomOp2 for Pointwise {
         fn run<T: WithDType>(x: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
             matmul_batch(n, (o, hw, c), wt, (c, 1), x, c * hw, (hw, 1))
         }
-        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        let out = dispatch!("1×1 conv", (s1, l1), (s2, l2), |a, b| run(a, b, n, c, o, hw));
         Ok((out, Shape::from((n, o, h, w))))
     }
 
@@ -226,7 +216,7 @@ impl CustomOp2 for GradInput {
         fn run<T: WithDType>(gy: &[T], wt: &[T], n: usize, c: usize, o: usize, hw: usize) -> Vec<T> {
             matmul_batch(n, (c, hw, o), wt, (1, c), gy, o * hw, (hw, 1))
         }
-        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        let out = dispatch!("1×1 conv", (s1, l1), (s2, l2), |a, b| run(a, b, n, c, o, hw));
         Ok((out, Shape::from((n, c, h, w))))
     }
 }
@@ -252,7 +242,7 @@ impl CustomOp2 for GradWeight {
             }
             gw
         }
-        let out = dispatch!(s1, l1, s2, l2, run(n, c, o, hw));
+        let out = dispatch!("1×1 conv", (s1, l1), (s2, l2), |a, b| run(a, b, n, c, o, hw));
         Ok((out, Shape::from((o, c))))
     }
 }
@@ -326,20 +316,8 @@ pub fn conv1x1_bias_act(x: &Tensor, w: &Tensor, b: &Tensor, act: Act) -> candle_
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::max_diff;
     use candle_core::{Device, Var};
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f64 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f64>()
-            .unwrap()
-    }
 
     /// Against candle's own conv2d, forward and both gradients, on odd sizes and batches.
     #[test]

@@ -6,8 +6,6 @@
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor, WithDType};
 
-use super::contiguous_slice as slice;
-
 struct Relu6;
 
 impl CustomOp1 for Relu6 {
@@ -28,11 +26,7 @@ impl CustomOp1 for Relu6 {
             });
             y
         }
-        let out = match s {
-            CpuStorage::F32(x) => CpuStorage::F32(run(slice(x, l)?)),
-            CpuStorage::F64(x) => CpuStorage::F64(run(slice(x, l)?)),
-            _ => candle_core::bail!("relu6: f32 or f64 input"),
-        };
+        let out = dispatch!("relu6", (s, l), |x| run(x));
         Ok((out, l.shape().clone()))
     }
 
