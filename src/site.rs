@@ -171,7 +171,7 @@ impl Site {
                     models::load(m.arch, &m.weights, &m.input.spec(), m.classes.len()).map_err(|e| {
                         Error::at_line(
                             &config.path,
-                            config::line_of(&config.text, "weights", None, i),
+                            config.line(&format!("models[{i}].weights")),
                             format!("models[{i}].weights: {e}"),
                         )
                     })
@@ -183,11 +183,7 @@ impl Site {
             for (k, m) in mc.methods.iter().enumerate() {
                 if let Err((param, msg)) = m.validate(mc.arch, &mc.input, layers) {
                     let key = format!("{}[{k}].{param}", mc.methods_key);
-                    let line = if config.text.matches(&format!("{param}:")).count() == 1 {
-                        config::line_of(&config.text, &param, None, 0)
-                    } else {
-                        config::line_of(&config.text, "name", Some(m.id()), 0)
-                    };
+                    let line = config.line(&key);
                     return Err(Error::at_line(
                         &config.path,
                         line,

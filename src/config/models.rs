@@ -1,0 +1,111 @@
+//! The `models` section, with each model's input, methods and targets.
+
+use std::path::Path;
+
+use super::check::Check;
+use super::schema::{RawInput, RawModel};
+use super::{targets, Input, LabelRef, ModelConfig, TargetSpec};
+use crate::error::{read_to_string, Error, Result};
+use crate::methods::{self, MethodSpec};
+
+/// Checks every model; `methods` and `targets` are the global lists, which a model's own
+/// lists replace.
+pub(super) fn validate(
+    raw: Vec<RawModel>,
+    methods: Option<Vec<MethodSpec>>,
+    targets: Option<Vec<LabelRef>>,
+    check: &mut Check,
+) -> Result<Vec<ModelConfig>> {
+    let mut models = Vec::new();
+    for (i, m) in raw.into_iter().enumerate() {
+        let key = format!("models[{i}]");
+        check.id(&format!("{key}.id"), &m.id)?;
+        let arch = crate::models::architecture(&m.arch).ok_or_else(|| {
+            check.err(
+                &format!("{key}.arch"),
+                format!(
+                    "unknown architecture `{}` (built in: {})",
+                    m.arch,
+                    crate::models::architecture_ids().join(", ")
+                ),
+            )
+        })?;
+        let weights = check.file(&format!("{key}.weights"), &m.weights)?;
+        let classes_path = check.file(&format!("{key}.classes"), &m.classes)?;
+        let classes = read_classes(&classes_path)?;
+        let input = validate_input(m.input, &format!("{key}.input"), check)?;
+        (arch.check_input)(&input.spec()).map_err(|msg| check.err(&format!("{key}.input.size"), msg))?;
+        let training_log = match &m.training_log {
+            Some(p) => Some(check.file(&format!("{key}.training_log"), p)?),
+            None => None,
+        };
+        let (method_list, methods_key) = match (&m.methods, &methods) {
+            (Some(l), _) => (l.clone(), format!("{key}.methods")),
+            (None, Some(l)) => (l.clone(), "methods".to_string()),
+            (None, None) => (methods::all_defaults(), "methods".to_string()),
+        };
+        let targets = match (&m.targets, &targets) {
+            (Some(l), _) => targets::resolve(l, &format!("{key}.targets"), &classes, check)?,
+            (None, Some(l)) => targets::resolve(l, "targets", &classes, check)?,
+            (None, None) => TargetSpec::defaults(),
+        };
+        models.push(ModelConfig {
+            methods: method_list,
+            methods_key,
+            targets,
+            id: m.id,
+            arch,
+            weights,
+            classes_path,
+            classes,
+            input,
+            training_log,
+            description: m.description.unwrap_or_default(),
+        });
+    }
+    Ok(models)
+}
+
+/// One class name per non-empty line.
+fn read_classes(path: &Path) -> Result<Vec<String>> {
+    let classes: Vec<String> = read_to_string(path)?
+        .lines()
+        .map(|l| l.trim().to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    if classes.is_empty() {
+        return Err(Error::at(path, "no class names: expected one name per line"));
+    }
+    Ok(classes)
+}
+
+/// Checks the input section at `key` (`models[i].input`).
+fn validate_input(inp: RawInput, key: &str, check: &Check) -> Result<Input> {
+    if inp.channels != 1 && inp.channels != 3 {
+        return Err(check.err(
+            &format!("{key}.channels"),
+            format!("must be 1 or 3, not {}", inp.channels),
+        ));
+    }
+    if inp.size[0] == 0 || inp.size[1] == 0 {
+        return Err(check.err(&format!("{key}.size"), "sizes must be positive"));
+    }
+    for (name, v) in [("mean", &inp.mean), ("std", &inp.std)] {
+        if v.len() != inp.channels {
+            return Err(check.err(
+                &format!("{key}.{name}"),
+                format!("has {} values but the input has {} channel(s)", v.len(), inp.channels),
+            ));
+        }
+    }
+    if let Some(s) = inp.std.iter().find(|s| !(s.is_finite() && **s > 0.0)) {
+        return Err(check.err(&format!("{key}.std"), format!("every std must be positive, found {s}")));
+    }
+    Ok(Input {
+        height: inp.size[0],
+        width: inp.size[1],
+        channels: inp.channels,
+        mean: inp.mean,
+        std: inp.std,
+    })
+}
