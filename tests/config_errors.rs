@@ -163,7 +163,11 @@ fn label_out_of_range() {
 fn label_name_unknown() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "label: \"7\"", "label: seven");
-    assert_has(&load_err(&cfg), &["images[1].label", "`seven` is not a class"]);
+    // The second image's key, not the first image's `label` (line 14).
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:18:", "images[1].label", "`seven` is not a class"],
+    );
 }
 
 #[test]
@@ -180,14 +184,17 @@ fn mean_has_the_wrong_length() {
 fn input_size_does_not_fit_the_architecture() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "size: [28, 28]", "size: [32, 32]");
-    assert_has(&load_err(&cfg), &["models[0].input.size", "28×28"]);
+    assert_has(&load_err(&cfg), &["gallery.yaml:10:", "models[0].input.size", "28×28"]);
 }
 
 #[test]
 fn image_for_an_unknown_model() {
     let dir = common::fixture("basic");
     let cfg = common::edit_config(dir.path(), "    label: 3\n", "    label: 3\n    models: [resnet]\n");
-    assert_has(&load_err(&cfg), &["images[0].models", "unknown model `resnet`"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:15:", "images[0].models", "unknown model `resnet`"],
+    );
 }
 
 #[test]
@@ -227,7 +234,14 @@ fn weights_with_a_wrong_shape() {
     });
     assert_has(
         &load_err(&cfg),
-        &["edited.safetensors", "`fc3.weight`", "[9, 84]", "expects [10, 84]"],
+        &[
+            "gallery.yaml:7:",
+            "models[0].weights",
+            "edited.safetensors",
+            "`fc3.weight`",
+            "[9, 84]",
+            "expects [10, 84]",
+        ],
     );
 }
 
@@ -239,7 +253,12 @@ fn weights_with_a_missing_tensor() {
     });
     assert_has(
         &load_err(&cfg),
-        &["edited.safetensors", "`conv2.bias` is missing", "[16]"],
+        &[
+            "gallery.yaml:7:",
+            "edited.safetensors",
+            "`conv2.bias` is missing",
+            "[16]",
+        ],
     );
 }
 
@@ -254,7 +273,12 @@ fn weights_with_an_unexpected_tensor() {
     });
     assert_has(
         &load_err(&cfg),
-        &["edited.safetensors", "unexpected tensor `fc4.weight`", "[2, 2]"],
+        &[
+            "gallery.yaml:7:",
+            "edited.safetensors",
+            "unexpected tensor `fc4.weight`",
+            "[2, 2]",
+        ],
     );
 }
 
@@ -268,7 +292,15 @@ fn weights_file_truncated() {
         "weights: models/lenet5-mnist.safetensors",
         "weights: models/cut.safetensors",
     );
-    assert_has(&load_err(&cfg), &["cut.safetensors", "cannot read the weights"]);
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:7:",
+            "models[0].weights",
+            "cut.safetensors",
+            "cannot read the weights",
+        ],
+    );
 }
 
 #[test]
@@ -307,7 +339,7 @@ fn cli_reports_errors_with_a_non_zero_exit_and_no_panic() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(
-        err.contains("error: ") && err.contains("unknown architecture `lenet7`"),
+        err.contains("error: ") && err.contains("gallery.yaml:6: models[0].arch: unknown architecture `lenet7`"),
         "{err}"
     );
     assert!(!err.contains("panicked"), "{err}");
@@ -339,7 +371,13 @@ fn unknown_method() {
     let cfg = with_methods(dir.path(), "methods:\n  - name: lime\n");
     assert_has(
         &load_err(&cfg),
-        &["gallery.yaml", "methods[0]", "unknown variant `lime`", "gradcam++"],
+        &[
+            "gallery.yaml",
+            "methods[0]",
+            "unknown variant `lime`",
+            "gradcam++",
+            "line 20",
+        ],
     );
 }
 
@@ -398,14 +436,20 @@ fn gradcam_at_an_unknown_layer() {
 fn gradcam_at_a_layer_without_maps() {
     let dir = common::fixture("basic");
     let cfg = with_methods(dir.path(), "methods:\n  - name: gradcam\n    layer: fc1\n");
-    assert_has(&load_err(&cfg), &["methods[0].layer", "no spatial maps"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:21:", "methods[0].layer", "no spatial maps"],
+    );
 }
 
 #[test]
 fn occlusion_window_larger_than_the_input() {
     let dir = common::fixture("basic");
     let cfg = with_methods(dir.path(), "methods:\n  - name: occlusion\n    window: 40\n");
-    assert_has(&load_err(&cfg), &["methods[0].window", "between 1 and 28"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:21:", "methods[0].window", "between 1 and 28"],
+    );
 }
 
 #[test]
@@ -415,7 +459,7 @@ fn unknown_target() {
     assert_has(&load_err(&cfg), &["gallery.yaml:19:", "targets[1]", "`cat` is neither"]);
     let dir = common::fixture("basic");
     let cfg = with_methods(dir.path(), "targets: [10]\n");
-    assert_has(&load_err(&cfg), &["targets[0]", "out of range"]);
+    assert_has(&load_err(&cfg), &["gallery.yaml:19:", "targets[0]", "out of range"]);
 }
 
 #[test]
@@ -426,7 +470,10 @@ fn a_model_level_method_list_is_named_as_such() {
         "    classes: classes.txt\n",
         "    classes: classes.txt\n    methods: [{ name: saliency }, { name: smoothgrad, samples: 0 }]\n",
     );
-    assert_has(&load_err(&cfg), &["models[0].methods[1].samples", "at least 1"]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:10:", "models[0].methods[1].samples", "at least 1"],
+    );
 }
 
 /// A folder outside the fixture, with a digit and a note in it.
@@ -591,5 +638,203 @@ fn a_truncated_image_is_reported_with_its_key() {
             "images/cut.png",
             "cannot read the image",
         ],
+    );
+}
+
+// Errors in entries after the first: each must name the line of its own entry's key.
+
+#[test]
+fn a_missing_file_of_the_second_image() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(dir.path(), "path: images/seven-large.png", "path: images/eight.png");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:17:", "images[1].path", "images/eight.png", "not found"],
+    );
+}
+
+/// Adds a second model (lines 11–19, its input in block style) whose `field: value` lines
+/// are replaced by `edits`.
+fn with_second_model(dir: &Path, edits: &[(&str, &str)]) -> std::path::PathBuf {
+    let mut model = "  - id: lenet-b\n    arch: lenet5\n    weights: models/lenet5-mnist.safetensors\n    classes: classes.txt\n    input:\n      size: [28, 28]\n      channels: 1\n      mean: [0.1307]\n      std: [0.3081]\n".to_string();
+    for (from, to) in edits {
+        assert!(model.contains(from), "the second model has no `{from}`");
+        model = model.replacen(from, to, 1);
+    }
+    common::edit_config(dir, "images:\n", &format!("{model}images:\n"))
+}
+
+#[test]
+fn the_fixture_with_a_second_model_is_valid() {
+    let dir = common::fixture("basic");
+    let site = Site::load(&with_second_model(dir.path(), &[])).unwrap();
+    assert_eq!(site.config.models.len(), 2);
+}
+
+#[test]
+fn the_input_channels_of_the_second_model() {
+    let dir = common::fixture("basic");
+    let cfg = with_second_model(dir.path(), &[("channels: 1", "channels: 2")]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:17:", "models[1].input.channels", "must be 1 or 3, not 2"],
+    );
+}
+
+#[test]
+fn the_input_mean_of_the_second_model() {
+    let dir = common::fixture("basic");
+    let cfg = with_second_model(dir.path(), &[("mean: [0.1307]", "mean: [0.1, 0.2]")]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:18:", "models[1].input.mean", "2 values"],
+    );
+}
+
+#[test]
+fn the_architecture_of_the_second_model() {
+    let dir = common::fixture("basic");
+    let cfg = with_second_model(dir.path(), &[("arch: lenet5", "arch: lenet5b")]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:12:", "models[1].arch", "unknown architecture `lenet5b`"],
+    );
+}
+
+#[test]
+fn the_weights_of_the_second_model() {
+    let dir = common::fixture("basic");
+    let bytes = std::fs::read(dir.path().join("models/lenet5-mnist.safetensors")).unwrap();
+    std::fs::write(dir.path().join("models/cut.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
+    let cfg = with_second_model(
+        dir.path(),
+        &[(
+            "weights: models/lenet5-mnist.safetensors",
+            "weights: models/cut.safetensors",
+        )],
+    );
+    // Found while loading the weights, after the config was validated.
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "models[1].weights",
+            "cut.safetensors",
+            "cannot read the weights",
+        ],
+    );
+    let cfg = common::edit_config(
+        dir.path(),
+        "weights: models/cut.safetensors",
+        "weights: models/none.safetensors",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:13:", "models[1].weights", "none.safetensors", "not found"],
+    );
+}
+
+#[test]
+fn the_classes_of_the_second_model() {
+    let dir = common::fixture("basic");
+    let cfg = with_second_model(dir.path(), &[("classes: classes.txt", "classes: names.txt")]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:14:", "models[1].classes", "names.txt", "not found"],
+    );
+}
+
+#[test]
+fn a_duplicate_model_id() {
+    let dir = common::fixture("basic");
+    let cfg = with_second_model(dir.path(), &[("id: lenet-b", "id: lenet")]);
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:11:", "models[1].id", "duplicate id `lenet`"],
+    );
+}
+
+#[test]
+fn an_image_id_taken_by_a_model() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(dir.path(), "id: seven-large", "id: lenet");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:16:", "images[1].id", "duplicate id `lenet`"],
+    );
+}
+
+#[test]
+fn a_third_entry_with_a_duplicate_id() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "  - id: seven-large\n    path: images/three.png\n");
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:19:", "images[2].id", "duplicate id `seven-large`"],
+    );
+}
+
+#[test]
+fn an_unknown_class_in_a_block_target_list() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(dir.path(), "targets:\n  - predicted\n  - cat\n");
+    assert_has(&load_err(&cfg), &["gallery.yaml:21:", "targets[1]", "`cat` is neither"]);
+}
+
+#[test]
+fn an_unknown_class_in_a_model_target_list() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "    classes: classes.txt\n",
+        "    classes: classes.txt\n    targets:\n      - label\n      - 10\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:12:", "models[0].targets[1]", "out of range"],
+    );
+}
+
+#[test]
+fn a_parameter_of_the_second_method() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(
+        dir.path(),
+        "methods:\n  - name: occlusion\n    window: 4\n  - name: occlusion\n    window: 0\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:23:", "methods[1].window", "between 1 and 28"],
+    );
+}
+
+#[test]
+fn a_parameter_of_the_second_method_of_a_model() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "    classes: classes.txt\n",
+        "    classes: classes.txt\n    methods:\n      - name: gradcam\n      - name: gradcam\n        layer: nope\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:13:",
+            "models[0].methods[1].layer",
+            "`nope` is not a layer of lenet5",
+        ],
+    );
+}
+
+#[test]
+fn a_parameter_of_a_flow_style_method() {
+    let dir = common::fixture("basic");
+    let cfg = with_methods(
+        dir.path(),
+        "methods: [{ name: saliency },\n  { name: smoothgrad,\n    samples: 0 }]\n",
+    );
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:21:", "methods[1].samples", "at least 1"],
     );
 }
