@@ -22,6 +22,9 @@ pub enum Error {
     Candle(#[from] candle_core::Error),
     #[error("{0}")]
     Msg(String),
+    /// Where a failure happened: the model, the image, the method and the class.
+    #[error("{context}: {source}")]
+    Context { context: String, source: Box<Error> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -51,6 +54,13 @@ impl Error {
     }
     pub fn msg(msg: impl Into<String>) -> Self {
         Error::Msg(msg.into())
+    }
+    /// This error, said to have happened in `context` (`model `x` × image `y``, ...).
+    pub fn context(self, context: impl Into<String>) -> Self {
+        Error::Context {
+            context: context.into(),
+            source: Box::new(self),
+        }
     }
 }
 

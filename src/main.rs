@@ -4,8 +4,8 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 
+use cnnscope::build::{BuildOptions, Site};
 use cnnscope::cache::Cache;
-use cnnscope::site::{BuildOptions, Site};
 use cnnscope::train::{train_lenet5, TrainOptions};
 
 #[derive(Parser)]

@@ -81,16 +81,58 @@ impl Shard {
     }
 }
 
-pub fn model_dir(model: &str) -> String {
+// Every page is a folder with an `index.html`; one function per page kind.
+
+pub fn model_page(model: &str) -> String {
     format!("models/{model}")
 }
 
-pub fn image_dir(model: &str, image: &str) -> String {
+pub fn image_page(model: &str, image: &str) -> String {
     format!("models/{model}/images/{image}")
 }
 
-pub fn note_dir(slug: &str) -> String {
+pub fn attributions_page(model: &str, image: &str) -> String {
+    format!("{}/attributions", image_page(model, image))
+}
+
+pub fn gradients_page(model: &str, image: &str) -> String {
+    format!("{}/gradients", image_page(model, image))
+}
+
+/// One method across a model's images; `slug` from [`crate::methods::slugs`].
+pub fn method_page(model: &str, slug: &str) -> String {
+    format!("{}/methods/{slug}", model_page(model))
+}
+
+pub fn note_page(slug: &str) -> String {
     format!("notes/{slug}")
+}
+
+/// The page file of a page folder, as links name it.
+pub fn href(page: &str) -> String {
+    if page.is_empty() {
+        "index.html".to_string()
+    } else {
+        format!("{page}/index.html")
+    }
+}
+
+// Where the files of cache entries are placed in the site.
+
+pub fn weights_files(model: &str) -> String {
+    format!("{}/weights", model_page(model))
+}
+
+pub fn attribution_files(model: &str, image: &str, slug: &str) -> String {
+    format!("{}/{slug}", attributions_page(model, image))
+}
+
+pub fn activation_gradient_files(model: &str, image: &str, class: usize) -> String {
+    format!("{}/activation-gradients/{class}", image_page(model, image))
+}
+
+pub fn weight_gradient_files(model: &str, image: &str) -> String {
+    format!("{}/weight-gradients", image_page(model, image))
 }
 
 /// The relative prefix that leads from a page in `dir` back to the site root.

@@ -200,7 +200,7 @@ fn cases() -> Vec<Case> {
                 replace(d, "{name: saliency}", "{name: lime}");
                 None
             },
-            expect: &["gallery.yaml", "methods[0]", "unknown variant `lime`", "line 19"],
+            expect: &["gallery.yaml:19:", "methods[0].name", "unknown method `lime`"],
         },
         Case {
             name: "unknown method parameter",
@@ -208,7 +208,7 @@ fn cases() -> Vec<Case> {
                 replace(d, "{name: saliency}", "{name: integrated-gradients, stepz: 10}");
                 None
             },
-            expect: &["gallery.yaml", "methods", "unknown field `stepz`", "line 19"],
+            expect: &["gallery.yaml:19:", "methods[0].stepz", "unknown field `stepz`"],
         },
         Case {
             name: "parameter out of range: steps 0",

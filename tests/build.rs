@@ -5,7 +5,7 @@ mod common;
 use std::path::Path;
 
 use candle_core::Tensor;
-use cnnscope::site::Site;
+use cnnscope::build::Site;
 use serde_json::Value;
 
 fn build(dir: &Path) -> (std::path::PathBuf, Value) {
@@ -100,7 +100,7 @@ fn fixture_site_pages_manifest_and_arrays() {
                 .filter(|a| a["kind"] == kind && a["image"] == image)
                 .collect::<Vec<_>>()
         };
-        assert_eq!(of("attribution").len(), 8 * targets.len(), "{image}");
+        assert_eq!(of("attribution").len(), 10 * targets.len(), "{image}");
         assert_eq!(of("activation-gradient").len(), 11 * targets.len(), "{image}");
         assert_eq!(of("weight-gradient").len(), 5, "{image}");
         for a in of("attribution") {
@@ -108,7 +108,7 @@ fn fixture_site_pages_manifest_and_arrays() {
             assert!(a["params"].is_object() && a["overlay"].is_string());
             let shape = a["shape"].clone();
             match a["method"].as_str().unwrap() {
-                "gradcam" | "gradcam++" => {
+                "gradcam" | "gradcam++" | "hirescam" | "layercam" => {
                     assert_eq!(shape, serde_json::json!([10, 10]));
                     assert_eq!(a["layer"], "relu2");
                 }
@@ -132,6 +132,8 @@ fn fixture_site_pages_manifest_and_arrays() {
         "Guided backprop",
         "Grad-CAM",
         "Grad-CAM++",
+        "HiResCAM",
+        "LayerCAM",
         "Occlusion",
     ] {
         assert!(matrix.contains(&format!("<strong>{title}</strong>")), "row {title}");

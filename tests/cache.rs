@@ -6,8 +6,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use cnnscope::build::{BuildOptions, BuildReport, Site};
 use cnnscope::plan::Shard;
-use cnnscope::site::{BuildOptions, BuildReport, Site};
 use serde_json::Value;
 
 fn build(cfg: &Path, out: &Path, opts: BuildOptions) -> BuildReport {
@@ -97,7 +97,7 @@ fn a_note_edit_reuses_every_artifact_and_a_parameter_change_recomputes_only_its_
         std::fs::read_to_string(&cfg).unwrap()
             + "methods:\n  - name: saliency\n  - name: gradient-x-input\n  - name: smoothgrad\n    samples: 7\n  \
                - name: integrated-gradients\n  - name: guided-backprop\n  - name: gradcam\n  - name: gradcam++\n  \
-               - name: occlusion\n  - name: activation-gradients\n  - name: weight-gradients\n",
+               - name: hirescam\n  - name: layercam\n  - name: occlusion\n  - name: activation-gradients\n  - name: weight-gradients\n",
     )
     .unwrap();
     let changed = build(&cfg, &out, with_cache(&cache));

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use cnnscope::site::Site;
+use cnnscope::build::Site;
 
 fn load_err(cfg: &Path) -> String {
     match Site::load(cfg) {
@@ -372,11 +372,11 @@ fn unknown_method() {
     assert_has(
         &load_err(&cfg),
         &[
-            "gallery.yaml",
-            "methods[0]",
-            "unknown variant `lime`",
+            "gallery.yaml:20:",
+            "methods[0].name",
+            "unknown method `lime`",
             "gradcam++",
-            "line 20",
+            "hirescam",
         ],
     );
 }
@@ -391,11 +391,34 @@ fn unknown_method_parameter() {
     assert_has(
         &load_err(&cfg),
         &[
-            "gallery.yaml",
-            "methods",
+            "gallery.yaml:22:",
+            "methods[1].stepz",
             "unknown field `stepz`",
             "expected `steps` or `baseline`",
-            "line 20",
+        ],
+    );
+}
+
+#[test]
+fn bad_method_parameter_value_in_a_model_list() {
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n",
+        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n    methods:\n      - name: saliency\n      - { name: hirescam, layer: 3 }\n      - name: layercam\n        layer: fc1\n",
+    );
+    // A number where a layer name belongs: at the parameter's line, in the model's list.
+    assert_has(
+        &load_err(&cfg),
+        &["gallery.yaml:13:", "models[0].methods[1].layer", "hirescam"],
+    );
+    let cfg = common::edit_config(dir.path(), "{ name: hirescam, layer: 3 }", "{ name: hirescam }");
+    assert_has(
+        &load_err(&cfg),
+        &[
+            "gallery.yaml:15:",
+            "models[0].methods[2].layer",
+            "`fc1` has no spatial maps",
         ],
     );
 }

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 
 use candle_core::{DType, Device, Tensor};
 use cnnscope::config::Input;
-use cnnscope::methods::{Ctx, MethodSpec, Output};
+use cnnscope::methods::{gradcam, saliency, Ctx, Method, Output};
 use cnnscope::models::{self, InputSpec, LoadedModel, Select};
 use serde_json::Value;
 
@@ -147,14 +147,14 @@ fn input_gradients_and_gradcam_match_the_reference() {
         let x = image(name);
         let top = top5[name]["top_class"].as_u64().unwrap() as usize;
         let cx = Ctx::new(&m, arch, &inp, &x, top, top);
-        let Output::Map(sal) = MethodSpec::Saliency {}.run(&cx).unwrap() else {
+        let Output::Map(sal) = saliency::Saliency {}.run(&cx).unwrap() else {
             panic!()
         };
         let (r, e) = compare(&v(&sal.data), &v(&refs[&format!("{name}/input_grad")]));
         eprintln!("{name}: input_grad pearson {r:.6} rel L2 {e:.2e}");
         assert!(r >= 0.999 && e <= 1e-2, "{name} input_grad: pearson {r}, rel L2 {e}");
         for (layer, key) in [("_blocks.15", "gradcam_blocks15"), ("head", "gradcam_head")] {
-            let spec = MethodSpec::GradCam {
+            let spec = gradcam::GradCam {
                 layer: Some(layer.into()),
             };
             let Output::Map(cam) = spec.run(&cx).unwrap() else {

@@ -33,7 +33,7 @@ fn lenet_maps_for_the_seven_are_stable() {
         let Output::Map(map) = method.run(&cx).unwrap() else {
             continue;
         };
-        let slug = method.id().replace("++", "-pp");
+        let slug = cnnscope::methods::slug(method.name());
         let path = common::repo().join(format!("tests/golden/seven-7-{slug}.npy"));
         if update {
             map.data.write_npy(&path).unwrap();

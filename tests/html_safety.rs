@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use cnnscope::site::Site;
+use cnnscope::build::Site;
 
 const SCRIPT: &str = "<script>alert(1)</script>";
 

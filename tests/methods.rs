@@ -4,7 +4,10 @@ mod common;
 
 use candle_core::{DType, Device, Tensor};
 use cnnscope::config::Input;
-use cnnscope::methods::{self, gradcam, gradcam_pp, Baseline, Ctx, MethodSpec, Output};
+use cnnscope::methods::{
+    self, activation_gradients, gradcam, gradcam_pp, gradient_x_input, hirescam, integrated_gradients, layercam,
+    occlusion, saliency, smoothgrad, weight_gradients, Baseline, Ctx, Method, MethodSpec, Output,
+};
 use cnnscope::models::{self, InputSpec, LoadedModel, Select, Tap};
 
 fn input() -> Input {
@@ -58,7 +61,7 @@ fn integrated_gradients_completeness_within_one_percent() {
         let x = digit(name);
         for baseline in [Baseline::Zeros, Baseline::Black, Baseline::Blur] {
             let cx = Ctx::new(&m, arch, &inp, &x, if name == "three" { 3 } else { 7 }, 0);
-            let spec = MethodSpec::IntegratedGradients { steps: 64, baseline };
+            let spec = integrated_gradients::IntegratedGradients { steps: 64, baseline };
             let out = map(spec.run(&cx).unwrap());
             let gap = out.metrics["completeness_gap"];
             assert!(gap.abs() <= 0.01, "{name} {baseline:?}: gap {gap}");
@@ -90,7 +93,7 @@ fn gradcam_equals_a_direct_computation() {
     }
     let expected: Vec<f32> = expected.into_iter().map(|v| v.max(0.0)).collect();
     let cx = Ctx::new(&m, arch, &inp, &x, target, target);
-    let got = map(MethodSpec::GradCam { layer: None }.run(&cx).unwrap());
+    let got = map(gradcam::GradCam { layer: None }.run(&cx).unwrap());
     assert_eq!(got.layer.as_deref(), Some("relu2"), "the lenet5 preset");
     assert_eq!(got.data.dims(), &[10, 10]);
     let gv = vec(&got.data);
@@ -117,8 +120,55 @@ fn gradcam_equals_a_direct_computation() {
         &Tensor::new(wpp.as_slice(), &Device::Cpu).unwrap(),
     )
     .unwrap();
-    let pp = map(MethodSpec::GradCamPlusPlus { layer: None }.run(&cx).unwrap());
+    let pp = map(gradcam_pp::GradCamPlusPlus { layer: None }.run(&cx).unwrap());
     assert_eq!(vec(&direct), vec(&pp.data));
+}
+
+#[test]
+fn hirescam_and_layercam_equal_a_direct_computation() {
+    let (m, arch) = lenet();
+    let inp = input();
+    for (name, target, layer) in [("four", 4, "relu2"), ("nine", 7, "relu1"), ("two", 2, "pool2")] {
+        let x = digit(name);
+        // Direct: activation and gradient at the layer from one pass, then loops.
+        let g = models::gradients(m.model.as_ref(), &x, &[target], Select::Only(vec![layer.into()])).unwrap();
+        let (_, a, d) = &g.layers[0];
+        let (k, h, w) = a.squeeze(0).unwrap().dims3().unwrap();
+        let (av, dv) = (vec(a), vec(d));
+        let mut hires = vec![0f32; h * w];
+        let mut layer_cam = vec![0f32; h * w];
+        for c in 0..k {
+            for i in 0..h * w {
+                let (ai, gi) = (av[c * h * w + i], dv[c * h * w + i]);
+                hires[i] += gi * ai;
+                layer_cam[i] += gi.max(0.0) * ai;
+            }
+        }
+        let cx = Ctx::new(&m, arch, &inp, &x, target, target);
+        let layer = Some(layer.to_string());
+        for (method, expected) in [
+            (MethodSpec::from(hirescam::HiResCam { layer: layer.clone() }), hires),
+            (layercam::LayerCam { layer: layer.clone() }.into(), layer_cam),
+        ] {
+            let got = map(method.run(&cx).unwrap());
+            assert_eq!(got.layer, layer);
+            assert_eq!(got.data.dims(), &[h, w]);
+            let expected: Vec<f32> = expected.into_iter().map(|v| v.max(0.0)).collect();
+            let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+            assert!(scale > 0.0, "{name} {}: all zero", method.name());
+            for (e, g) in expected.iter().zip(vec(&got.data)) {
+                assert!((e - g).abs() <= 1e-5 * scale, "{name} {}: {e} vs {g}", method.name());
+            }
+        }
+        // HiResCAM keeps where in a map the gradient is: it differs from Grad-CAM unless
+        // every map's gradient is constant, which LeNet's are not.
+        let hi = vec(&map(hirescam::HiResCam { layer: layer.clone() }.run(&cx).unwrap()).data);
+        let gc = vec(&map(gradcam::GradCam { layer: layer.clone() }.run(&cx).unwrap()).data);
+        assert!(hi
+            .iter()
+            .zip(&gc)
+            .any(|(a, b)| (a - b * (h * w) as f32).abs() > 1e-4 * a.abs().max(1.0)));
+    }
 }
 
 #[test]
@@ -147,7 +197,7 @@ fn occlusion_with_one_pixel_windows_is_the_single_pixel_drop() {
     let x = digit("six");
     let target = 6;
     let cx = Ctx::new(&m, arch, &inp, &x, target, target);
-    let spec = MethodSpec::Occlusion {
+    let spec = occlusion::Occlusion {
         window: Some(1),
         stride: Some(1),
         baseline: -0.5,
@@ -173,28 +223,34 @@ fn occlusion_with_one_pixel_windows_is_the_single_pixel_drop() {
 }
 
 #[test]
-fn one_shared_pass_serves_five_methods() {
+fn one_shared_pass_serves_seven_methods() {
     let (m, arch) = lenet();
     let inp = input();
     let x = digit("eight");
     let cx = Ctx::new(&m, arch, &inp, &x, 8, 8);
     let before = methods::passes_on_this_thread();
     for spec in [
-        MethodSpec::Saliency {},
-        MethodSpec::GradientXInput {},
-        MethodSpec::GradCam { layer: None },
-        MethodSpec::GradCamPlusPlus {
+        MethodSpec::from(saliency::Saliency {}),
+        gradient_x_input::GradientXInput {}.into(),
+        gradcam::GradCam { layer: None }.into(),
+        gradcam_pp::GradCamPlusPlus {
             layer: Some("relu1".into()),
-        },
-        MethodSpec::ActivationGradients {},
+        }
+        .into(),
+        hirescam::HiResCam { layer: None }.into(),
+        layercam::LayerCam {
+            layer: Some("relu1".into()),
+        }
+        .into(),
+        activation_gradients::ActivationGradients {}.into(),
     ] {
         spec.run(&cx).unwrap();
     }
     assert_eq!(methods::passes_on_this_thread() - before, 1);
     assert!(cx.shared_ran());
     // Saliency is the input gradient; gradient × input is it times the input.
-    let s = vec(&map(MethodSpec::Saliency {}.run(&cx).unwrap()).data);
-    let gx = vec(&map(MethodSpec::GradientXInput {}.run(&cx).unwrap()).data);
+    let s = vec(&map(saliency::Saliency {}.run(&cx).unwrap()).data);
+    let gx = vec(&map(gradient_x_input::GradientXInput {}.run(&cx).unwrap()).data);
     for ((s, g), xi) in s.iter().zip(&gx).zip(vec(&x)) {
         assert!((s * xi - g).abs() < 1e-6);
     }
@@ -206,8 +262,8 @@ fn smoothgrad_without_noise_is_saliency() {
     let inp = input();
     let x = digit("five");
     let cx = Ctx::new(&m, arch, &inp, &x, 5, 5);
-    let s = vec(&map(MethodSpec::Saliency {}.run(&cx).unwrap()).data);
-    let sg = MethodSpec::SmoothGrad {
+    let s = vec(&map(saliency::Saliency {}.run(&cx).unwrap()).data);
+    let sg = smoothgrad::SmoothGrad {
         samples: 40, // more than one batch
         noise: 0.0,
         seed: 0,
@@ -218,7 +274,7 @@ fn smoothgrad_without_noise_is_saliency() {
     }
     // With noise, seeded: the same seed gives the same map, another seed another.
     let run = |seed| {
-        vec(&map(MethodSpec::SmoothGrad {
+        vec(&map(smoothgrad::SmoothGrad {
             samples: 8,
             noise: 0.15,
             seed,
@@ -237,7 +293,7 @@ fn weight_gradients_match_a_finite_difference() {
     let inp = input();
     let x = digit("zero");
     let cx = Ctx::new(&m, arch, &inp, &x, 0, 0);
-    let Output::Weights { class, grads } = MethodSpec::WeightGradients {}.run(&cx).unwrap() else {
+    let Output::Weights { class, grads } = weight_gradients::WeightGradients {}.run(&cx).unwrap() else {
         panic!()
     };
     assert_eq!(class, 0);

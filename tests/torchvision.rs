@@ -598,7 +598,7 @@ images:
     path: picture.png
 "#,
     );
-    let site = cnnscope::site::Site::load(&cfg).unwrap();
+    let site = cnnscope::build::Site::load(&cfg).unwrap();
     let out = root.join("public");
     site.build(&out, &|_| {}).unwrap();
     let m: serde_json::Value =

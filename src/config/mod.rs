@@ -7,6 +7,7 @@
 mod check;
 mod images;
 mod locate;
+mod methods;
 mod models;
 mod schema;
 mod site;
@@ -17,7 +18,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{read_to_string, Error, Result};
 use crate::methods::MethodSpec;
-use crate::models::{Architecture, InputSpec};
+use crate::models::Architecture;
+pub use crate::models::Input;
 pub use locate::Locations;
 pub use schema::{LabelRef, RawConfig};
 
@@ -84,26 +86,6 @@ pub struct Site {
     pub allow_outside_root: bool,
     /// Raw HTML in notes is stripped.
     pub safe_html: bool,
-}
-
-#[derive(Debug, Clone)]
-pub struct Input {
-    pub height: usize,
-    pub width: usize,
-    pub channels: usize,
-    /// Per channel, on the 0..1 pixel scale.
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
-}
-
-impl Input {
-    pub fn spec(&self) -> InputSpec {
-        InputSpec {
-            height: self.height,
-            width: self.width,
-            channels: self.channels,
-        }
-    }
 }
 
 #[derive(Debug)]

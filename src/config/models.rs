@@ -4,15 +4,15 @@ use std::path::Path;
 
 use super::check::Check;
 use super::schema::{RawInput, RawModel};
-use super::{targets, Input, LabelRef, ModelConfig, TargetSpec};
+use super::{methods as method_list, targets, Input, LabelRef, ModelConfig, TargetSpec};
 use crate::error::{read_to_string, Error, Result};
-use crate::methods::{self, MethodSpec};
+use crate::methods;
 
 /// Checks every model; `methods` and `targets` are the global lists, which a model's own
 /// lists replace.
 pub(super) fn validate(
     raw: Vec<RawModel>,
-    methods: Option<Vec<MethodSpec>>,
+    methods: Option<Vec<serde_yaml::Value>>,
     targets: Option<Vec<LabelRef>>,
     check: &mut Check,
 ) -> Result<Vec<ModelConfig>> {
@@ -40,8 +40,11 @@ pub(super) fn validate(
             None => None,
         };
         let (method_list, methods_key) = match (&m.methods, &methods) {
-            (Some(l), _) => (l.clone(), format!("{key}.methods")),
-            (None, Some(l)) => (l.clone(), "methods".to_string()),
+            (Some(l), _) => (
+                method_list::resolve(l, &format!("{key}.methods"), check)?,
+                format!("{key}.methods"),
+            ),
+            (None, Some(l)) => (method_list::resolve(l, "methods", check)?, "methods".to_string()),
             (None, None) => (methods::all_defaults(), "methods".to_string()),
         };
         let targets = match (&m.targets, &targets) {

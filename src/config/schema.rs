@@ -4,8 +4,6 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::methods::MethodSpec;
-
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
@@ -13,8 +11,9 @@ pub struct RawConfig {
     pub models: Vec<RawModel>,
     #[serde(default)]
     pub images: Vec<RawImage>,
-    /// Methods for every model (default: all, with their defaults).
-    pub methods: Option<Vec<MethodSpec>>,
+    /// Methods for every model (default: all, with their defaults); each entry is read
+    /// through the method registry (`config::methods`).
+    pub methods: Option<Vec<serde_yaml::Value>>,
     /// Target classes for every model (default: predicted, runner-up, label).
     pub targets: Option<Vec<LabelRef>>,
 }
@@ -47,7 +46,7 @@ pub struct RawModel {
     pub training_log: Option<PathBuf>,
     pub description: Option<String>,
     /// Replaces the global `methods` for this model.
-    pub methods: Option<Vec<MethodSpec>>,
+    pub methods: Option<Vec<serde_yaml::Value>>,
     /// Replaces the global `targets` for this model.
     pub targets: Option<Vec<LabelRef>>,
 }

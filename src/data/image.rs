@@ -6,8 +6,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use image::{imageops::FilterType, DynamicImage, ImageReader, Limits};
 
-use crate::config::Input;
 use crate::error::{Error, IoContext, Result};
+use crate::models::Input;
 
 /// Largest image side we accept; a header claiming more is refused before any allocation.
 const MAX_SIDE: u32 = 16384;

@@ -3,12 +3,12 @@
 //! `α_kij = g² / (2g² + Σ_ab A_kab · g³)` (0 where g = 0),
 //! `w_k = Σ_ij α_kij · relu(g_kij)`, map `relu(Σ_k w_k A_k)`.
 
-use std::collections::BTreeMap;
-
 use candle_core::{Device, Tensor};
+use serde::Deserialize;
+use serde_json::{json, Value};
 
-use super::gradcam::weighted_map;
-use super::{layer_of, Ctx, Map, Output, View};
+use super::gradcam::{cam, cam_layer, check_cam_layer, weighted_map};
+use super::{layer_of, Ctx, Method, ModelInfo, Output, ParamError};
 use crate::error::Result;
 
 /// The Grad-CAM++ channel weights for activations and gradients `(K, h, w)`.
@@ -35,12 +35,29 @@ pub fn weights(a: &Tensor, g: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, k, &Device::Cpu)?)
 }
 
-pub fn run(cx: &Ctx, layer: &str) -> Result<Output> {
-    let (a, g) = layer_of(cx.shared()?, layer)?;
-    Ok(Output::Map(Map {
-        data: weighted_map(&a, &weights(&a, &g)?)?,
-        view: View::Cam,
-        layer: Some(layer.to_string()),
-        metrics: BTreeMap::new(),
-    }))
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradCamPlusPlus {
+    /// Default: the architecture's preset (the last conv block).
+    pub layer: Option<String>,
+}
+
+impl Method for GradCamPlusPlus {
+    fn name(&self) -> &'static str {
+        "gradcam++"
+    }
+    fn title(&self) -> &'static str {
+        "Grad-CAM++"
+    }
+    fn params(&self, model: &ModelInfo) -> Value {
+        json!({"layer": cam_layer(&self.layer, model)})
+    }
+    fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
+        check_cam_layer(&self.layer, model)
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        let layer = cam_layer(&self.layer, &cx.info());
+        let (a, g) = layer_of(cx.shared()?, layer)?;
+        Ok(cam(weighted_map(&a, &weights(&a, &g)?)?, layer))
+    }
 }

@@ -1,9 +1,23 @@
 //! Gradient × input (Shrikumar et al. 2016): `x ⊙ ∂S_c/∂x`, signed.
 
-use super::{input_map, Ctx, Output, View};
+use serde::Deserialize;
+
+use super::{input_map, Ctx, Method, Output, View};
 use crate::error::Result;
 
-pub fn run(cx: &Ctx) -> Result<Output> {
-    let g = (&cx.shared()?.input * cx.x)?;
-    Ok(input_map(g.squeeze(0)?, View::Signed))
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GradientXInput {}
+
+impl Method for GradientXInput {
+    fn name(&self) -> &'static str {
+        "gradient-x-input"
+    }
+    fn title(&self) -> &'static str {
+        "Gradient × input"
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        let g = (&cx.shared()?.input * cx.x)?;
+        Ok(input_map(g.squeeze(0)?, View::Signed))
+    }
 }

@@ -2,12 +2,26 @@
 //! backward pass replaced by one that passes a gradient only where both the ReLU's input
 //! and the incoming gradient are positive. Drawn signed (sum over channels).
 
-use super::{input_map, Ctx, Output, View};
+use serde::Deserialize;
+
+use super::{input_map, Ctx, Method, Output, View};
 use crate::error::Result;
 use crate::models::{guided_gradients, Select};
 
-pub fn run(cx: &Ctx) -> Result<Output> {
-    super::count_pass();
-    let g = guided_gradients(cx.model.model.as_ref(), cx.x, &[cx.target], Select::None)?;
-    Ok(input_map(g.input.squeeze(0)?, View::Signed))
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuidedBackprop {}
+
+impl Method for GuidedBackprop {
+    fn name(&self) -> &'static str {
+        "guided-backprop"
+    }
+    fn title(&self) -> &'static str {
+        "Guided backprop"
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        super::count_pass();
+        let g = guided_gradients(cx.model.model.as_ref(), cx.x, &[cx.target], Select::None)?;
+        Ok(input_map(g.input.squeeze(0)?, View::Signed))
+    }
 }

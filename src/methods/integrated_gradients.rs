@@ -9,10 +9,64 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::{Baseline, Ctx, Map, Output, View};
-use crate::config::Input;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, View};
 use crate::error::Result;
+use crate::models::Input;
 use crate::models::{gradients, Select};
+
+/// The reference input of Integrated Gradients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// All zeros in the model's (normalised) input space: the mean image.
+    #[default]
+    Zeros,
+    /// Black pixels: `(0 − mean)/std` per channel.
+    Black,
+    /// The input blurred with a Gaussian of σ = min(height, width)/20 pixels.
+    Blur,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IntegratedGradients {
+    /// Intervals of the trapezoid rule (`steps + 1` gradients).
+    pub steps: usize,
+    pub baseline: Baseline,
+}
+
+impl Default for IntegratedGradients {
+    fn default() -> Self {
+        IntegratedGradients {
+            steps: 50,
+            baseline: Baseline::Zeros,
+        }
+    }
+}
+
+impl Method for IntegratedGradients {
+    fn name(&self) -> &'static str {
+        "integrated-gradients"
+    }
+    fn title(&self) -> &'static str {
+        "Integrated Gradients"
+    }
+    fn params(&self, _: &ModelInfo) -> Value {
+        json!({"steps": self.steps, "baseline": self.baseline, "rule": "trapezoid"})
+    }
+    fn validate(&self, _: &ModelInfo) -> std::result::Result<(), ParamError> {
+        if self.steps == 0 {
+            return Err(ParamError::new("steps", "must be at least 1"));
+        }
+        Ok(())
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        run(cx, self.steps, self.baseline)
+    }
+}
 
 /// The baseline `x'` for an input `(1, C, H, W)`.
 pub fn baseline(x: &Tensor, input: &Input, kind: Baseline) -> Result<Tensor> {
@@ -68,7 +122,7 @@ fn gaussian_blur(src: &[f32], h: usize, w: usize, sigma: f32) -> Vec<f32> {
     pass(&pass(src, true), false)
 }
 
-pub fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
+fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
     let x = cx.x;
     let base = baseline(x, cx.input, kind)?;
     let diff = (x - &base)?;

@@ -1,31 +1,267 @@
-//! Attribution methods: what in the input, or in a layer, made the model give a class its
-//! score. Each method is one file; this module holds their configuration (as written in
-//! `gallery.yaml`), the context they run in, and what they return.
+//! Attribution methods: the [`Method`] trait every method implements, the registry that
+//! maps the names of `gallery.yaml` to them, and the context they run in.
 //!
-//! Adding a method = one file plus one variant in [`MethodSpec`] (its name and parameters)
-//! and one arm in [`MethodSpec::run`].
+//! Adding a method = one file in this folder (its parameters as a `Deserialize + Default`
+//! struct and an `impl Method`) plus one line in [`REGISTRY`]. Everything about a method —
+//! name, title, defaults, validation, the parameters as applied, the computation — lives
+//! in its file.
 
 pub mod activation_gradients;
 pub mod gradcam;
 pub mod gradcam_pp;
 pub mod gradient_x_input;
 pub mod guided_backprop;
+pub mod hirescam;
 pub mod integrated_gradients;
+pub mod layercam;
 pub mod occlusion;
 pub mod saliency;
 pub mod smoothgrad;
 pub mod weight_gradients;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
 
-use crate::config::Input;
 use crate::error::Result;
-use crate::models::{self, Architecture, Gradients, LayerInfo, LoadedModel, Select};
+use crate::models::{self, Architecture, Gradients, Input, LayerInfo, LoadedModel, Select};
+
+pub use integrated_gradients::Baseline;
+
+/// One attribution method with its parameters, as listed under `methods:`.
+pub trait Method: std::fmt::Debug + Send + Sync {
+    /// The name under `methods:` (`integrated-gradients`).
+    fn name(&self) -> &'static str;
+    /// A human title for pages (`Integrated Gradients`).
+    fn title(&self) -> &'static str;
+    /// What the method produces.
+    fn output(&self) -> OutputKind {
+        OutputKind::Map
+    }
+    /// The parameters as they apply to a model, defaults and presets filled in: shown on
+    /// the pages, written to the manifest, and part of the cache key.
+    fn params(&self, _model: &ModelInfo) -> Value {
+        Value::Object(Default::default())
+    }
+    /// Checks the parameters against a model; the error names the parameter.
+    fn validate(&self, _model: &ModelInfo) -> std::result::Result<(), ParamError> {
+        Ok(())
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output>;
+}
+
+/// What a method returns, known before it runs (pages and cache layout depend on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutputKind {
+    /// One map per target class, drawn over the input (a cell of the attribution matrix).
+    Map,
+    /// A gradient per named layer, per target class.
+    Layers,
+    /// The loss's gradient at every weight tensor, once per image.
+    Weights,
+}
+
+/// A parameter that does not fit the model: which one, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamError {
+    pub param: &'static str,
+    pub msg: String,
+}
+
+impl ParamError {
+    pub fn new(param: &'static str, msg: impl Into<String>) -> Self {
+        ParamError { param, msg: msg.into() }
+    }
+}
+
+/// The model a method is applied to, for its parameters and their validation.
+#[derive(Clone, Copy)]
+pub struct ModelInfo<'a> {
+    pub arch: &'static Architecture,
+    pub input: &'a Input,
+    pub layers: &'a [LayerInfo],
+}
+
+/// A registry line: how to read a method's parameters and what its defaults are.
+pub struct Entry {
+    /// The method's parameters from a YAML mapping (without `name`).
+    pub parse: fn(serde_yaml::Value) -> std::result::Result<Arc<dyn Method>, serde_yaml::Error>,
+    pub default: fn() -> Arc<dyn Method>,
+}
+
+fn parse_as<M: Method + DeserializeOwned + 'static>(
+    v: serde_yaml::Value,
+) -> std::result::Result<Arc<dyn Method>, serde_yaml::Error> {
+    Ok(Arc::new(serde_yaml::from_value::<M>(v)?))
+}
+
+fn default_of<M: Method + Default + 'static>() -> Arc<dyn Method> {
+    Arc::new(M::default())
+}
+
+impl Entry {
+    pub const fn of<M: Method + DeserializeOwned + Default + 'static>() -> Entry {
+        Entry {
+            parse: parse_as::<M>,
+            default: default_of::<M>,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        (self.default)().name()
+    }
+}
+
+/// Every method, in the order they run when `methods:` is absent.
+pub const REGISTRY: &[Entry] = &[
+    Entry::of::<saliency::Saliency>(),
+    Entry::of::<gradient_x_input::GradientXInput>(),
+    Entry::of::<smoothgrad::SmoothGrad>(),
+    Entry::of::<integrated_gradients::IntegratedGradients>(),
+    Entry::of::<guided_backprop::GuidedBackprop>(),
+    Entry::of::<gradcam::GradCam>(),
+    Entry::of::<gradcam_pp::GradCamPlusPlus>(),
+    Entry::of::<hirescam::HiResCam>(),
+    Entry::of::<layercam::LayerCam>(),
+    Entry::of::<occlusion::Occlusion>(),
+    Entry::of::<activation_gradients::ActivationGradients>(),
+    Entry::of::<weight_gradients::WeightGradients>(),
+];
+
+/// The names of every method, for error messages.
+pub fn names() -> Vec<&'static str> {
+    REGISTRY.iter().map(Entry::name).collect()
+}
+
+/// The method registered under `name`.
+pub fn entry(name: &str) -> Option<&'static Entry> {
+    REGISTRY.iter().find(|e| e.name() == name)
+}
+
+/// A method as configured: shared, cheap to clone, compared by name and parameters.
+#[derive(Clone)]
+pub struct MethodSpec(pub Arc<dyn Method>);
+
+impl std::ops::Deref for MethodSpec {
+    type Target = dyn Method;
+    fn deref(&self) -> &(dyn Method + 'static) {
+        self.0.as_ref()
+    }
+}
+
+impl std::fmt::Debug for MethodSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl<M: Method + 'static> From<M> for MethodSpec {
+    fn from(m: M) -> Self {
+        MethodSpec(Arc::new(m))
+    }
+}
+
+impl MethodSpec {
+    /// Whether the method draws one map per target (a cell of the attribution matrix).
+    pub fn is_map(&self) -> bool {
+        self.output() == OutputKind::Map
+    }
+
+    /// Whether the result depends on the target (weight gradients use the loss instead).
+    pub fn per_target(&self) -> bool {
+        self.output() != OutputKind::Weights
+    }
+
+    /// Reads one entry of `methods:`: a mapping with `name` and the method's parameters.
+    /// The error names the parameter at fault when it can tell.
+    pub fn parse(v: &serde_yaml::Value) -> std::result::Result<MethodSpec, ParseError> {
+        let fail = |param: Option<String>, msg: String| Err(ParseError { param, msg });
+        let serde_yaml::Value::Mapping(map) = v else {
+            return fail(
+                None,
+                format!("expected a mapping with `name:` (one of {})", names().join(", ")),
+            );
+        };
+        let mut rest = map.clone();
+        let name = match rest.remove("name") {
+            Some(serde_yaml::Value::String(s)) => s,
+            Some(_) => return fail(Some("name".into()), "must be a method name".into()),
+            None => return fail(None, format!("missing `name` (one of {})", names().join(", "))),
+        };
+        let Some(entry) = entry(&name) else {
+            return fail(
+                Some("name".into()),
+                format!("unknown method `{name}` (methods: {})", names().join(", ")),
+            );
+        };
+        let params: Vec<String> = rest.keys().filter_map(|k| k.as_str().map(str::to_string)).collect();
+        (entry.parse)(serde_yaml::Value::Mapping(rest))
+            .map(MethodSpec)
+            .map_err(|e| {
+                let msg = e.to_string();
+                // serde names an unknown parameter; a bad value is at fault only when one is given.
+                let param = params
+                    .iter()
+                    .find(|p| msg.contains(&format!("unknown field `{p}`")) || msg.starts_with(&format!("{p}:")))
+                    .or((params.len() == 1).then(|| &params[0]))
+                    .cloned();
+                ParseError {
+                    param,
+                    msg: format!("{name}: {msg}"),
+                }
+            })
+    }
+}
+
+/// A `methods:` entry that cannot be read: the parameter at fault (when known) and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParseError {
+    pub param: Option<String>,
+    pub msg: String,
+}
+
+/// Every method with its defaults: what runs when `methods:` is absent.
+pub fn all_defaults() -> Vec<MethodSpec> {
+    REGISTRY.iter().map(|e| MethodSpec((e.default)())).collect()
+}
+
+/// The folder-name form of a method's name (`gradcam++` → `gradcam-pp`).
+pub fn slug(name: &str) -> String {
+    name.replace("++", "-pp")
+}
+
+/// File-name-safe, unique names for the methods of a list (a method listed twice gets `-2`).
+pub fn slugs(methods: &[MethodSpec]) -> Vec<String> {
+    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+    methods
+        .iter()
+        .map(|m| {
+            let n = seen.entry(m.name()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                slug(m.name())
+            } else {
+                format!("{}-{n}", slug(m.name()))
+            }
+        })
+        .collect()
+}
+
+/// The parameters as `key = value, …` (for the matrix's row headers).
+pub fn params_text(v: &Value) -> String {
+    v.as_object()
+        .map(|o| {
+            o.iter()
+                .map(|(k, v)| format!("{k} = {}", v.to_string().trim_matches('"')))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+        .unwrap_or_default()
+}
 
 thread_local! {
     static PASSES: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
@@ -45,104 +281,6 @@ pub const MAX_BATCH: usize = 32;
 /// Input numbers per batch: bounds the memory of a batch's activations (3 images at 224×224×3;
 /// measured on EfficientNet-Lite0, 3 was faster than 6 or 1 and kept the peak RSS near 2 GB).
 const BATCH_ELEMENTS: usize = 1 << 19;
-
-fn d_samples() -> usize {
-    25
-}
-fn d_noise() -> f64 {
-    0.15
-}
-fn d_steps() -> usize {
-    50
-}
-
-/// The reference input of Integrated Gradients.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Baseline {
-    /// All zeros in the model's (normalised) input space: the mean image.
-    #[default]
-    Zeros,
-    /// Black pixels: `(0 − mean)/std` per channel.
-    Black,
-    /// The input blurred with a Gaussian of σ = min(height, width)/20 pixels.
-    Blur,
-}
-
-/// A method and its parameters, as listed under `methods:`.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "name", deny_unknown_fields)]
-pub enum MethodSpec {
-    #[serde(rename = "saliency")]
-    Saliency {},
-    #[serde(rename = "gradient-x-input")]
-    GradientXInput {},
-    #[serde(rename = "smoothgrad")]
-    SmoothGrad {
-        #[serde(default = "d_samples")]
-        samples: usize,
-        /// Standard deviation of the noise, as a fraction of the input's max − min.
-        #[serde(default = "d_noise")]
-        noise: f64,
-        #[serde(default)]
-        seed: u64,
-    },
-    #[serde(rename = "integrated-gradients")]
-    IntegratedGradients {
-        #[serde(default = "d_steps")]
-        steps: usize,
-        #[serde(default)]
-        baseline: Baseline,
-    },
-    #[serde(rename = "guided-backprop")]
-    GuidedBackprop {},
-    #[serde(rename = "gradcam")]
-    GradCam { layer: Option<String> },
-    #[serde(rename = "gradcam++")]
-    GradCamPlusPlus { layer: Option<String> },
-    #[serde(rename = "occlusion")]
-    Occlusion {
-        /// Side of the square window, in input pixels (default: 1/7 of the smaller side).
-        window: Option<usize>,
-        /// Step between windows (default: half the window).
-        stride: Option<usize>,
-        /// The value the window is filled with, in the model's normalised input space.
-        #[serde(default)]
-        baseline: f64,
-    },
-    #[serde(rename = "activation-gradients")]
-    ActivationGradients {},
-    #[serde(rename = "weight-gradients")]
-    WeightGradients {},
-}
-
-/// Every method with its defaults: what runs when `methods:` is absent.
-pub fn all_defaults() -> Vec<MethodSpec> {
-    use MethodSpec::*;
-    vec![
-        Saliency {},
-        GradientXInput {},
-        SmoothGrad {
-            samples: d_samples(),
-            noise: d_noise(),
-            seed: 0,
-        },
-        IntegratedGradients {
-            steps: d_steps(),
-            baseline: Baseline::Zeros,
-        },
-        GuidedBackprop {},
-        GradCam { layer: None },
-        GradCamPlusPlus { layer: None },
-        Occlusion {
-            window: None,
-            stride: None,
-            baseline: 0.0,
-        },
-        ActivationGradients {},
-        WeightGradients {},
-    ]
-}
 
 /// How a map is drawn.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -209,7 +347,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// The one forward + backward pass from the target's score with every layer probed,
-    /// shared by saliency, gradient×input, Grad-CAM, Grad-CAM++ and activation gradients.
+    /// shared by saliency, gradient×input, the CAMs and activation gradients.
     pub fn shared(&self) -> Result<&Gradients> {
         if let Some(g) = self.shared.get() {
             return Ok(g);
@@ -229,183 +367,19 @@ impl<'a> Ctx<'a> {
     pub fn shared_ran(&self) -> bool {
         self.shared.get().is_some()
     }
-}
 
-impl MethodSpec {
-    pub fn id(&self) -> &'static str {
-        match self {
-            MethodSpec::Saliency {} => "saliency",
-            MethodSpec::GradientXInput {} => "gradient-x-input",
-            MethodSpec::SmoothGrad { .. } => "smoothgrad",
-            MethodSpec::IntegratedGradients { .. } => "integrated-gradients",
-            MethodSpec::GuidedBackprop {} => "guided-backprop",
-            MethodSpec::GradCam { .. } => "gradcam",
-            MethodSpec::GradCamPlusPlus { .. } => "gradcam++",
-            MethodSpec::Occlusion { .. } => "occlusion",
-            MethodSpec::ActivationGradients {} => "activation-gradients",
-            MethodSpec::WeightGradients {} => "weight-gradients",
-        }
-    }
-
-    /// A human title for pages.
-    pub fn title(&self) -> &'static str {
-        match self {
-            MethodSpec::Saliency {} => "Saliency",
-            MethodSpec::GradientXInput {} => "Gradient × input",
-            MethodSpec::SmoothGrad { .. } => "SmoothGrad",
-            MethodSpec::IntegratedGradients { .. } => "Integrated Gradients",
-            MethodSpec::GuidedBackprop {} => "Guided backprop",
-            MethodSpec::GradCam { .. } => "Grad-CAM",
-            MethodSpec::GradCamPlusPlus { .. } => "Grad-CAM++",
-            MethodSpec::Occlusion { .. } => "Occlusion",
-            MethodSpec::ActivationGradients {} => "Activation gradients",
-            MethodSpec::WeightGradients {} => "Weight gradients",
-        }
-    }
-
-    /// Whether the method draws one map per target (false: layer-wise gradients).
-    pub fn is_map(&self) -> bool {
-        !matches!(
-            self,
-            MethodSpec::ActivationGradients {} | MethodSpec::WeightGradients {}
-        )
-    }
-
-    /// Whether the result depends on the target (weight gradients use the loss instead).
-    pub fn per_target(&self) -> bool {
-        !matches!(self, MethodSpec::WeightGradients {})
-    }
-
-    /// Occlusion's window and stride for an input, with the defaults filled in.
-    pub fn occlusion_geometry(window: Option<usize>, stride: Option<usize>, input: &Input) -> (usize, usize) {
-        let side = input.height.min(input.width);
-        let w = window.unwrap_or(((side as f64 / 7.0).round() as usize).max(1));
-        (w, stride.unwrap_or((w / 2).max(1)))
-    }
-
-    /// The parameters as they apply to a model (defaults and presets filled in).
-    pub fn params(&self, arch: &Architecture, input: &Input) -> Value {
-        match self {
-            MethodSpec::SmoothGrad { samples, noise, seed } => {
-                json!({"samples": samples, "noise": noise, "seed": seed})
-            }
-            MethodSpec::IntegratedGradients { steps, baseline } => {
-                json!({"steps": steps, "baseline": baseline, "rule": "trapezoid"})
-            }
-            MethodSpec::GradCam { layer } | MethodSpec::GradCamPlusPlus { layer } => {
-                json!({"layer": layer.as_deref().unwrap_or(arch.gradcam_layer)})
-            }
-            MethodSpec::Occlusion {
-                window,
-                stride,
-                baseline,
-            } => {
-                let (w, s) = Self::occlusion_geometry(*window, *stride, input);
-                json!({"window": w, "stride": s, "baseline": baseline})
-            }
-            _ => json!({}),
-        }
-    }
-
-    /// Checks the parameters against a model; on failure returns (parameter, message).
-    pub fn validate(
-        &self,
-        arch: &Architecture,
-        input: &Input,
-        layers: &[LayerInfo],
-    ) -> std::result::Result<(), (String, String)> {
-        let err = |k: &str, m: String| Err((k.to_string(), m));
-        match self {
-            MethodSpec::SmoothGrad { samples, noise, .. } => {
-                if *samples == 0 {
-                    return err("samples", "must be at least 1".into());
-                }
-                if !(noise.is_finite() && *noise >= 0.0) {
-                    return err("noise", format!("must be a non-negative number, not {noise}"));
-                }
-            }
-            MethodSpec::IntegratedGradients { steps, .. } if *steps == 0 => {
-                return err("steps", "must be at least 1".into());
-            }
-            MethodSpec::GradCam { layer } | MethodSpec::GradCamPlusPlus { layer } => {
-                let name = layer.as_deref().unwrap_or(arch.gradcam_layer);
-                match layers.iter().find(|l| l.name == name) {
-                    None => {
-                        return err(
-                            "layer",
-                            format!(
-                                "`{name}` is not a layer of {} (layers: {})",
-                                arch.id,
-                                layers.iter().map(|l| l.name.as_str()).collect::<Vec<_>>().join(", ")
-                            ),
-                        )
-                    }
-                    Some(l) if l.output_shape.len() != 3 => {
-                        return err(
-                            "layer",
-                            format!(
-                                "`{name}` has no spatial maps (output {:?}): Grad-CAM needs a C×H×W layer",
-                                l.output_shape
-                            ),
-                        )
-                    }
-                    _ => {}
-                }
-            }
-            MethodSpec::Occlusion {
-                window,
-                stride,
-                baseline,
-            } => {
-                let (w, s) = Self::occlusion_geometry(*window, *stride, input);
-                if w == 0 || w > input.height.min(input.width) {
-                    return err(
-                        "window",
-                        format!(
-                            "must be between 1 and {} (the input's smaller side), not {w}",
-                            input.height.min(input.width)
-                        ),
-                    );
-                }
-                if s == 0 {
-                    return err("stride", "must be at least 1".into());
-                }
-                if !baseline.is_finite() {
-                    return err("baseline", "must be a finite number".into());
-                }
-            }
-            _ => {}
-        }
-        Ok(())
-    }
-
-    pub fn run(&self, cx: &Ctx) -> Result<Output> {
-        match self {
-            MethodSpec::Saliency {} => saliency::run(cx),
-            MethodSpec::GradientXInput {} => gradient_x_input::run(cx),
-            MethodSpec::SmoothGrad { samples, noise, seed } => smoothgrad::run(cx, *samples, *noise as f32, *seed),
-            MethodSpec::IntegratedGradients { steps, baseline } => integrated_gradients::run(cx, *steps, *baseline),
-            MethodSpec::GuidedBackprop {} => guided_backprop::run(cx),
-            MethodSpec::GradCam { layer } => gradcam::run(cx, layer.as_deref().unwrap_or(cx.arch.gradcam_layer)),
-            MethodSpec::GradCamPlusPlus { layer } => {
-                gradcam_pp::run(cx, layer.as_deref().unwrap_or(cx.arch.gradcam_layer))
-            }
-            MethodSpec::Occlusion {
-                window,
-                stride,
-                baseline,
-            } => {
-                let (w, s) = Self::occlusion_geometry(*window, *stride, cx.input);
-                occlusion::run(cx, w, s, *baseline as f32)
-            }
-            MethodSpec::ActivationGradients {} => activation_gradients::run(cx),
-            MethodSpec::WeightGradients {} => weight_gradients::run(cx),
+    /// The model as methods see it for parameters.
+    pub fn info(&self) -> ModelInfo<'_> {
+        ModelInfo {
+            arch: self.arch,
+            input: self.input,
+            layers: self.model.model.layers(),
         }
     }
 }
 
 /// The activation and gradient of a layer from the shared pass, without the batch dimension.
-pub(crate) fn layer_of<'g>(g: &'g Gradients, layer: &str) -> Result<(Tensor, Tensor)> {
+pub(crate) fn layer_of(g: &Gradients, layer: &str) -> Result<(Tensor, Tensor)> {
     let (_, a, d) = g
         .layers
         .iter()

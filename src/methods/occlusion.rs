@@ -12,9 +12,67 @@ use std::collections::BTreeMap;
 use candle_core::{Device, Tensor};
 use rayon::prelude::*;
 
-use super::{Ctx, Map, Output, View};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, View};
 use crate::error::Result;
-use crate::models::Tap;
+use crate::models::{Input, Tap};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Occlusion {
+    /// Side of the square window, in input pixels (default: 1/7 of the smaller side).
+    pub window: Option<usize>,
+    /// Step between windows (default: half the window).
+    pub stride: Option<usize>,
+    /// The value the window is filled with, in the model's normalised input space.
+    #[serde(default)]
+    pub baseline: f64,
+}
+
+impl Occlusion {
+    /// The window and stride for an input, with the defaults filled in.
+    pub fn geometry(&self, input: &Input) -> (usize, usize) {
+        let side = input.height.min(input.width);
+        let w = self.window.unwrap_or(((side as f64 / 7.0).round() as usize).max(1));
+        (w, self.stride.unwrap_or((w / 2).max(1)))
+    }
+}
+
+impl Method for Occlusion {
+    fn name(&self) -> &'static str {
+        "occlusion"
+    }
+    fn title(&self) -> &'static str {
+        "Occlusion"
+    }
+    fn params(&self, model: &ModelInfo) -> Value {
+        let (w, s) = self.geometry(model.input);
+        json!({"window": w, "stride": s, "baseline": self.baseline})
+    }
+    fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
+        let (w, s) = self.geometry(model.input);
+        let side = model.input.height.min(model.input.width);
+        if w == 0 || w > side {
+            return Err(ParamError::new(
+                "window",
+                format!("must be between 1 and {side} (the input's smaller side), not {w}"),
+            ));
+        }
+        if s == 0 {
+            return Err(ParamError::new("stride", "must be at least 1"));
+        }
+        if !self.baseline.is_finite() {
+            return Err(ParamError::new("baseline", "must be a finite number"));
+        }
+        Ok(())
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        let (w, s) = self.geometry(cx.input);
+        run(cx, w, s, self.baseline as f32)
+    }
+}
 
 /// Window origins along one side: every `stride`, plus one flush with the end.
 pub fn origins(side: usize, window: usize, stride: usize) -> Vec<usize> {
@@ -25,7 +83,7 @@ pub fn origins(side: usize, window: usize, stride: usize) -> Vec<usize> {
     v
 }
 
-pub fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Output> {
+fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Output> {
     let (_, c, h, w) = cx.x.dims4()?;
     let model = cx.model.model.as_ref();
     let score = |batch: Tensor| -> Result<Vec<f32>> {

@@ -8,11 +8,61 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 use rayon::prelude::*;
 
-use super::{input_map, Ctx, Output, View};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{input_map, Ctx, Method, ModelInfo, Output, ParamError, View};
 use crate::error::{Error, Result};
 use crate::models::{gradients, Select};
 
-pub fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmoothGrad {
+    /// Noisy copies averaged.
+    pub samples: usize,
+    /// Standard deviation of the noise, as a fraction of the input's max − min.
+    pub noise: f64,
+    pub seed: u64,
+}
+
+impl Default for SmoothGrad {
+    fn default() -> Self {
+        SmoothGrad {
+            samples: 25,
+            noise: 0.15,
+            seed: 0,
+        }
+    }
+}
+
+impl Method for SmoothGrad {
+    fn name(&self) -> &'static str {
+        "smoothgrad"
+    }
+    fn title(&self) -> &'static str {
+        "SmoothGrad"
+    }
+    fn params(&self, _: &ModelInfo) -> Value {
+        json!({"samples": self.samples, "noise": self.noise, "seed": self.seed})
+    }
+    fn validate(&self, _: &ModelInfo) -> std::result::Result<(), ParamError> {
+        if self.samples == 0 {
+            return Err(ParamError::new("samples", "must be at least 1"));
+        }
+        if !(self.noise.is_finite() && self.noise >= 0.0) {
+            return Err(ParamError::new(
+                "noise",
+                format!("must be a non-negative number, not {}", self.noise),
+            ));
+        }
+        Ok(())
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        run(cx, self.samples, self.noise as f32, self.seed)
+    }
+}
+
+fn run(cx: &Ctx, samples: usize, noise: f32, seed: u64) -> Result<Output> {
     let x = cx.x;
     let (lo, hi) = (x.min_all()?.to_scalar::<f32>()?, x.max_all()?.to_scalar::<f32>()?);
     let sigma = noise * (hi - lo);

@@ -8,40 +8,57 @@ use std::collections::HashMap;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use super::{Ctx, Output};
+use serde::Deserialize;
+
+use super::{Ctx, Method, Output, OutputKind};
 use crate::error::Result;
 use crate::models::Tap;
 
-pub fn run(cx: &Ctx) -> Result<Output> {
-    let varmap = VarMap::new();
-    let mut vars: HashMap<String, Var> = HashMap::new();
-    {
-        let mut data = varmap.data().lock().unwrap();
-        for (name, t) in &cx.model.tensors {
-            let v = Var::from_tensor(&t.to_dtype(cx.x.dtype())?)?;
-            vars.insert(name.clone(), v.clone());
-            data.insert(name.clone(), v);
-        }
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WeightGradients {}
+
+impl Method for WeightGradients {
+    fn name(&self) -> &'static str {
+        "weight-gradients"
     }
-    let model = (cx.arch.build)(
-        VarBuilder::from_varmap(&varmap, cx.x.dtype(), &Device::Cpu),
-        &cx.input.spec(),
-        cx.model.model.num_classes(),
-    )?;
-    let logits = model.forward(cx.x, &mut Tap::default())?;
-    let y = Tensor::new(&[cx.loss_class as u32], &Device::Cpu)?;
-    let loss = candle_nn::loss::cross_entropy(&logits.to_dtype(DType::F32)?, &y)?;
-    let grads = loss.backward()?;
-    let mut out = Vec::new();
-    for l in cx.model.model.layers() {
-        if let Some(w) = &l.weight {
-            if let Some(g) = vars.get(w).and_then(|v| grads.get(v.as_tensor())) {
-                out.push((w.clone(), g.clone()));
+    fn title(&self) -> &'static str {
+        "Weight gradients"
+    }
+    fn output(&self) -> OutputKind {
+        OutputKind::Weights
+    }
+    fn run(&self, cx: &Ctx) -> Result<Output> {
+        let varmap = VarMap::new();
+        let mut vars: HashMap<String, Var> = HashMap::new();
+        {
+            let mut data = varmap.data().lock().unwrap();
+            for (name, t) in &cx.model.tensors {
+                let v = Var::from_tensor(&t.to_dtype(cx.x.dtype())?)?;
+                vars.insert(name.clone(), v.clone());
+                data.insert(name.clone(), v);
             }
         }
+        let model = (cx.arch.build)(
+            VarBuilder::from_varmap(&varmap, cx.x.dtype(), &Device::Cpu),
+            &cx.input.spec(),
+            cx.model.model.num_classes(),
+        )?;
+        let logits = model.forward(cx.x, &mut Tap::default())?;
+        let y = Tensor::new(&[cx.loss_class as u32], &Device::Cpu)?;
+        let loss = candle_nn::loss::cross_entropy(&logits.to_dtype(DType::F32)?, &y)?;
+        let grads = loss.backward()?;
+        let mut out = Vec::new();
+        for l in cx.model.model.layers() {
+            if let Some(w) = &l.weight {
+                if let Some(g) = vars.get(w).and_then(|v| grads.get(v.as_tensor())) {
+                    out.push((w.clone(), g.clone()));
+                }
+            }
+        }
+        Ok(Output::Weights {
+            class: cx.loss_class,
+            grads: out,
+        })
     }
-    Ok(Output::Weights {
-        class: cx.loss_class,
-        grads: out,
-    })
 }

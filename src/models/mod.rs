@@ -11,6 +11,7 @@
 
 pub mod alexnet;
 pub mod efficientnet_lite0;
+mod input;
 pub mod lenet5;
 pub mod mobilenet_v2;
 pub mod nn;
@@ -26,6 +27,7 @@ use candle_nn::VarBuilder;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+pub use input::Input;
 
 /// What a layer is, for display and for methods that look for a kind (the last conv, ...).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -8,6 +8,7 @@
 //! - overlays: the coloured map over the input in grey, with alpha 0.5.
 
 use image::{DynamicImage, Rgb, RgbImage};
+use serde::{Deserialize, Serialize};
 
 use super::colormap::Scale;
 use crate::methods::View;
@@ -63,7 +64,24 @@ pub struct Prepared {
     pub w: usize,
     pub scale: Scale,
     /// What was done to the raw numbers, for the page.
-    pub note: String,
+    pub drawing: Drawing,
+}
+
+/// The steps from a raw map to its picture, with their numbers (the pages word them).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "steps", rename_all = "lowercase")]
+pub enum Drawing {
+    /// ReLU, min–max to 0..1 (raw range `raw_min … raw_max`), bilinear `from` → `to`.
+    Cam {
+        raw_min: f32,
+        raw_max: f32,
+        from: [usize; 2],
+        to: [usize; 2],
+    },
+    /// Sum over channels, clipped at ±`clip` (the 99th percentile of |·|).
+    Signed { clip: f32 },
+    /// Max of |·| over channels, clipped at `clip` (the 99th percentile).
+    Unsigned { clip: f32 },
 }
 
 /// Applies the pipeline above to a raw map. `dims` is `[c, h, w]` or `[h, w]`; `input`
@@ -86,10 +104,12 @@ pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize)) 
                 h: input.0,
                 w: input.1,
                 scale: Scale::Sequential { min: 0.0, max: 1.0 },
-                note: format!(
-                    "ReLU, min–max to 0..1 (raw range {lo:.4} … {hi:.4}), bilinear {h}×{w} → {}×{}",
-                    input.0, input.1
-                ),
+                drawing: Drawing::Cam {
+                    raw_min: lo,
+                    raw_max: hi,
+                    from: [h, w],
+                    to: [input.0, input.1],
+                },
             }
         }
         View::Signed | View::Unsigned => {
@@ -105,23 +125,17 @@ pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize)) 
             } else {
                 values.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12)
             };
-            let (scale, note) = if view == View::Signed {
-                (
-                    Scale::Diverging { abs: p },
-                    format!("sum over channels, clipped at ±{p:.4} (99th percentile of |·|)"),
-                )
+            let (scale, drawing) = if view == View::Signed {
+                (Scale::Diverging { abs: p }, Drawing::Signed { clip: p })
             } else {
-                (
-                    Scale::Sequential { min: 0.0, max: p },
-                    format!("max of |·| over channels, clipped at {p:.4} (99th percentile)"),
-                )
+                (Scale::Sequential { min: 0.0, max: p }, Drawing::Unsigned { clip: p })
             };
             Prepared {
                 values,
                 h,
                 w,
                 scale,
-                note,
+                drawing,
             }
         }
     }

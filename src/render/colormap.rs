@@ -1,9 +1,9 @@
 //! Colour scales. Maps come from `colorous`: viridis for magnitudes (sequential), red–blue
 //! reversed to blue–white–red for signed values, with white at 0 (diverging).
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum Scale {
     /// `min..max` onto viridis.

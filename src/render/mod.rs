@@ -5,5 +5,6 @@ pub mod attribution;
 pub mod colormap;
 pub mod grid;
 pub mod markdown;
+pub mod pictures;
 pub mod plot;
 pub mod templates;

@@ -1,6 +1,6 @@
 //! Runs the configured attribution methods for one model × image pair, for every target
-//! class, and writes their arrays and pictures. Methods that share a forward + backward pass
-//! get it from one [`Ctx`] per target.
+//! class, through the cache. Methods that share a forward + backward pass get it from one
+//! [`Ctx`] per target. Results are typed numbers and file paths; the pages word them.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -8,18 +8,19 @@ use std::path::Path;
 use candle_core::Tensor;
 use image::DynamicImage;
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
-use crate::cache::{Cache, KeyHasher, ENTRY};
-
-use crate::config::TargetSpec;
+use super::artifact::{Artifact, ClassRef};
+use super::keys;
+use crate::cache::{Cache, ENTRY};
+use crate::config::{ImageConfig, ModelConfig, TargetSpec};
 use crate::error::Result;
-use crate::methods::{Ctx, MethodSpec, Output};
-use crate::models::LayerInfo;
-use crate::plan::Pair;
-use crate::render::attribution::{heatmap, overlay, prepare};
+use crate::methods::{self, Ctx, MethodSpec, ModelInfo, Output};
+use crate::models::{LayerInfo, LoadedModel};
+use crate::plan;
+use crate::render::attribution::{heatmap, overlay, prepare, Drawing};
+use crate::render::colormap::Scale;
 use crate::render::grid;
-use crate::site::{colorbar_name, layer_picture, pct, weight_picture, write_npy, Artifact, ClassRef, Site};
+use crate::render::pictures::{layer_picture, weight_picture, LayerPicture, WeightPicture};
 
 /// A class the methods explain, and why it was chosen.
 #[derive(Debug, Clone)]
@@ -31,16 +32,53 @@ pub struct TargetInfo {
     pub probability: f32,
 }
 
-/// What the methods produced for one pair, ready for the pages.
+/// One cell of the attribution matrix, as cached (paths start with [`ENTRY`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MapCell {
+    pub target: usize,
+    pub heatmap: String,
+    pub overlay: String,
+    pub npy: String,
+    /// Shape of the raw map.
+    pub shape: Vec<usize>,
+    pub drawing: Drawing,
+    pub scale: Scale,
+    /// Checks that come with the map (Integrated Gradients' completeness gap).
+    pub metrics: BTreeMap<String, f64>,
+}
+
+/// A map method's row of the matrix: its cells follow the targets.
+#[derive(Debug, Clone)]
+pub struct MethodRow {
+    /// Index into the model's methods.
+    pub method: usize,
+    pub slug: String,
+    pub cells: Vec<MapCell>,
+}
+
+/// The gradient of one target's score at every layer.
+#[derive(Debug, Clone)]
+pub struct TargetLayers {
+    pub target: TargetInfo,
+    pub layers: Vec<LayerPicture>,
+}
+
+/// The loss's gradient at every weight tensor.
+#[derive(Debug, Clone)]
+pub struct WeightGradients {
+    pub class: usize,
+    /// Whether `class` is the image's label (else the predicted class).
+    pub from_label: bool,
+    pub tensors: Vec<WeightPicture>,
+}
+
+/// What the methods produced for one pair.
 #[derive(Default)]
 pub struct Explained {
     pub targets: Vec<TargetInfo>,
-    /// One row per map method: its cells follow `targets`.
-    pub rows: Vec<Value>,
-    /// Per target: the gradient of its score at every layer.
-    pub activation_gradients: Vec<Value>,
-    /// The loss's gradient at every weight tensor.
-    pub weight_gradients: Option<Value>,
+    pub rows: Vec<MethodRow>,
+    pub activation_gradients: Vec<TargetLayers>,
+    pub weight_gradients: Option<WeightGradients>,
     pub artifacts: Vec<Artifact>,
     /// Seconds spent per method (summed over targets), in list order; none if every
     /// result came from the cache.
@@ -83,64 +121,32 @@ pub fn targets_for(specs: &[TargetSpec], probs: &[f32], classes: &[String], labe
     out
 }
 
-/// File-name-safe, unique names for the methods of a list (`gradcam++` → `gradcam-pp`;
-/// a method listed twice gets `-2`).
-pub fn method_slugs(methods: &[MethodSpec]) -> Vec<String> {
-    let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-    methods
-        .iter()
-        .map(|m| {
-            let n = seen.entry(m.id()).or_insert(0);
-            *n += 1;
-            let base = m.id().replace("++", "-pp");
-            if *n == 1 {
-                base
-            } else {
-                format!("{base}-{n}")
-            }
-        })
-        .collect()
-}
-
-fn params_text(v: &Value) -> String {
-    v.as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| format!("{k} = {}", v.to_string().trim_matches('"')))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .unwrap_or_default()
-}
-
-/// The cache key of one method's result for one class: the forward pass's key (weights,
-/// image, input settings), the method and its parameters as applied, and the class.
-fn method_key(fkey: &str, method: &MethodSpec, params: &Value, class: usize) -> String {
-    KeyHasher::new("method")
-        .field("forward", fkey)
-        .field("method", method.id())
-        .field("params", params.to_string())
-        .field("class", class.to_string())
-        .finish()
-}
-
 /// The class weight gradients are taken of: the label, else the prediction.
 fn loss_class(probs: &[f32], classes: &[String], label: Option<usize>) -> usize {
     label.unwrap_or_else(|| targets_for(&[TargetSpec::Predicted], probs, classes, None)[0].index)
 }
 
 /// Every method entry key of a pair, given its class probabilities (for `cache gc`).
-pub fn method_keys(site: &Site, p: Pair, fkey: &str, probs: &[f32]) -> Vec<String> {
-    let mc = &site.config.models[p.model];
-    let label = site.config.images[p.image].label_index(mc);
+pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fkey: &str, probs: &[f32]) -> Vec<String> {
+    let label = ic.label_index(mc);
     let targets = targets_for(&mc.targets, probs, &mc.classes, label);
+    let info = ModelInfo {
+        arch: mc.arch,
+        input: &mc.input,
+        layers,
+    };
     let mut keys = Vec::new();
     for method in &mc.methods {
-        let params = method.params(mc.arch, &mc.input);
+        let params = method.params(&info);
         if method.per_target() {
-            keys.extend(targets.iter().map(|t| method_key(fkey, method, &params, t.index)));
+            keys.extend(targets.iter().map(|t| keys::method(fkey, method, &params, t.index)));
         } else {
-            keys.push(method_key(fkey, method, &params, loss_class(probs, &mc.classes, label)));
+            keys.push(keys::method(
+                fkey,
+                method,
+                &params,
+                loss_class(probs, &mc.classes, label),
+            ));
         }
     }
     keys
@@ -151,32 +157,31 @@ pub fn method_keys(site: &Site, p: Pair, fkey: &str, probs: &[f32]) -> Vec<Strin
 #[serde(tag = "output", rename_all = "lowercase")]
 enum MethodData {
     /// `<class>.png`, `<class>-overlay.png`, `<class>.npy`.
-    Map { cell: Value, artifact: Artifact },
+    Map { cell: MapCell, artifact: Artifact },
     /// `<layer>.png/.npy` per layer.
     Layers {
-        layers: Vec<Value>,
+        layers: Vec<LayerPicture>,
         artifacts: Vec<Artifact>,
     },
     /// `<layer>.png/.npy` per weight tensor.
     Weights {
         class: usize,
-        tensors: Vec<Value>,
+        tensors: Vec<WeightPicture>,
         artifacts: Vec<Artifact>,
     },
 }
 
 /// Where a method's files go in the site.
-fn prefix_for(method: &MethodSpec, dir: &str, slug: &str, class: usize) -> String {
-    if method.is_map() {
-        format!("{dir}/attributions/{slug}")
-    } else if method.per_target() {
-        format!("{dir}/activation-gradients/{class}")
-    } else {
-        format!("{dir}/weight-gradients")
+fn prefix_for(method: &MethodSpec, model: &str, image: &str, slug: &str, class: usize) -> String {
+    match method.output() {
+        methods::OutputKind::Map => plan::attribution_files(model, image, slug),
+        methods::OutputKind::Layers => plan::activation_gradient_files(model, image, class),
+        methods::OutputKind::Weights => plan::weight_gradient_files(model, image),
     }
 }
 
-struct Drawing<'a> {
+/// The input as shown, for overlays.
+struct Drawn<'a> {
     shown: &'a DynamicImage,
     input_hw: (usize, usize),
     zoom: u32,
@@ -186,17 +191,12 @@ struct Drawing<'a> {
 fn compute_method(
     method: &MethodSpec,
     cx: &Ctx,
-    params: &Value,
+    params: &serde_json::Value,
     layers: &[LayerInfo],
-    draw: &Drawing,
+    draw: &Drawn,
     edir: &Path,
 ) -> Result<MethodData> {
-    let target = || {
-        Some(ClassRef {
-            index: cx.target,
-            name: String::new(),
-        })
-    };
+    let target = || Some(ClassRef::new(cx.target));
     Ok(match method.run(cx)? {
         Output::Map(map) => {
             let base = cx.target.to_string();
@@ -211,35 +211,26 @@ fn compute_method(
             let over = overlay(draw.shown, &heat);
             grid::save_png(&heat, &edir.join(format!("{base}.png")))?;
             grid::save_png(&over, &edir.join(format!("{base}-overlay.png")))?;
-            write_npy(&map.data, &edir.join(format!("{base}.npy")))?;
-            let (lo, hi) = prepared.scale.range();
-            let metrics: Vec<Value> = map
-                .metrics
-                .iter()
-                .map(|(k, v)| {
-                    let shown = if k == "completeness_gap" {
-                        format!("{:.3}%", 100.0 * v)
-                    } else {
-                        format!("{v:.4}")
-                    };
-                    json!({"name": k.replace('_', " "), "value": shown})
-                })
-                .collect();
+            crate::data::npy::write(&map.data, &edir.join(format!("{base}.npy")))?;
             let (png, over, npy) = (
                 format!("{ENTRY}{base}.png"),
                 format!("{ENTRY}{base}-overlay.png"),
                 format!("{ENTRY}{base}.npy"),
             );
             MethodData::Map {
-                cell: json!({
-                    "target": cx.target, "heatmap": png, "overlay": over, "npy": npy,
-                    "note": prepared.note, "min": lo, "max": hi,
-                    "colorbar": colorbar_name(&prepared.scale), "shape": crate::site::shape_str(&dims),
-                    "metrics": metrics,
-                }),
+                cell: MapCell {
+                    target: cx.target,
+                    heatmap: png.clone(),
+                    overlay: over.clone(),
+                    npy: npy.clone(),
+                    shape: dims.clone(),
+                    drawing: prepared.drawing,
+                    scale: prepared.scale,
+                    metrics: map.metrics.clone(),
+                },
                 artifact: Artifact {
                     kind: "attribution".into(),
-                    method: Some(method.id().to_string()),
+                    method: Some(method.name().to_string()),
                     target: target(),
                     layer: map.layer.clone(),
                     params: Some(params.clone()),
@@ -253,28 +244,28 @@ fn compute_method(
             }
         }
         Output::Layers(grads) => {
-            let mut views = Vec::new();
+            let mut pictures = Vec::new();
             let mut artifacts = Vec::new();
             for (name, g) in &grads {
                 let Some(info) = layers.iter().find(|l| &l.name == name) else {
                     continue;
                 };
                 if let Some(v) = layer_picture(g, info, name, edir)? {
-                    views.push(v);
                     artifacts.push(Artifact {
                         kind: "activation-gradient".into(),
-                        method: Some(method.id().to_string()),
+                        method: Some(method.name().to_string()),
                         target: target(),
                         layer: Some(name.clone()),
-                        png: Some(format!("{ENTRY}{name}.png")),
-                        npy: Some(format!("{ENTRY}{name}.npy")),
+                        png: Some(v.png.clone()),
+                        npy: Some(v.npy.clone()),
                         shape: g.dims().to_vec(),
                         ..Default::default()
                     });
+                    pictures.push(v);
                 }
             }
             MethodData::Layers {
-                layers: views,
+                layers: pictures,
                 artifacts,
             }
         }
@@ -285,15 +276,18 @@ fn compute_method(
                 let Some(info) = layers.iter().find(|l| l.weight.as_deref() == Some(tensor.as_str())) else {
                     continue;
                 };
-                if let Some((view, mut art)) = weight_picture(g, info, tensor, &info.name, edir)? {
-                    tensors.push(view);
-                    art.kind = "weight-gradient".into();
-                    art.method = Some(method.id().to_string());
-                    art.target = Some(ClassRef {
-                        index: class,
-                        name: String::new(),
+                if let Some(p) = weight_picture(g, info, tensor, &info.name, edir)? {
+                    artifacts.push(Artifact {
+                        kind: "weight-gradient".into(),
+                        method: Some(method.name().to_string()),
+                        target: Some(ClassRef::new(class)),
+                        layer: Some(info.name.clone()),
+                        png: Some(p.png.clone()),
+                        npy: Some(p.npy.clone()),
+                        shape: p.shape.clone(),
+                        ..Default::default()
                     });
-                    artifacts.push(art);
+                    tensors.push(p);
                 }
             }
             MethodData::Weights {
@@ -305,37 +299,41 @@ fn compute_method(
     })
 }
 
+/// One pair as the methods need it.
+pub struct PairInput<'a> {
+    pub mc: &'a ModelConfig,
+    pub ic: &'a ImageConfig,
+    pub model: &'a LoadedModel,
+    /// The preprocessed input `(1, C, H, W)` and the picture it was made from.
+    pub x: &'a Tensor,
+    pub shown: &'a DynamicImage,
+    pub probs: &'a [f32],
+    /// The forward pass's cache key (method keys build on it).
+    pub fkey: &'a str,
+}
+
 /// Runs (or takes from the cache) the `wanted` methods of one pair for every target and,
 /// with a site folder, links their files into the pair's pages.
-#[allow(clippy::too_many_arguments)]
-pub fn explain(
-    site: &Site,
-    p: Pair,
-    x: &Tensor,
-    shown: &DynamicImage,
-    probs: &[f32],
-    fkey: &str,
-    cache: &Cache,
-    wanted: &[bool],
-    out: Option<&Path>,
-    dir: &str,
-) -> Result<Explained> {
-    let mc = &site.config.models[p.model];
-    let ic = &site.config.images[p.image];
-    let lm = &site.models[p.model];
-    let layers = lm.model.layers();
+pub fn explain(p: &PairInput, cache: &Cache, wanted: &[bool], out: Option<&Path>) -> Result<Explained> {
+    let (mc, ic) = (p.mc, p.ic);
+    let layers = p.model.model.layers();
     let label = ic.label_index(mc);
-    let targets = targets_for(&mc.targets, probs, &mc.classes, label);
-    let loss_class = loss_class(probs, &mc.classes, label);
-    let slugs = method_slugs(&mc.methods);
+    let targets = targets_for(&mc.targets, p.probs, &mc.classes, label);
+    let loss_class = loss_class(p.probs, &mc.classes, label);
+    let slugs = methods::slugs(&mc.methods);
+    let info = ModelInfo {
+        arch: mc.arch,
+        input: &mc.input,
+        layers,
+    };
     let input_hw = (mc.input.height, mc.input.width);
-    let draw = Drawing {
-        shown,
+    let draw = Drawn {
+        shown: p.shown,
         input_hw,
         zoom: grid::zoom_for(input_hw.0, input_hw.1, 224),
     };
     let mut ex = Explained::default();
-    let mut cells: Vec<Vec<Value>> = vec![Vec::new(); mc.methods.len()];
+    let mut cells: Vec<Vec<MapCell>> = vec![Vec::new(); mc.methods.len()];
     let mut times: Vec<Option<f64>> = vec![None; mc.methods.len()];
 
     // Per target, then the target-independent weight gradients (of the loss class).
@@ -343,22 +341,34 @@ pub fn explain(
     runs.push((loss_class, false));
     for (class, per_target) in runs {
         // One context per class, so methods computed together share its forward + backward pass.
-        let cx = Ctx::new(lm, mc.arch, &mc.input, x, class, loss_class);
+        let cx = Ctx::new(p.model, mc.arch, &mc.input, p.x, class, loss_class);
         for (mi, method) in mc.methods.iter().enumerate() {
             if method.per_target() != per_target || !wanted.get(mi).copied().unwrap_or(false) {
                 continue;
             }
-            let params = method.params(mc.arch, &mc.input);
-            let key = method_key(fkey, method, &params, class);
+            let params = method.params(&info);
+            let key = keys::method(p.fkey, method, &params, class);
             let started = std::time::Instant::now();
-            let stored = cache.get_or_put("method", &key, |edir| {
-                compute_method(method, &cx, &params, layers, &draw, edir)
-            })?;
+            let stored = cache
+                .get_or_put("method", &key, |edir| {
+                    compute_method(method, &cx, &params, layers, &draw, edir)
+                })
+                .map_err(|e| {
+                    e.context(format!(
+                        "model `{}` × image `{}`, method `{}` ({}), class {} `{}`",
+                        mc.id,
+                        ic.id,
+                        method.name(),
+                        slugs[mi],
+                        class,
+                        mc.classes[class]
+                    ))
+                })?;
             if stored.fresh {
                 *times[mi].get_or_insert(0.0) += started.elapsed().as_secs_f64();
                 ex.computed += 1;
             }
-            let prefix = prefix_for(method, dir, &slugs[mi], class);
+            let prefix = prefix_for(method, &mc.id, &ic.id, &slugs[mi], class);
             if let Some(out) = out {
                 stored.link_into(out, &prefix)?;
             }
@@ -369,12 +379,15 @@ pub fn explain(
                     ex.artifacts.push(complete(artifact));
                 }
                 MethodData::Layers {
-                    layers: views,
+                    layers: pictures,
                     artifacts,
                 } => {
-                    let t = targets.iter().find(|t| t.index == class).expect("a target");
-                    ex.activation_gradients.push(json!({
-                        "target": t.index, "name": t.name, "roles": t.roles.join(", "), "layers": views}));
+                    if let Some(t) = targets.iter().find(|t| t.index == class) {
+                        ex.activation_gradients.push(TargetLayers {
+                            target: t.clone(),
+                            layers: pictures,
+                        });
+                    }
                     ex.artifacts.extend(artifacts.into_iter().map(complete));
                 }
                 MethodData::Weights {
@@ -382,33 +395,27 @@ pub fn explain(
                     tensors,
                     artifacts,
                 } => {
-                    ex.weight_gradients = Some(json!({
-                        "class": class, "name": mc.classes[class],
-                        "why": if label.is_some() { "the image's label" } else { "the predicted class (the image has no label)" },
-                        "tensors": tensors}));
+                    ex.weight_gradients = Some(WeightGradients {
+                        class,
+                        from_label: label.is_some(),
+                        tensors,
+                    });
                     ex.artifacts.extend(artifacts.into_iter().map(complete));
                 }
             }
         }
     }
 
-    for (mi, method) in mc.methods.iter().enumerate() {
+    for (mi, (method, cells)) in mc.methods.iter().zip(cells).enumerate() {
         if method.is_map() {
-            let params = method.params(mc.arch, &mc.input);
-            ex.rows.push(json!({
-                "slug": slugs[mi], "id": method.id(), "title": method.title(),
-                "params": params_text(&params), "cells": cells[mi]}));
+            ex.rows.push(MethodRow {
+                method: mi,
+                slug: slugs[mi].clone(),
+                cells,
+            });
         }
     }
     ex.targets = targets;
     ex.timings = slugs.into_iter().zip(times).collect();
     Ok(ex)
-}
-
-/// The targets as the pages show them.
-pub fn targets_view(targets: &[TargetInfo]) -> Vec<Value> {
-    targets
-        .iter()
-        .map(|t| json!({"index": t.index, "name": t.name, "roles": t.roles.join(", "), "probability": pct(t.probability)}))
-        .collect()
 }

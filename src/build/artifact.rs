@@ -1,0 +1,83 @@
+//! One file the build wrote from an array, as `manifest.json` lists it. Compute fills in
+//! what it knows (kind, layer, method, paths, shape); [`Artifact::complete`] adds the ids,
+//! the class name and the hashes when an entry is placed into the site.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::cache::Stored;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Artifact {
+    pub kind: String,
+    #[serde(default)]
+    pub model: String,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub method: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<ClassRef>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub image: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub layer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub png: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub npy: Option<String>,
+    pub shape: Vec<usize>,
+    /// The method's parameters as applied.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub params: Option<Value>,
+    /// The attribution drawn over the input.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub overlay: Option<String>,
+    /// Checks computed with the array (Integrated Gradients' completeness gap, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub metrics: Option<BTreeMap<String, f64>>,
+    /// blake3 of the `.npy` file's bytes.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub blake3: Option<String>,
+    /// The cache entry that holds the files.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub entry: Option<String>,
+}
+
+impl Artifact {
+    /// Fills in what a cache entry does not store: the ids, the class name, the hashes.
+    pub(crate) fn complete(
+        mut self,
+        stored: &Stored,
+        prefix: &str,
+        model: &str,
+        image: Option<&str>,
+        classes: &[String],
+    ) -> Artifact {
+        self.model = model.to_string();
+        self.image = image.map(str::to_string);
+        if let Some(t) = &mut self.target {
+            t.name = classes.get(t.index).cloned().unwrap_or_default();
+        }
+        self.blake3 = self.npy.as_deref().and_then(|n| stored.hash_of(prefix, n));
+        self.entry = Some(stored.key.clone());
+        self
+    }
+}
+
+/// A class by index; the name is filled in when the artifact is placed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassRef {
+    pub index: usize,
+    #[serde(default)]
+    pub name: String,
+}
+
+impl ClassRef {
+    pub fn new(index: usize) -> Self {
+        ClassRef {
+            index,
+            name: String::new(),
+        }
+    }
+}

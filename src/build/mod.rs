@@ -1,0 +1,233 @@
+//! Building a site: [`Site::load`] checks everything and writes nothing; [`Site::build`]
+//! then runs a flat list of timed phases — weight pictures, forward passes and methods
+//! (through the cache), pages, manifest — into a staging folder that replaces the output
+//! only when every phase succeeded.
+
+pub mod artifact;
+pub mod compute;
+pub mod explain;
+pub mod keys;
+pub mod output;
+mod site;
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use rayon::prelude::*;
+
+pub use artifact::{Artifact, ClassRef};
+pub use compute::{ClassProb, ModelResult, PairResult};
+pub use site::{Hashes, Site};
+
+use crate::cache::Cache;
+use crate::error::{Error, Result};
+use crate::pages;
+use crate::plan::{self, Pair, Shard, Unit};
+use compute::PairSource;
+use site::timed;
+
+/// How a build uses the cache and which part of the work it does.
+#[derive(Debug, Clone, Default)]
+pub struct BuildOptions {
+    /// The cache folder [default: `.cnnscope-cache` next to the config].
+    pub cache: Option<PathBuf>,
+    /// Reuse nothing and keep nothing: a temporary cache next to the output, removed after.
+    pub no_cache: bool,
+    /// Compute only this shard's units into the cache, and write no site.
+    pub shard: Option<Shard>,
+}
+
+#[derive(Debug)]
+pub struct BuildReport {
+    /// The site folder (none for a shard).
+    pub output: Option<PathBuf>,
+    pub pages: usize,
+    pub artifacts: usize,
+    /// Cache entries (and their files) this build computed, and those it reused.
+    pub computed: usize,
+    pub reused: usize,
+    pub files_computed: usize,
+    pub files_reused: usize,
+    /// The lasting cache folder (none with `--no-cache`).
+    pub cache: Option<PathBuf>,
+    pub timings: Vec<(String, Duration)>,
+}
+
+impl Site {
+    /// Builds the site into `output` with the default cache, replacing what was there only
+    /// on success. `log` receives progress lines.
+    pub fn build(&self, output: &Path, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        self.build_with(output, &BuildOptions::default(), log)
+    }
+
+    /// Builds with explicit cache and shard options. A shard computes its part of the work
+    /// into the cache and leaves `output` alone.
+    pub fn build_with(&self, output: &Path, opts: &BuildOptions, log: &(dyn Fn(&str) + Sync)) -> Result<BuildReport> {
+        if let Some(shard) = opts.shard {
+            if opts.no_cache {
+                return Err(Error::msg(
+                    "--shard computes into the cache for a later build to assemble: it cannot run with --no-cache",
+                ));
+            }
+            let cache = Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?;
+            return self.build_into(None, &cache, Some(shard), log);
+        }
+        let staging = output::prepare(output)?;
+        let result = (|| {
+            let cache = if opts.no_cache {
+                // Next to the staging folder (same file system, so files are hard-linked),
+                // and named after it, so a killed build's is removed with it.
+                Cache::temporary(&PathBuf::from(format!("{}.cache", staging.display())))?
+            } else {
+                Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?
+            };
+            let mut report = self.build_into(Some(&staging), &cache, None, log)?;
+            output::swap_in(&staging, output)?;
+            report.output = Some(output.to_path_buf());
+            Ok(report)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_dir_all(&staging);
+        }
+        result
+    }
+
+    /// The cached inputs of one pair.
+    fn source(&self, pair: Pair) -> PairSource<'_> {
+        PairSource {
+            pair,
+            mc: &self.config.models[pair.model],
+            ic: &self.config.images[pair.image],
+            model: &self.models[pair.model],
+            image: &self.images[pair.image],
+            weights_hash: &self.hashes.weights[pair.model],
+            image_hash: &self.hashes.images[pair.image],
+        }
+    }
+
+    /// The phases of a build: compute what is missing from the cache (only `shard`'s units,
+    /// if given) and, with a site folder, link every entry into it and write the pages and
+    /// the manifest.
+    fn build_into(
+        &self,
+        out: Option<&Path>,
+        cache: &Cache,
+        shard: Option<Shard>,
+        log: &(dyn Fn(&str) + Sync),
+    ) -> Result<BuildReport> {
+        let mut timings = Vec::new();
+        let plan = plan::plan(&self.config);
+        let units = plan::units(&self.config, &plan);
+        let position: HashMap<Unit, usize> = units.iter().enumerate().map(|(i, u)| (*u, i)).collect();
+        let owned = |u: Unit| shard.is_none_or(|s| position.get(&u).is_some_and(|&i| s.owns(i)));
+
+        let models = timed(&mut timings, "model pictures", || {
+            (0..self.models.len())
+                .into_par_iter()
+                .filter(|&model| owned(Unit::Weights { model }))
+                .map(|mi| {
+                    let mc = &self.config.models[mi];
+                    compute::model_pictures(mc, &self.models[mi], &self.hashes.weights[mi], out, cache)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+        let pairs = timed(&mut timings, "forward passes and pictures", || {
+            self.compute_pairs(&plan.pairs, &owned, out, cache, log)
+        })?;
+
+        let c = &cache.counts;
+        let mut report = BuildReport {
+            output: None,
+            pages: 0,
+            artifacts: 0,
+            computed: c.entries_computed.load(Ordering::Relaxed),
+            reused: c.entries_reused.load(Ordering::Relaxed),
+            files_computed: c.files_computed.load(Ordering::Relaxed),
+            files_reused: c.files_reused.load(Ordering::Relaxed),
+            cache: (!cache.is_temporary()).then(|| cache.root().to_path_buf()),
+            timings: Vec::new(),
+        };
+        if let Some(out) = out {
+            let input = pages::Input {
+                site: self,
+                models: &models,
+                pairs: &pairs,
+            };
+            report.pages = timed(&mut timings, "pages", || pages::write(&input, out))?;
+            report.artifacts = timed(&mut timings, "manifest", || pages::manifest::write(&input, out))?;
+        }
+        report.timings = timings;
+        Ok(report)
+    }
+
+    /// Every pair that has owned work, computed in parallel, with a progress line each.
+    fn compute_pairs(
+        &self,
+        pairs: &[Pair],
+        owned: &(dyn Fn(Unit) -> bool + Sync),
+        out: Option<&Path>,
+        cache: &Cache,
+        log: &(dyn Fn(&str) + Sync),
+    ) -> Result<Vec<PairResult>> {
+        let done = AtomicUsize::new(0);
+        let total = pairs.len();
+        pairs
+            .par_iter()
+            .enumerate()
+            .filter_map(|(pair, p)| {
+                let methods: Vec<bool> = (0..self.config.models[p.model].methods.len())
+                    .map(|method| owned(Unit::Method { pair, method }))
+                    .collect();
+                (owned(Unit::Forward { pair }) || methods.iter().any(|&m| m)).then_some((*p, methods))
+            })
+            .map(|(p, wanted)| {
+                let started = Instant::now();
+                let v = compute::compute_pair(&self.source(p), out, cache, &wanted)?;
+                let n = done.fetch_add(1, Ordering::SeqCst) + 1;
+                let computed: Vec<String> = v
+                    .explained
+                    .timings
+                    .iter()
+                    .filter_map(|(m, t)| t.map(|t| format!("{m} {t:.1}s")))
+                    .collect();
+                let what = if v.computed == 0 {
+                    ": all reused from the cache".to_string()
+                } else if computed.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", computed.join(", "))
+                };
+                log(&format!(
+                    "  [{n}/{total}] {} × {} ({:.1} s{what})",
+                    self.config.models[p.model].id,
+                    self.config.images[p.image].id,
+                    started.elapsed().as_secs_f64(),
+                ));
+                Ok(v)
+            })
+            .collect()
+    }
+
+    /// Every cache key the current config refers to, for `cache gc`. Method entries are
+    /// found through their pair's forward entry (which says the targets); a pair whose
+    /// forward entry is missing contributes only that key.
+    pub fn referenced_keys(&self, cache: &Cache) -> Result<BTreeSet<String>> {
+        let mut keys = BTreeSet::new();
+        for (mi, mc) in self.config.models.iter().enumerate() {
+            keys.insert(keys::weights(mc, &self.hashes.weights[mi]));
+        }
+        for p in plan::plan(&self.config).pairs {
+            let src = self.source(p);
+            let fkey = src.forward_key();
+            if let Some(stored) = cache.get(&fkey) {
+                let data: compute::ForwardData = stored.placed("")?;
+                let layers = src.model.model.layers();
+                keys.extend(explain::method_keys(src.mc, src.ic, layers, &fkey, &data.probs));
+            }
+            keys.insert(fkey);
+        }
+        Ok(keys)
+    }
+}

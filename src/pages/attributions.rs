@@ -1,0 +1,194 @@
+//! The attribution matrix of a pair: rows are methods, columns the target classes.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::image::PairPages;
+use super::{colorbar, model_link, pct, render, shape_str, Base, Input, ModelLink};
+use crate::build::explain::{MapCell, TargetInfo};
+use crate::build::PairResult;
+use crate::error::Result;
+use crate::methods::{self, ModelInfo};
+use crate::plan;
+use crate::render::attribution::Drawing;
+
+/// The header every page about one pair shares (attributions, gradients).
+#[derive(Serialize)]
+pub struct PairHeader {
+    #[serde(flatten)]
+    pub base: Base,
+    pub model: ModelLink,
+    pub image: ImageId,
+    pub pair: PairPages,
+}
+
+#[derive(Serialize)]
+pub struct ImageId {
+    pub id: String,
+}
+
+impl PairHeader {
+    pub fn new(input: &Input, r: &PairResult, page: &str, what: &str) -> PairHeader {
+        let site = input.site;
+        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        PairHeader {
+            base: Base::new(
+                site,
+                page,
+                &format!("{what}: {} × {} · {}", mc.id, ic.id, site.config.site.title),
+            ),
+            model: model_link(&mc.id),
+            image: ImageId { id: ic.id.clone() },
+            pair: PairPages::of(input, r),
+        }
+    }
+}
+
+/// A target class as the matrix's column header shows it.
+#[derive(Serialize)]
+pub struct TargetView {
+    pub index: usize,
+    pub name: String,
+    pub roles: String,
+    pub probability: String,
+}
+
+pub fn target_view(t: &TargetInfo) -> TargetView {
+    TargetView {
+        index: t.index,
+        name: t.name.clone(),
+        roles: t.roles.join(", "),
+        probability: pct(t.probability),
+    }
+}
+
+#[derive(Serialize)]
+pub struct AttributionsView {
+    #[serde(flatten)]
+    pub header: PairHeader,
+    pub targets: Vec<TargetView>,
+    pub rows: Vec<RowView>,
+}
+
+#[derive(Serialize)]
+pub struct RowView {
+    pub slug: String,
+    pub id: &'static str,
+    pub title: &'static str,
+    /// The parameters as applied, `key = value, …`.
+    pub params: String,
+    pub cells: Vec<CellView>,
+}
+
+#[derive(Serialize)]
+pub struct CellView {
+    pub target: usize,
+    pub heatmap: String,
+    pub overlay: String,
+    pub npy: String,
+    /// The drawing steps with their numbers.
+    pub note: String,
+    pub min: f32,
+    pub max: f32,
+    pub colorbar: &'static str,
+    pub shape: String,
+    pub metrics: Vec<MetricView>,
+}
+
+#[derive(Serialize)]
+pub struct MetricView {
+    pub name: String,
+    pub value: String,
+}
+
+/// The steps from a raw map to its picture, in words.
+pub fn drawing_note(d: &Drawing) -> String {
+    match *d {
+        Drawing::Cam {
+            raw_min,
+            raw_max,
+            from,
+            to,
+        } => format!(
+            "ReLU, min–max to 0..1 (raw range {raw_min:.4} … {raw_max:.4}), bilinear {}×{} → {}×{}",
+            from[0], from[1], to[0], to[1]
+        ),
+        Drawing::Signed { clip } => format!("sum over channels, clipped at ±{clip:.4} (99th percentile of |·|)"),
+        Drawing::Unsigned { clip } => format!("max of |·| over channels, clipped at {clip:.4} (99th percentile)"),
+    }
+}
+
+/// A metric's name and value as shown (the completeness gap as a percentage).
+pub fn metric_view(name: &str, v: f64) -> MetricView {
+    MetricView {
+        name: name.replace('_', " "),
+        value: if name == "completeness_gap" {
+            format!("{:.3}%", 100.0 * v)
+        } else {
+            format!("{v:.4}")
+        },
+    }
+}
+
+pub fn cell_view(c: &MapCell) -> CellView {
+    let (min, max) = c.scale.range();
+    CellView {
+        target: c.target,
+        heatmap: c.heatmap.clone(),
+        overlay: c.overlay.clone(),
+        npy: c.npy.clone(),
+        note: drawing_note(&c.drawing),
+        min,
+        max,
+        colorbar: colorbar(&c.scale),
+        shape: shape_str(&c.shape),
+        metrics: c.metrics.iter().map(|(k, v)| metric_view(k, *v)).collect(),
+    }
+}
+
+pub fn view(input: &Input, r: &PairResult) -> AttributionsView {
+    let site = input.site;
+    let mc = &site.config.models[r.pair.model];
+    let ic = &site.config.images[r.pair.image];
+    let info = ModelInfo {
+        arch: mc.arch,
+        input: &mc.input,
+        layers: site.models[r.pair.model].model.layers(),
+    };
+    let ex = &r.explained;
+    AttributionsView {
+        header: PairHeader::new(input, r, &plan::attributions_page(&mc.id, &ic.id), "Attributions"),
+        targets: ex.targets.iter().map(target_view).collect(),
+        rows: ex
+            .rows
+            .iter()
+            .map(|row| {
+                let m = &mc.methods[row.method];
+                RowView {
+                    slug: row.slug.clone(),
+                    id: m.name(),
+                    title: m.title(),
+                    params: methods::params_text(&m.params(&info)),
+                    cells: row.cells.iter().map(cell_view).collect(),
+                }
+            })
+            .collect(),
+    }
+}
+
+pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
+    if r.explained.rows.is_empty() {
+        return Ok(0);
+    }
+    let site = input.site;
+    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    render(
+        site,
+        out,
+        &plan::attributions_page(&mc.id, &ic.id),
+        "attributions.html",
+        &view(input, r),
+    )?;
+    Ok(1)
+}

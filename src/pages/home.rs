@@ -1,0 +1,88 @@
+//! The home page: the intro note, the models, the images with each model's top class.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::{pair_link, pct, render, Base, Input, PairLink};
+use crate::error::Result;
+use crate::plan;
+use crate::render::markdown::to_html;
+
+#[derive(Serialize)]
+pub struct HomeView {
+    #[serde(flatten)]
+    pub base: Base,
+    pub intro: Option<String>,
+    pub models: Vec<ModelCard>,
+    pub images: Vec<ImageCard>,
+}
+
+#[derive(Serialize)]
+pub struct ModelCard {
+    pub id: String,
+    pub arch: &'static str,
+    pub summary: &'static str,
+    pub parameters: usize,
+    pub description: String,
+    pub href: String,
+    pub accuracy: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ImageCard {
+    pub id: String,
+    pub caption: String,
+    pub pairs: Vec<PairLink>,
+    pub thumb: Option<String>,
+}
+
+pub fn view(input: &Input) -> HomeView {
+    let site = input.site;
+    let models = site
+        .config
+        .models
+        .iter()
+        .enumerate()
+        .map(|(mi, m)| ModelCard {
+            id: m.id.clone(),
+            arch: m.arch.id,
+            summary: m.arch.summary,
+            parameters: site.models[mi].model.layers().iter().map(|l| l.parameters).sum(),
+            description: to_html(&m.description),
+            href: plan::href(&plan::model_page(&m.id)),
+            accuracy: site.training[mi].as_ref().map(|l| pct(l.test_accuracy as f32)),
+        })
+        .collect();
+    let images = site
+        .config
+        .images
+        .iter()
+        .enumerate()
+        .map(|(ii, ic)| {
+            let pairs: Vec<PairLink> = input
+                .pairs
+                .iter()
+                .filter(|r| r.pair.image == ii)
+                .map(|r| pair_link(site, r))
+                .collect();
+            ImageCard {
+                id: ic.id.clone(),
+                caption: to_html(&ic.caption),
+                thumb: pairs.first().map(|l| l.input.clone()),
+                pairs,
+            }
+        })
+        .collect();
+    HomeView {
+        base: Base::new(site, "", &site.config.site.title),
+        intro: site.content.intro.as_ref().map(|n| n.html.clone()),
+        models,
+        images,
+    }
+}
+
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    render(input.site, out, "", "index.html", &view(input))?;
+    Ok(1)
+}

@@ -1,0 +1,168 @@
+//! A model × image page: the input as the model sees it, the top-5 classes, every layer's
+//! activations, and a preview of the attribution matrix.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::model::input_shape;
+use super::pictures::{layer_view, LayerView};
+use super::{pct, render, Base, Input};
+use crate::build::PairResult;
+use crate::error::Result;
+use crate::plan;
+use crate::render::markdown::to_html;
+
+/// Links between the pages of one pair (site-relative; none where a page is not built).
+#[derive(Serialize, Clone)]
+pub struct PairPages {
+    pub href: String,
+    pub attributions: Option<String>,
+    pub gradients: Option<String>,
+}
+
+impl PairPages {
+    pub fn of(input: &Input, r: &PairResult) -> PairPages {
+        let site = input.site;
+        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        let ex = &r.explained;
+        PairPages {
+            href: plan::href(&plan::image_page(&mc.id, &ic.id)),
+            attributions: (!ex.rows.is_empty()).then(|| plan::href(&plan::attributions_page(&mc.id, &ic.id))),
+            gradients: (!ex.activation_gradients.is_empty() || ex.weight_gradients.is_some())
+                .then(|| plan::href(&plan::gradients_page(&mc.id, &ic.id))),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct ImageView {
+    #[serde(flatten)]
+    pub base: Base,
+    pub model: ModelHeader,
+    pub image: ImageHeader,
+    pub top5: Vec<TopClass>,
+    pub layers: Vec<LayerView>,
+    pub pair: PairPages,
+    /// The first target's row of overlays, as a preview of the matrix.
+    pub preview: Vec<PreviewCell>,
+    pub preview_target: Option<String>,
+}
+
+#[derive(Serialize)]
+pub struct ModelHeader {
+    pub id: String,
+    pub arch: &'static str,
+    pub href: String,
+    pub input: String,
+}
+
+#[derive(Serialize)]
+pub struct ImageHeader {
+    pub id: String,
+    pub caption: String,
+    pub input: String,
+    pub label: Option<Label>,
+    pub correct: Option<bool>,
+}
+
+#[derive(Serialize)]
+pub struct Label {
+    pub index: usize,
+    pub name: String,
+}
+
+#[derive(Serialize)]
+pub struct TopClass {
+    pub rank: usize,
+    pub index: usize,
+    pub name: String,
+    pub probability: String,
+    /// The bar's width in percent.
+    pub width: String,
+    pub is_label: bool,
+}
+
+#[derive(Serialize)]
+pub struct PreviewCell {
+    pub title: &'static str,
+    pub slug: String,
+    pub overlay: String,
+}
+
+pub fn view(input: &Input, r: &PairResult) -> ImageView {
+    let site = input.site;
+    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let page = plan::image_page(&mc.id, &ic.id);
+    let label = ic.label_index(mc);
+    let ex = &r.explained;
+    ImageView {
+        base: Base::new(
+            site,
+            &page,
+            &format!("{} × {} · {}", mc.id, ic.id, site.config.site.title),
+        ),
+        model: ModelHeader {
+            id: mc.id.clone(),
+            arch: mc.arch.id,
+            href: plan::href(&plan::model_page(&mc.id)),
+            input: input_shape(mc),
+        },
+        image: ImageHeader {
+            id: ic.id.clone(),
+            caption: to_html(&ic.caption),
+            input: r.input_png.clone(),
+            label: label.map(|i| Label {
+                index: i,
+                name: mc.classes[i].clone(),
+            }),
+            correct: label.map(|l| l == r.top5[0].index),
+        },
+        top5: r
+            .top5
+            .iter()
+            .enumerate()
+            .map(|(k, c)| TopClass {
+                rank: k + 1,
+                index: c.index,
+                name: c.name.clone(),
+                probability: pct(c.probability),
+                width: format!("{:.1}", 100.0 * c.probability),
+                is_label: Some(c.index) == label,
+            })
+            .collect(),
+        layers: r.layers.iter().map(layer_view).collect(),
+        pair: PairPages::of(input, r),
+        preview: ex
+            .rows
+            .iter()
+            .filter_map(|row| {
+                row.cells.first().map(|c| PreviewCell {
+                    title: mc.methods[row.method].title(),
+                    slug: row.slug.clone(),
+                    overlay: c.overlay.clone(),
+                })
+            })
+            .collect(),
+        preview_target: ex.targets.first().map(|t| t.name.clone()),
+    }
+}
+
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    let mut pages = 0;
+    for r in input.pairs {
+        let site = input.site;
+        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        render(
+            site,
+            out,
+            &plan::image_page(&mc.id, &ic.id),
+            "image.html",
+            &view(input, r),
+        )?;
+        pages += 1;
+        pages += super::attributions::write(input, r, out)?;
+        pages += super::gradients::write(input, r, out)?;
+    }
+    Ok(pages)
+}

@@ -1,0 +1,107 @@
+//! One page per model and map method: the method on every image, for each image's targets.
+
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{model_link, pct, render, Base, Input, ModelLink};
+use crate::error::Result;
+use crate::methods::{self, ModelInfo};
+use crate::plan;
+
+#[derive(Serialize)]
+pub struct MethodView {
+    #[serde(flatten)]
+    pub base: Base,
+    pub model: ModelLink,
+    pub method: MethodHeader,
+    pub images: Vec<ImageRow>,
+}
+
+#[derive(Serialize)]
+pub struct MethodHeader {
+    pub id: &'static str,
+    pub title: &'static str,
+    /// The parameters as applied.
+    pub params: Value,
+}
+
+#[derive(Serialize)]
+pub struct ImageRow {
+    pub id: String,
+    pub href: String,
+    pub cells: Vec<Thumb>,
+}
+
+#[derive(Serialize)]
+pub struct Thumb {
+    pub overlay: String,
+    pub target: String,
+    pub roles: String,
+    pub probability: String,
+}
+
+pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
+    let site = input.site;
+    let mc = &site.config.models[mi];
+    let method = &mc.methods[k];
+    let page = plan::method_page(&mc.id, slug);
+    let info = ModelInfo {
+        arch: mc.arch,
+        input: &mc.input,
+        layers: site.models[mi].model.layers(),
+    };
+    let images = input
+        .pairs_of_model(mi)
+        .filter_map(|r| {
+            let ic = &site.config.images[r.pair.image];
+            let row = r.explained.rows.iter().find(|row| row.slug == slug)?;
+            Some(ImageRow {
+                id: ic.id.clone(),
+                href: format!("{}#{slug}", plan::href(&plan::attributions_page(&mc.id, &ic.id))),
+                cells: row
+                    .cells
+                    .iter()
+                    .zip(&r.explained.targets)
+                    .map(|(c, t)| Thumb {
+                        overlay: c.overlay.clone(),
+                        target: t.name.clone(),
+                        roles: t.roles.join(", "),
+                        probability: pct(t.probability),
+                    })
+                    .collect(),
+            })
+        })
+        .collect();
+    MethodView {
+        base: Base::new(
+            site,
+            &page,
+            &format!("{} on {} · {}", method.title(), mc.id, site.config.site.title),
+        ),
+        model: model_link(&mc.id),
+        method: MethodHeader {
+            id: method.name(),
+            title: method.title(),
+            params: method.params(&info),
+        },
+        images,
+    }
+}
+
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    let site = input.site;
+    let mut pages = 0;
+    for (mi, mc) in site.config.models.iter().enumerate() {
+        let slugs = methods::slugs(&mc.methods);
+        for (k, method) in mc.methods.iter().enumerate() {
+            if method.is_map() {
+                let page = plan::method_page(&mc.id, &slugs[k]);
+                render(site, out, &page, "method.html", &view(input, mi, k, &slugs[k]))?;
+                pages += 1;
+            }
+        }
+    }
+    Ok(pages)
+}

@@ -1,0 +1,223 @@
+//! The page layer: every page kind is one file with a typed view (`#[derive(Serialize)]`)
+//! built from the loaded site and the typed compute results, and rendered with the theme's
+//! template of the same name. Wording and number formatting live here, never in the cache.
+
+pub mod attributions;
+pub mod gradients;
+pub mod home;
+pub mod image;
+pub mod manifest;
+pub mod method;
+pub mod model;
+pub mod note;
+pub mod pictures;
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use crate::build::output::mkdir;
+use crate::build::{ModelResult, PairResult, Site};
+use crate::error::{Error, IoContext, Result};
+use crate::plan::{self, Pair};
+use crate::render::colormap::Scale;
+use crate::render::grid;
+
+/// What the pages are made from.
+pub struct Input<'a> {
+    pub site: &'a Site,
+    /// Parallel to the config's models.
+    pub models: &'a [ModelResult],
+    /// Parallel to the plan's pairs.
+    pub pairs: &'a [PairResult],
+}
+
+impl Input<'_> {
+    /// The results of every pair of one model.
+    pub fn pairs_of_model(&self, model: usize) -> impl Iterator<Item = &PairResult> {
+        self.pairs.iter().filter(move |p| p.pair.model == model)
+    }
+}
+
+/// What every page shows: the site's title, the navigation and the provenance footer.
+#[derive(Serialize, Clone)]
+pub struct Base {
+    /// The relative prefix from the page back to the site root.
+    pub root: String,
+    pub page_title: String,
+    pub site: SiteView,
+    pub nav: Nav,
+    pub provenance: Footer,
+}
+
+#[derive(Serialize, Clone)]
+pub struct SiteView {
+    pub title: String,
+    pub description: String,
+}
+
+#[derive(Serialize, Clone)]
+pub struct Nav {
+    pub models: Vec<ModelLink>,
+    pub notes: Vec<NoteLink>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct ModelLink {
+    pub id: String,
+    pub href: String,
+}
+
+#[derive(Serialize, Clone)]
+pub struct NoteLink {
+    pub title: String,
+    pub href: String,
+}
+
+/// The footer: what the site was built from, hashes cut to 12 hex digits.
+#[derive(Serialize, Clone)]
+pub struct Footer {
+    pub tool: String,
+    pub config: String,
+    pub weights: Vec<WeightsHash>,
+    pub images: usize,
+}
+
+#[derive(Serialize, Clone)]
+pub struct WeightsHash {
+    pub model: String,
+    pub blake3: String,
+}
+
+impl Base {
+    pub fn new(site: &Site, page: &str, title: &str) -> Base {
+        let short = |h: &str| h[..12].to_string();
+        let c = &site.config;
+        Base {
+            root: plan::root_from(page),
+            page_title: title.to_string(),
+            site: SiteView {
+                title: c.site.title.clone(),
+                description: c.site.description.clone(),
+            },
+            nav: Nav {
+                models: c.models.iter().map(|m| model_link(&m.id)).collect(),
+                notes: site
+                    .content
+                    .notes
+                    .iter()
+                    .map(|n| NoteLink {
+                        title: n.title.clone(),
+                        href: plan::href(&plan::note_page(&n.slug)),
+                    })
+                    .collect(),
+            },
+            provenance: Footer {
+                tool: tool(),
+                config: short(&site.hashes.config),
+                weights: c
+                    .models
+                    .iter()
+                    .zip(&site.hashes.weights)
+                    .map(|(m, h)| WeightsHash {
+                        model: m.id.clone(),
+                        blake3: short(h),
+                    })
+                    .collect(),
+                images: c.images.len(),
+            },
+        }
+    }
+}
+
+pub fn model_link(id: &str) -> ModelLink {
+    ModelLink {
+        id: id.to_string(),
+        href: plan::href(&plan::model_page(id)),
+    }
+}
+
+/// The tool and its version, as pages and the manifest name it.
+pub fn tool() -> String {
+    format!("cnnscope {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// A pair as other pages link to it: the input, the top class and whether it is right.
+#[derive(Serialize)]
+pub struct PairLink {
+    pub model: String,
+    pub image: String,
+    pub href: String,
+    pub input: String,
+    pub top1: String,
+    pub top1_probability: String,
+    pub correct: Option<bool>,
+}
+
+pub fn pair_link(site: &Site, r: &PairResult) -> PairLink {
+    let Pair { model, image } = r.pair;
+    let (mc, ic) = (&site.config.models[model], &site.config.images[image]);
+    let top = &r.top5[0];
+    PairLink {
+        model: mc.id.clone(),
+        image: ic.id.clone(),
+        href: plan::href(&plan::image_page(&mc.id, &ic.id)),
+        input: r.input_png.clone(),
+        top1: top.name.clone(),
+        top1_probability: pct(top.probability),
+        correct: ic.label_index(mc).map(|l| l == top.index),
+    }
+}
+
+/// A probability as pages show it.
+pub fn pct(p: f32) -> String {
+    format!("{:.1}%", 100.0 * p)
+}
+
+/// A shape as pages show it: `6×14×14`.
+pub fn shape_str(shape: &[usize]) -> String {
+    shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")
+}
+
+/// The colour bar picture of a scale's colour map (drawn once per site, in `static/`).
+pub fn colorbar(scale: &Scale) -> &'static str {
+    match scale {
+        Scale::Sequential { .. } => "static/colorbar-sequential.png",
+        Scale::Diverging { .. } => "static/colorbar-diverging.png",
+    }
+}
+
+/// Renders `template` with `view` into `out/page/index.html`.
+pub fn render(site: &Site, out: &Path, page: &str, template: &str, view: &impl Serialize) -> Result<()> {
+    let ctx = tera::Context::from_serialize(view)
+        .map_err(|e| Error::msg(format!("page `{page}`: the view of template `{template}`: {e}")))?;
+    let html = site.theme.render(template, &ctx)?;
+    let d = out.join(page);
+    mkdir(&d)?;
+    let p = d.join("index.html");
+    std::fs::write(&p, html).at_path(&p)
+}
+
+/// Writes the theme's static files and every page; returns the number of pages.
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    let site = input.site;
+    mkdir(&out.join("static"))?;
+    for (name, bytes) in &site.theme.statics {
+        let p = out.join("static").join(name);
+        std::fs::write(&p, bytes).at_path(&p)?;
+    }
+    grid::save_png(
+        &grid::colorbar(&Scale::Sequential { min: 0.0, max: 1.0 }, 256, 12),
+        &out.join("static/colorbar-sequential.png"),
+    )?;
+    grid::save_png(
+        &grid::colorbar(&Scale::Diverging { abs: 1.0 }, 256, 12),
+        &out.join("static/colorbar-diverging.png"),
+    )?;
+    let mut pages = home::write(input, out)?;
+    pages += model::write(input, out)?;
+    pages += image::write(input, out)?;
+    pages += method::write(input, out)?;
+    pages += note::write(input, out)?;
+    Ok(pages)
+}

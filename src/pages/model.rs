@@ -1,0 +1,242 @@
+//! A model's page: the architecture, its filters and weights, the training log, links to
+//! the method pages and the images.
+
+use std::path::Path;
+
+use serde::Serialize;
+
+use super::pictures::{weight_view, WeightView};
+use super::{pair_link, pct, render, shape_str, Base, Input, PairLink};
+use crate::config::ModelConfig;
+use crate::error::Result;
+use crate::methods;
+use crate::plan;
+use crate::render::markdown::to_html;
+use crate::render::plot::line_chart;
+use crate::train::TrainLog;
+
+#[derive(Serialize)]
+pub struct ModelView {
+    #[serde(flatten)]
+    pub base: Base,
+    pub model: ModelInfo,
+    pub training: Option<TrainingView>,
+    pub methods: Vec<MethodLink>,
+    pub images: Vec<PairLink>,
+}
+
+#[derive(Serialize)]
+pub struct ModelInfo {
+    pub id: String,
+    pub arch: &'static str,
+    pub summary: &'static str,
+    pub description: String,
+    pub parameters: usize,
+    pub layers: Vec<LayerRow>,
+    pub weights: Vec<WeightView>,
+    /// `C×H×W`.
+    pub input: String,
+    pub mean: Vec<String>,
+    pub std: Vec<String>,
+    pub classes: usize,
+}
+
+#[derive(Serialize)]
+pub struct LayerRow {
+    pub name: String,
+    pub kind: &'static str,
+    pub shape: String,
+    pub parameters: usize,
+}
+
+#[derive(Serialize)]
+pub struct MethodLink {
+    pub title: &'static str,
+    pub href: String,
+}
+
+#[derive(Serialize)]
+pub struct TrainingView {
+    pub loss_svg: String,
+    pub accuracy_svg: String,
+    pub classes: Vec<String>,
+    pub confusion: Vec<ConfusionRow>,
+    pub accuracy: String,
+    pub epochs: usize,
+    pub train_digits: String,
+    pub test_digits: String,
+    pub seed: u64,
+    pub optimizer: String,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub normalisation: String,
+    pub table: Vec<EpochRow>,
+}
+
+#[derive(Serialize)]
+pub struct ConfusionRow {
+    pub name: String,
+    pub cells: Vec<ConfusionCell>,
+    pub total: usize,
+    pub recall: String,
+}
+
+#[derive(Serialize)]
+pub struct ConfusionCell {
+    pub count: usize,
+    pub diagonal: bool,
+    /// The share of the true class, for the shade.
+    pub share: String,
+}
+
+#[derive(Serialize)]
+pub struct EpochRow {
+    pub epoch: usize,
+    pub train_loss: String,
+    pub test_loss: String,
+    pub train_accuracy: String,
+    pub test_accuracy: String,
+}
+
+/// `C×H×W` of a model's input.
+pub fn input_shape(mc: &ModelConfig) -> String {
+    format!("{}×{}×{}", mc.input.channels, mc.input.height, mc.input.width)
+}
+
+fn training_view(mc: &ModelConfig, log: &TrainLog) -> Result<TrainingView> {
+    let loss = line_chart(
+        "Loss per epoch",
+        "cross-entropy",
+        &[
+            ("training", log.epochs.iter().map(|e| e.train_loss).collect()),
+            ("held-out", log.epochs.iter().map(|e| e.test_loss).collect()),
+        ],
+        None,
+    )?;
+    let acc = line_chart(
+        "Accuracy per epoch",
+        "accuracy (%)",
+        &[
+            (
+                "training",
+                log.epochs.iter().map(|e| 100.0 * e.train_accuracy).collect(),
+            ),
+            ("held-out", log.epochs.iter().map(|e| 100.0 * e.test_accuracy).collect()),
+        ],
+        None,
+    )?;
+    let names: Vec<String> = (0..log.confusion.len())
+        .map(|i| mc.classes.get(i).cloned().unwrap_or_else(|| "?".into()))
+        .collect();
+    let confusion = log
+        .confusion
+        .iter()
+        .enumerate()
+        .map(|(t, row)| {
+            let total: usize = row.iter().sum();
+            let cells = row
+                .iter()
+                .enumerate()
+                .map(|(p, &n)| {
+                    let share = if total > 0 { n as f64 / total as f64 } else { 0.0 };
+                    ConfusionCell {
+                        count: n,
+                        diagonal: p == t,
+                        share: format!("{share:.3}"),
+                    }
+                })
+                .collect();
+            ConfusionRow {
+                name: names[t].clone(),
+                cells,
+                total,
+                recall: if total > 0 {
+                    pct(row[t] as f32 / total as f32)
+                } else {
+                    "–".into()
+                },
+            }
+        })
+        .collect();
+    Ok(TrainingView {
+        loss_svg: loss,
+        accuracy_svg: acc,
+        classes: names,
+        confusion,
+        accuracy: pct(log.test_accuracy as f32),
+        epochs: log.epochs.len(),
+        train_digits: log.train_digits.clone(),
+        test_digits: log.test_digits.clone(),
+        seed: log.seed,
+        optimizer: log.optimizer.clone(),
+        learning_rate: log.learning_rate,
+        batch_size: log.batch_size,
+        normalisation: log.normalisation.clone(),
+        table: log
+            .epochs
+            .iter()
+            .map(|e| EpochRow {
+                epoch: e.epoch,
+                train_loss: format!("{:.4}", e.train_loss),
+                test_loss: format!("{:.4}", e.test_loss),
+                train_accuracy: pct(e.train_accuracy as f32),
+                test_accuracy: pct(e.test_accuracy as f32),
+            })
+            .collect(),
+    })
+}
+
+pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
+    let site = input.site;
+    let mc = &site.config.models[mi];
+    let layers = site.models[mi].model.layers();
+    let page = plan::model_page(&mc.id);
+    let slugs = methods::slugs(&mc.methods);
+    Ok(ModelView {
+        base: Base::new(site, &page, &format!("{} · {}", mc.id, site.config.site.title)),
+        model: ModelInfo {
+            id: mc.id.clone(),
+            arch: mc.arch.id,
+            summary: mc.arch.summary,
+            description: to_html(&mc.description),
+            parameters: layers.iter().map(|l| l.parameters).sum(),
+            layers: layers
+                .iter()
+                .map(|l| LayerRow {
+                    name: l.name.clone(),
+                    kind: l.kind.as_str(),
+                    shape: shape_str(&l.output_shape),
+                    parameters: l.parameters,
+                })
+                .collect(),
+            weights: input.models[mi].weights.iter().map(weight_view).collect(),
+            input: input_shape(mc),
+            mean: mc.input.mean.iter().map(|v| v.to_string()).collect(),
+            std: mc.input.std.iter().map(|v| v.to_string()).collect(),
+            classes: mc.classes.len(),
+        },
+        training: site.training[mi]
+            .as_ref()
+            .map(|log| training_view(mc, log))
+            .transpose()?,
+        methods: mc
+            .methods
+            .iter()
+            .zip(&slugs)
+            .filter(|(m, _)| m.is_map())
+            .map(|(m, s)| MethodLink {
+                title: m.title(),
+                href: plan::href(&plan::method_page(&mc.id, s)),
+            })
+            .collect(),
+        images: input.pairs_of_model(mi).map(|r| pair_link(site, r)).collect(),
+    })
+}
+
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    let site = input.site;
+    for (mi, mc) in site.config.models.iter().enumerate() {
+        render(site, out, &plan::model_page(&mc.id), "model.html", &view(input, mi)?)?;
+    }
+    Ok(site.config.models.len())
+}
