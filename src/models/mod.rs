@@ -7,13 +7,17 @@
 //! One backward pass from a scalar score then yields the input gradient and every probed
 //! layer's gradient together.
 //!
-//! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
+//! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`]. An
+//! architecture lists its layers and tensors once, as a [`layer::Net`]; `tests/architectures.rs`
+//! checks that the constructor loads exactly those tensors.
 
 pub mod alexnet;
 pub mod efficientnet_lite0;
+pub mod layer;
 pub mod lenet5;
 pub mod mobilenet_v2;
 pub mod nn;
+pub mod plain;
 pub mod region;
 pub mod resnet;
 pub mod vgg;
@@ -58,7 +62,8 @@ impl LayerKind {
     }
 }
 
-/// A named point in the network whose output can be read and differentiated.
+/// A named point in the network whose output can be read and differentiated. Built with
+/// [`LayerInfo::new`] and [`LayerInfo::owns`] ([`layer`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerInfo {
     pub name: String,
@@ -70,6 +75,10 @@ pub struct LayerInfo {
     /// Name of the weight tensor, for layers that have one (`conv1.weight`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<String>,
+    /// The state-dict tensors this layer owns; `parameters` is their trainable size
+    /// (see [`layer`]). Not part of the site's output.
+    #[serde(skip)]
+    pub tensors: Vec<String>,
 }
 
 /// The input a model was configured for: `[height, width]`, channels, normalisation.
