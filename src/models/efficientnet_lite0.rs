@@ -60,7 +60,7 @@ impl BlockSpec {
         self.stride == 1 && self.cin == self.cout
     }
     /// The block's convolutions: (module name, in, out, kernel, configuration), each
-    /// followed by the batch norm named in `BN_AFTER`.
+    /// followed by the batch norm [`bn_after`] names.
     fn convs(&self) -> Vec<(&'static str, usize, usize, usize, ConvConfig)> {
         let m = self.mid();
         let mut v = Vec::new();
