@@ -8,11 +8,12 @@ use std::sync::{Arc, Mutex};
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{Init, VarBuilder};
-use cnnscope::models::{self, layer, Architecture, InputSpec, Select, Tap, ARCHITECTURES};
+use cnnscope::models::layer::{self, Tensors};
+use cnnscope::models::{self, Architecture, InputSpec, Select, Tap, ARCHITECTURES};
 
 /// A weights source that hands out zeros and records every tensor asked for.
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(String, Vec<usize>)>>>);
+struct Recorder(Arc<Mutex<Tensors>>);
 
 impl SimpleBackend for Recorder {
     fn get(&self, s: Shape, name: &str, _: Init, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
@@ -62,11 +63,7 @@ fn documented_total(id: &str) -> (usize, usize) {
     }
 }
 
-fn build(
-    arch: &Architecture,
-    input: &InputSpec,
-    classes: usize,
-) -> (Box<dyn models::Model>, Vec<(String, Vec<usize>)>) {
+fn build(arch: &Architecture, input: &InputSpec, classes: usize) -> (Box<dyn models::Model>, Tensors) {
     let rec = Recorder::default();
     let vb = VarBuilder::from_backend(Box::new(rec.clone()), DType::F32, Device::Cpu);
     let model = (arch.build)(vb, input, classes).unwrap_or_else(|e| panic!("{}: {e}", arch.id));
@@ -123,7 +120,7 @@ fn parameters_are_the_sizes_of_each_layers_tensors() {
         let (model, _) = build(arch, &input, classes);
         let mut owner: BTreeMap<&str, &str> = BTreeMap::new();
         for l in model.layers() {
-            let mine: Vec<(String, Vec<usize>)> = l
+            let mine: Tensors = l
                 .tensors
                 .iter()
                 .map(|n| {

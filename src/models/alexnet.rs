@@ -10,6 +10,7 @@
 
 use candle_nn::VarBuilder;
 
+use super::layer::Tensors;
 use super::plain::{Plain, PlainSpec, Spec};
 use super::{Architecture, InputSpec, Model};
 
@@ -96,7 +97,7 @@ fn spec(classes: usize) -> PlainSpec {
     }
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
     spec(classes).net(input).tensors
 }
 

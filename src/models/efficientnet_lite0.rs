@@ -135,7 +135,7 @@ fn check_input(input: &InputSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
     net(input, classes).tensors
 }
 

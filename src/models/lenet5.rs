@@ -9,7 +9,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
-use super::layer::{linear_tensors, Net};
+use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{Conv, ConvConfig, Pad};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
@@ -74,7 +74,7 @@ fn net(channels: usize, classes: usize) -> Net {
     net
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
     net(input.channels, classes).tensors
 }
 

@@ -167,7 +167,7 @@ fn features() -> Vec<FeatureSpec> {
     out
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
     net(input, classes).tensors
 }
 

@@ -200,7 +200,7 @@ pub struct Architecture {
     /// Checks that the configured input fits the architecture.
     pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
     /// The tensors a weights file must hold, with their shapes.
-    pub tensors: fn(&InputSpec, usize) -> Vec<(String, Vec<usize>)>,
+    pub tensors: fn(&InputSpec, usize) -> layer::Tensors,
     pub build: fn(VarBuilder, &InputSpec, usize) -> candle_core::Result<Box<dyn Model>>,
 }
 

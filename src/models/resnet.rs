@@ -191,7 +191,7 @@ fn stem() -> ConvBn {
     ConvBn::new("conv1".into(), "bn1".into(), 3, STEM, 7, 2)
 }
 
-fn tensors<const DEPTH: usize>(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors<const DEPTH: usize>(input: &InputSpec, classes: usize) -> Tensors {
     net(DEPTH, input, classes).tensors
 }
 

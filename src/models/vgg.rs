@@ -11,6 +11,7 @@
 
 use candle_nn::VarBuilder;
 
+use super::layer::Tensors;
 use super::plain::{Plain, PlainSpec, Spec};
 use super::{Architecture, InputSpec, Model};
 
@@ -137,7 +138,7 @@ fn spec(depth: usize, bn: bool, classes: usize) -> PlainSpec {
     }
 }
 
-fn tensors<const DEPTH: usize, const BN: bool>(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
+fn tensors<const DEPTH: usize, const BN: bool>(input: &InputSpec, classes: usize) -> Tensors {
     spec(DEPTH, BN, classes).net(input).tensors
 }
 
