@@ -10,7 +10,7 @@ use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::VarBuilder;
 
 use crate::error::Result;
-use crate::models::nn::{Conv, Pad};
+use crate::models::nn::{Conv, ConvConfig, Pad};
 use crate::models::{self, InputSpec, Select, Tap};
 use crate::ops::{depthwise_conv2d, max_pool2d};
 
@@ -34,7 +34,13 @@ fn randn(shape: &[usize]) -> Result<Tensor> {
 fn conv(cin: usize, cout: usize, k: usize, stride: usize, pad: usize, groups: usize) -> Result<Conv> {
     let map: HashMap<String, Tensor> = [("weight".to_string(), (randn(&[cout, cin / groups, k, k])? * 0.1)?)].into();
     let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
-    Ok(Conv::new(vb, cin, cout, k, stride, Pad::Sym(pad), groups, false)?)
+    let cfg = ConvConfig {
+        stride,
+        pad: Pad::Sym(pad),
+        groups,
+        bias: false,
+    };
+    Ok(Conv::new(cin, cout, k, cfg, vb)?)
 }
 
 /// Forward, and forward + backward to the input, of `f` on an input of `shape`.

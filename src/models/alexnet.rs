@@ -10,7 +10,8 @@
 
 use candle_nn::VarBuilder;
 
-use super::vgg::{Plain, PlainSpec, Spec};
+use super::layer::Tensors;
+use super::plain::{Plain, PlainSpec, Spec};
 use super::{Architecture, InputSpec, Model};
 
 pub const ARCH: Architecture = Architecture {
@@ -96,8 +97,8 @@ fn spec(classes: usize) -> PlainSpec {
     }
 }
 
-fn tensors(_input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
-    spec(classes).tensors()
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
+    spec(classes).net(input).tensors
 }
 
 fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
@@ -106,7 +107,7 @@ fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Resu
 
 #[cfg(test)]
 mod tests {
-    use super::super::vgg::out_size;
+    use super::super::nn::out_size;
 
     /// Whether an input of `n` pixels survives the features (every max-pool window fits).
     fn min_fits(n: usize) -> bool {

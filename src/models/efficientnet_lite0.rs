@@ -12,7 +12,8 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::layer::{linear_tensors, Net, Tensors};
+use super::nn::{global_avg_pool, BatchNorm, Conv, ConvConfig, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
@@ -58,18 +59,46 @@ impl BlockSpec {
     fn skip(&self) -> bool {
         self.stride == 1 && self.cin == self.cout
     }
-    fn params(&self) -> usize {
+    /// The block's convolutions: (module name, in, out, kernel, configuration), each
+    /// followed by the batch norm [`bn_after`] names.
+    fn convs(&self) -> Vec<(&'static str, usize, usize, usize, ConvConfig)> {
         let m = self.mid();
-        let expand = if self.expand != 1 {
-            Conv::params(self.cin, m, 1, 1, false) + BatchNorm::params(m)
-        } else {
-            0
-        };
-        expand
-            + Conv::params(m, m, self.k, m, false)
-            + BatchNorm::params(m)
-            + Conv::params(m, self.cout, 1, 1, false)
-            + BatchNorm::params(self.cout)
+        let mut v = Vec::new();
+        if self.expand != 1 {
+            v.push(("_expand_conv", self.cin, m, 1, same(1, 1)));
+        }
+        v.push(("_depthwise_conv", m, m, self.k, same(self.stride, m)));
+        v.push(("_project_conv", m, self.cout, 1, same(1, 1)));
+        v
+    }
+
+    /// The tensors of the block named `prefix`, in state-dict order.
+    fn tensors(&self, prefix: &str) -> Tensors {
+        let mut t = Vec::new();
+        for (conv, cin, cout, k, cfg) in self.convs() {
+            t.extend(Conv::tensors(&format!("{prefix}.{conv}"), cin, cout, k, cfg));
+            t.extend(BatchNorm::tensors(&format!("{prefix}.{}", bn_after(conv)), cout));
+        }
+        t
+    }
+}
+
+/// The batch norm after each of a block's convolutions.
+fn bn_after(conv: &str) -> &'static str {
+    match conv {
+        "_expand_conv" => "_bn0",
+        "_depthwise_conv" => "_bn1",
+        _ => "_bn2",
+    }
+}
+
+/// The port's convolutions: TensorFlow's SAME padding, no bias (batch norm follows).
+fn same(stride: usize, groups: usize) -> ConvConfig {
+    ConvConfig {
+        stride,
+        pad: Pad::Same,
+        groups,
+        bias: false,
     }
 }
 
@@ -106,26 +135,45 @@ fn check_input(input: &InputSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
-    let mut t = vec![("_conv_stem.weight".to_string(), vec![STEM, input.channels, 3, 3])];
-    t.extend(BatchNorm::tensors("_bn0", STEM));
-    for (i, b) in blocks().iter().enumerate() {
-        let p = format!("_blocks.{i}");
-        let m = b.mid();
-        if b.expand != 1 {
-            t.push((format!("{p}._expand_conv.weight"), vec![m, b.cin, 1, 1]));
-            t.extend(BatchNorm::tensors(&format!("{p}._bn0"), m));
-        }
-        t.push((format!("{p}._depthwise_conv.weight"), vec![m, 1, b.k, b.k]));
-        t.extend(BatchNorm::tensors(&format!("{p}._bn1"), m));
-        t.push((format!("{p}._project_conv.weight"), vec![b.cout, m, 1, 1]));
-        t.extend(BatchNorm::tensors(&format!("{p}._bn2"), b.cout));
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
+    net(input, classes).tensors
+}
+
+/// The named layers, each with the tensors it owns (a block owns its convolutions' and
+/// batch norms').
+fn net(input: &InputSpec, classes: usize) -> Net {
+    let (mut h, mut w) = (input.height.div_ceil(2), input.width.div_ceil(2));
+    let mut net = Net::default();
+    net.owning(
+        LayerInfo::new("_conv_stem", LayerKind::Conv, vec![STEM, h, w]),
+        Conv::tensors("_conv_stem", input.channels, STEM, 3, same(2, 1)),
+    );
+    net.owning(
+        LayerInfo::new("_bn0", LayerKind::BatchNorm, vec![STEM, h, w]),
+        BatchNorm::tensors("_bn0", STEM),
+    );
+    net.layer(LayerInfo::new("stem", LayerKind::Relu6, vec![STEM, h, w]));
+    for (i, s) in blocks().iter().enumerate() {
+        let name = format!("_blocks.{i}");
+        (h, w) = (h.div_ceil(s.stride), w.div_ceil(s.stride));
+        let tensors = s.tensors(&name);
+        net.owning(LayerInfo::new(name, LayerKind::Block, vec![s.cout, h, w]), tensors);
     }
-    t.push(("_conv_head.weight".to_string(), vec![HEAD, 320, 1, 1]));
-    t.extend(BatchNorm::tensors("_bn1", HEAD));
-    t.push(("_fc.weight".to_string(), vec![classes, HEAD]));
-    t.push(("_fc.bias".to_string(), vec![classes]));
-    t
+    net.owning(
+        LayerInfo::new("_conv_head", LayerKind::Conv, vec![HEAD, h, w]),
+        Conv::tensors("_conv_head", 320, HEAD, 1, same(1, 1)),
+    );
+    net.owning(
+        LayerInfo::new("_bn1", LayerKind::BatchNorm, vec![HEAD, h, w]),
+        BatchNorm::tensors("_bn1", HEAD),
+    );
+    net.layer(LayerInfo::new("head", LayerKind::Relu6, vec![HEAD, h, w]));
+    net.layer(LayerInfo::new("_avg_pooling", LayerKind::AvgPool, vec![HEAD]));
+    net.owning(
+        LayerInfo::new("_fc", LayerKind::Linear, vec![classes]),
+        linear_tensors("_fc", HEAD, classes),
+    );
+    net
 }
 
 /// An MBConv block. Its batch norms are not named layers, so each is folded into the
@@ -142,17 +190,14 @@ struct Block {
 
 impl Block {
     fn new(vb: VarBuilder, name: String, s: BlockSpec) -> candle_core::Result<Self> {
-        let m = s.mid();
-        let expand = if s.expand != 1 {
-            let conv = Conv::new(vb.pp("_expand_conv"), s.cin, m, 1, 1, Pad::Same, 1, false)?;
-            Some(conv.fold(&BatchNorm::new(vb.pp("_bn0"), m, EPS)?)?)
-        } else {
-            None
-        };
-        let depthwise = Conv::new(vb.pp("_depthwise_conv"), m, m, s.k, s.stride, Pad::Same, m, false)?;
-        let project = Conv::new(vb.pp("_project_conv"), m, s.cout, 1, 1, Pad::Same, 1, false)?;
-        let depthwise = depthwise.fold(&BatchNorm::new(vb.pp("_bn1"), m, EPS)?)?;
-        let project = project.fold(&BatchNorm::new(vb.pp("_bn2"), s.cout, EPS)?)?;
+        let mut convs = Vec::new();
+        for (conv, cin, cout, k, cfg) in s.convs() {
+            let bn = BatchNorm::new(cout, EPS, vb.pp(bn_after(conv)))?;
+            convs.push(Conv::new(cin, cout, k, cfg, vb.pp(conv))?.fold(&bn)?);
+        }
+        let project = convs.pop().expect("a block ends with its projection");
+        let depthwise = convs.pop().expect("a block has a depthwise convolution");
+        let expand = convs.pop();
         fn parts(c: &Conv) -> Option<(&Tensor, &Tensor)> {
             c.bias().map(|b| (c.weight(), b))
         }
@@ -235,69 +280,22 @@ fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Resu
     Ok(Box::new(EfficientNetLite0::new(vb, input, classes)?))
 }
 
-fn info(name: &str, kind: LayerKind, shape: Vec<usize>, parameters: usize, weight: bool) -> LayerInfo {
-    LayerInfo {
-        name: name.to_string(),
-        kind,
-        output_shape: shape,
-        parameters,
-        weight: weight.then(|| format!("{name}.weight")),
-    }
-}
-
 impl EfficientNetLite0 {
     pub fn new(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Self> {
-        let c = input.channels;
-        let stem = Conv::new(vb.pp("_conv_stem"), c, STEM, 3, 2, Pad::Same, 1, false)?;
-        let bn0 = BatchNorm::new(vb.pp("_bn0"), STEM, EPS)?;
-        let (mut h, mut w) = (input.height.div_ceil(2), input.width.div_ceil(2));
-        let mut layers = vec![
-            info(
-                "_conv_stem",
-                LayerKind::Conv,
-                vec![STEM, h, w],
-                Conv::params(c, STEM, 3, 1, false),
-                true,
-            ),
-            info(
-                "_bn0",
-                LayerKind::BatchNorm,
-                vec![STEM, h, w],
-                BatchNorm::params(STEM),
-                false,
-            ),
-            info("stem", LayerKind::Relu6, vec![STEM, h, w], 0, false),
-        ];
-        let mut blocks = Vec::new();
-        for (i, s) in self::blocks().into_iter().enumerate() {
-            let name = format!("_blocks.{i}");
-            blocks.push(Block::new(vb.pp(&name), name.clone(), s)?);
-            h = h.div_ceil(s.stride);
-            w = w.div_ceil(s.stride);
-            layers.push(info(&name, LayerKind::Block, vec![s.cout, h, w], s.params(), false));
-        }
-        let head = Conv::new(vb.pp("_conv_head"), 320, HEAD, 1, 1, Pad::Same, 1, false)?;
-        let bn1 = BatchNorm::new(vb.pp("_bn1"), HEAD, EPS)?;
+        let stem = Conv::new(input.channels, STEM, 3, same(2, 1), vb.pp("_conv_stem"))?;
+        let bn0 = BatchNorm::new(STEM, EPS, vb.pp("_bn0"))?;
+        let blocks = self::blocks()
+            .into_iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let name = format!("_blocks.{i}");
+                Block::new(vb.pp(&name), name, s)
+            })
+            .collect::<candle_core::Result<_>>()?;
+        let head = Conv::new(320, HEAD, 1, same(1, 1), vb.pp("_conv_head"))?;
+        let bn1 = BatchNorm::new(HEAD, EPS, vb.pp("_bn1"))?;
         let fc = candle_nn::linear(HEAD, classes, vb.pp("_fc"))?;
-        layers.extend([
-            info(
-                "_conv_head",
-                LayerKind::Conv,
-                vec![HEAD, h, w],
-                Conv::params(320, HEAD, 1, 1, false),
-                true,
-            ),
-            info(
-                "_bn1",
-                LayerKind::BatchNorm,
-                vec![HEAD, h, w],
-                BatchNorm::params(HEAD),
-                false,
-            ),
-            info("head", LayerKind::Relu6, vec![HEAD, h, w], 0, false),
-            info("_avg_pooling", LayerKind::AvgPool, vec![HEAD], 0, false),
-            info("_fc", LayerKind::Linear, vec![classes], HEAD * classes + classes, true),
-        ]);
+        let layers = net(input, classes).layers;
         Ok(EfficientNetLite0 {
             stem,
             bn0,

@@ -9,6 +9,8 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
+use super::layer::{linear_tensors, Net, Tensors};
+use super::nn::{Conv, ConvConfig, Pad};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
@@ -31,23 +33,49 @@ fn check_input(input: &InputSpec) -> Result<(), String> {
     Ok(())
 }
 
-fn tensors(input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
-    let c = input.channels;
-    [
-        ("conv1.weight", vec![6, c, 5, 5]),
-        ("conv1.bias", vec![6]),
-        ("conv2.weight", vec![16, 6, 5, 5]),
-        ("conv2.bias", vec![16]),
-        ("fc1.weight", vec![120, 400]),
-        ("fc1.bias", vec![120]),
-        ("fc2.weight", vec![84, 120]),
-        ("fc2.bias", vec![84]),
-        ("fc3.weight", vec![classes, 84]),
-        ("fc3.bias", vec![classes]),
-    ]
-    .into_iter()
-    .map(|(n, s)| (n.to_string(), s))
-    .collect()
+/// The layers and the tensors each owns. The convolutions are candle-nn's (the training
+/// in `train.rs` builds this network on a `VarMap`), which loads the same tensors as ours.
+fn net(channels: usize, classes: usize) -> Net {
+    use LayerKind as K;
+    let conv = |name: &str, cin, cout, pad| {
+        let cfg = ConvConfig {
+            pad: Pad::Sym(pad),
+            ..Default::default()
+        };
+        Conv::tensors(name, cin, cout, 5, cfg)
+    };
+    let mut net = Net::default();
+    net.owning(
+        LayerInfo::new("conv1", K::Conv, vec![6, 28, 28]),
+        conv("conv1", channels, 6, 2),
+    );
+    net.layer(LayerInfo::new("relu1", K::Relu, vec![6, 28, 28]));
+    net.layer(LayerInfo::new("pool1", K::MaxPool, vec![6, 14, 14]));
+    net.owning(
+        LayerInfo::new("conv2", K::Conv, vec![16, 10, 10]),
+        conv("conv2", 6, 16, 0),
+    );
+    net.layer(LayerInfo::new("relu2", K::Relu, vec![16, 10, 10]));
+    net.layer(LayerInfo::new("pool2", K::MaxPool, vec![16, 5, 5]));
+    net.owning(
+        LayerInfo::new("fc1", K::Linear, vec![120]),
+        linear_tensors("fc1", 400, 120),
+    );
+    net.layer(LayerInfo::new("relu3", K::Relu, vec![120]));
+    net.owning(
+        LayerInfo::new("fc2", K::Linear, vec![84]),
+        linear_tensors("fc2", 120, 84),
+    );
+    net.layer(LayerInfo::new("relu4", K::Relu, vec![84]));
+    net.owning(
+        LayerInfo::new("fc3", K::Linear, vec![classes]),
+        linear_tensors("fc3", 84, classes),
+    );
+    net
+}
+
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
+    net(input.channels, classes).tensors
 }
 
 pub struct LeNet5 {
@@ -58,17 +86,6 @@ pub struct LeNet5 {
     fc3: Linear,
     layers: Vec<LayerInfo>,
     classes: usize,
-}
-
-fn layer(name: &str, kind: LayerKind, shape: &[usize], parameters: usize) -> LayerInfo {
-    let weight = (parameters > 0).then(|| format!("{name}.weight"));
-    LayerInfo {
-        name: name.to_string(),
-        kind,
-        output_shape: shape.to_vec(),
-        parameters,
-        weight,
-    }
 }
 
 fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
@@ -86,20 +103,7 @@ impl LeNet5 {
         let fc1 = candle_nn::linear(400, 120, vb.pp("fc1"))?;
         let fc2 = candle_nn::linear(120, 84, vb.pp("fc2"))?;
         let fc3 = candle_nn::linear(84, classes, vb.pp("fc3"))?;
-        use LayerKind::*;
-        let layers = vec![
-            layer("conv1", Conv, &[6, 28, 28], 6 * channels * 25 + 6),
-            layer("relu1", Relu, &[6, 28, 28], 0),
-            layer("pool1", MaxPool, &[6, 14, 14], 0),
-            layer("conv2", Conv, &[16, 10, 10], 16 * 6 * 25 + 16),
-            layer("relu2", Relu, &[16, 10, 10], 0),
-            layer("pool2", MaxPool, &[16, 5, 5], 0),
-            layer("fc1", Linear, &[120], 400 * 120 + 120),
-            layer("relu3", Relu, &[120], 0),
-            layer("fc2", Linear, &[84], 120 * 84 + 84),
-            layer("relu4", Relu, &[84], 0),
-            layer("fc3", Linear, &[classes], 84 * classes + classes),
-        ];
+        let layers = net(channels, classes).layers;
         Ok(LeNet5 {
             conv1,
             conv2,

@@ -19,7 +19,8 @@ use std::sync::Arc;
 use candle_core::{DType, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::layer::{linear_tensors, Net, Tensors};
+use super::nn::{global_avg_pool, BatchNorm, Conv, ConvConfig, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
@@ -78,14 +79,24 @@ struct Unit {
 }
 
 impl Unit {
-    fn params(&self) -> usize {
-        Conv::params(self.cin, self.cout, self.k, self.groups, false) + BatchNorm::params(self.cout)
+    /// No bias (batch norm follows), "same" padding for odd kernels.
+    fn config(&self) -> ConvConfig {
+        ConvConfig {
+            stride: self.stride,
+            pad: Pad::Sym((self.k - 1) / 2),
+            groups: self.groups,
+            bias: false,
+        }
     }
-    fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let shape = vec![self.cout, self.cin / self.groups, self.k, self.k];
-        let mut v = vec![(format!("{}.weight", self.conv), shape)];
+    fn tensors(&self) -> Tensors {
+        let mut v = Conv::tensors(&self.conv, self.cin, self.cout, self.k, self.config());
         v.extend(BatchNorm::tensors(&self.bn, self.cout));
         v
+    }
+    /// The convolution with its batch norm folded in (it is not a named layer).
+    fn load(&self, vb: &VarBuilder) -> candle_core::Result<Conv> {
+        let conv = Conv::new(self.cin, self.cout, self.k, self.config(), vb.pp(&self.conv))?;
+        conv.fold(&BatchNorm::new(self.cout, EPS, vb.pp(&self.bn))?)
     }
 }
 
@@ -156,47 +167,31 @@ fn features() -> Vec<FeatureSpec> {
     out
 }
 
-fn tensors(_input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
-    let mut out: Vec<_> = features()
-        .iter()
-        .flat_map(|f| f.units.iter().flat_map(Unit::tensors))
-        .collect();
-    out.push(("classifier.1.weight".into(), vec![classes, LAST]));
-    out.push(("classifier.1.bias".into(), vec![classes]));
-    out
+fn tensors(input: &InputSpec, classes: usize) -> Tensors {
+    net(input, classes).tensors
 }
 
-fn layers(input: &InputSpec, classes: usize) -> Vec<LayerInfo> {
+/// The named layers, each with the tensors it owns (a feature owns its units').
+fn net(input: &InputSpec, classes: usize) -> Net {
     let (mut h, mut w) = (input.height, input.width);
-    let mut out = Vec::new();
+    let mut net = Net::default();
     for (i, f) in features().iter().enumerate() {
         if f.stride == 2 {
             // 3×3, padding 1, stride 2.
             (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
         }
-        out.push(LayerInfo {
-            name: format!("features.{i}"),
-            kind: LayerKind::Block,
-            output_shape: vec![f.units.last().map_or(0, |u| u.cout), h, w],
-            parameters: f.units.iter().map(Unit::params).sum(),
-            weight: None,
-        });
+        let c = f.units.last().map_or(0, |u| u.cout);
+        net.owning(
+            LayerInfo::new(format!("features.{i}"), LayerKind::Block, vec![c, h, w]),
+            f.units.iter().flat_map(Unit::tensors).collect(),
+        );
     }
-    out.push(LayerInfo {
-        name: "avgpool".into(),
-        kind: LayerKind::AvgPool,
-        output_shape: vec![LAST],
-        parameters: 0,
-        weight: None,
-    });
-    out.push(LayerInfo {
-        name: "classifier.1".into(),
-        kind: LayerKind::Linear,
-        output_shape: vec![classes],
-        parameters: LAST * classes + classes,
-        weight: Some("classifier.1.weight".into()),
-    });
-    out
+    net.layer(LayerInfo::new("avgpool", LayerKind::AvgPool, vec![LAST]));
+    net.owning(
+        LayerInfo::new("classifier.1", LayerKind::Linear, vec![classes]),
+        linear_tensors("classifier.1", LAST, classes),
+    );
+    net
 }
 
 fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
@@ -314,19 +309,7 @@ impl MobileNetV2 {
                 let units = f
                     .units
                     .iter()
-                    .map(|u| {
-                        let conv = Conv::new(
-                            vb.pp(&u.conv),
-                            u.cin,
-                            u.cout,
-                            u.k,
-                            u.stride,
-                            Pad::Sym((u.k - 1) / 2),
-                            u.groups,
-                            false,
-                        )?;
-                        Ok((conv.fold(&BatchNorm::new(vb.pp(&u.bn), u.cout, EPS)?)?, u.relu6))
-                    })
+                    .map(|u| Ok((u.load(&vb)?, u.relu6)))
                     .collect::<candle_core::Result<_>>()?;
                 Feature::new(format!("features.{i}"), units, f.residual)
             })
@@ -334,7 +317,7 @@ impl MobileNetV2 {
         Ok(MobileNetV2 {
             features,
             classifier: candle_nn::linear(LAST, classes, vb.pp("classifier.1"))?,
-            layers: layers(input, classes),
+            layers: net(input, classes).layers,
             classes,
         })
     }

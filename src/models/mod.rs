@@ -7,14 +7,18 @@
 //! One backward pass from a scalar score then yields the input gradient and every probed
 //! layer's gradient together.
 //!
-//! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`].
+//! Adding an architecture = one file in this folder plus one line in [`ARCHITECTURES`]. An
+//! architecture lists its layers and tensors once, as a [`layer::Net`]; `tests/architectures.rs`
+//! checks that the constructor loads exactly those tensors.
 
 pub mod alexnet;
 pub mod efficientnet_lite0;
 mod input;
+pub mod layer;
 pub mod lenet5;
 pub mod mobilenet_v2;
 pub mod nn;
+pub mod plain;
 pub mod region;
 pub mod resnet;
 pub mod vgg;
@@ -60,7 +64,8 @@ impl LayerKind {
     }
 }
 
-/// A named point in the network whose output can be read and differentiated.
+/// A named point in the network whose output can be read and differentiated. Built with
+/// [`LayerInfo::new`] and [`LayerInfo::owns`] ([`layer`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerInfo {
     pub name: String,
@@ -72,6 +77,10 @@ pub struct LayerInfo {
     /// Name of the weight tensor, for layers that have one (`conv1.weight`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub weight: Option<String>,
+    /// The state-dict tensors this layer owns; `parameters` is their trainable size
+    /// (see [`layer`]). Not part of the site's output.
+    #[serde(skip)]
+    pub tensors: Vec<String>,
 }
 
 /// The input a model was configured for: `[height, width]`, channels, normalisation.
@@ -193,7 +202,7 @@ pub struct Architecture {
     /// Checks that the configured input fits the architecture.
     pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
     /// The tensors a weights file must hold, with their shapes.
-    pub tensors: fn(&InputSpec, usize) -> Vec<(String, Vec<usize>)>,
+    pub tensors: fn(&InputSpec, usize) -> layer::Tensors,
     pub build: fn(VarBuilder, &InputSpec, usize) -> candle_core::Result<Box<dyn Model>>,
 }
 

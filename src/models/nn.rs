@@ -4,6 +4,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
+use super::layer::Tensors;
 use crate::ops::bias::Act;
 use crate::ops::depthwise_conv2d;
 
@@ -23,6 +24,39 @@ pub fn same_pad(i: usize, k: usize, s: usize) -> (usize, usize) {
     (total / 2, total - total / 2)
 }
 
+/// How a [`Conv`] is configured, apart from its widths and kernel size. The default is
+/// PyTorch's `nn.Conv2d`: stride 1, no padding, one group, with bias.
+#[derive(Debug, Clone, Copy)]
+pub struct ConvConfig {
+    pub stride: usize,
+    pub pad: Pad,
+    pub groups: usize,
+    pub bias: bool,
+}
+
+impl Default for ConvConfig {
+    fn default() -> Self {
+        ConvConfig {
+            stride: 1,
+            pad: Pad::Sym(0),
+            groups: 1,
+            bias: true,
+        }
+    }
+}
+
+impl ConvConfig {
+    /// The tensors of a `cin → cout`, `k × k` convolution, by their names in the module.
+    /// [`Conv::new`] asks for these and [`Conv::tensors`] lists them, so the two agree.
+    fn shapes(&self, cin: usize, cout: usize, k: usize) -> Vec<(&'static str, Vec<usize>)> {
+        let mut v = vec![("weight", vec![cout, cin / self.groups, k, k])];
+        if self.bias {
+            v.push(("bias", vec![cout]));
+        }
+        v
+    }
+}
+
 /// A 2-D convolution in PyTorch's layout (`out, in/groups, kh, kw`).
 pub struct Conv {
     weight: Tensor,
@@ -34,27 +68,32 @@ pub struct Conv {
 }
 
 impl Conv {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        vb: VarBuilder,
-        cin: usize,
-        cout: usize,
-        k: usize,
-        stride: usize,
-        pad: Pad,
-        groups: usize,
-        bias: bool,
-    ) -> candle_core::Result<Self> {
-        let weight = vb.get((cout, cin / groups, k, k), "weight")?;
-        let bias = if bias { Some(vb.get(cout, "bias")?) } else { None };
+    /// A `cin → cout`, `k × k` convolution with the weights `vb` holds (as `candle_nn::conv2d`).
+    pub fn new(cin: usize, cout: usize, k: usize, cfg: ConvConfig, vb: VarBuilder) -> candle_core::Result<Self> {
+        let mut loaded: Vec<Tensor> = cfg
+            .shapes(cin, cout, k)
+            .into_iter()
+            .map(|(name, shape)| vb.get(shape, name))
+            .collect::<candle_core::Result<_>>()?;
+        // `shapes` lists the weight, then the bias if there is one.
+        let bias = cfg.bias.then(|| loaded.pop()).flatten();
+        let weight = loaded.remove(0);
         Ok(Conv {
             weight,
             bias,
-            stride,
-            pad,
-            groups,
+            stride: cfg.stride,
+            pad: cfg.pad,
+            groups: cfg.groups,
             k,
         })
+    }
+
+    /// The tensors a convolution named `prefix` holds in a state dict.
+    pub fn tensors(prefix: &str, cin: usize, cout: usize, k: usize, cfg: ConvConfig) -> Tensors {
+        cfg.shapes(cin, cout, k)
+            .into_iter()
+            .map(|(n, s)| (format!("{prefix}.{n}"), s))
+            .collect()
     }
 
     /// This convolution followed by an inference batch norm, as one convolution:
@@ -71,17 +110,6 @@ impl Conv {
             None => shift,
         });
         Ok(self)
-    }
-
-    /// Parameters of a conv: weight (+ bias).
-    pub fn params(cin: usize, cout: usize, k: usize, groups: usize, bias: bool) -> usize {
-        cout * (cin / groups) * k * k + if bias { cout } else { 0 }
-    }
-
-    /// Output size of one dimension.
-    pub fn out_size(&self, i: usize) -> usize {
-        let (a, b) = self.pads(i);
-        (i + a + b - self.k) / self.stride + 1
     }
 
     fn pads(&self, i: usize) -> (usize, usize) {
@@ -241,12 +269,14 @@ pub struct BatchNorm {
     shift: Tensor,
 }
 
+/// A batch norm's tensors, by their names in the module, in state-dict order.
+const BATCH_NORM: [&str; 4] = ["weight", "bias", "running_mean", "running_var"];
+
 impl BatchNorm {
-    pub fn new(vb: VarBuilder, c: usize, eps: f64) -> candle_core::Result<Self> {
-        let w = vb.get(c, "weight")?;
-        let b = vb.get(c, "bias")?;
-        let mean = vb.get(c, "running_mean")?;
-        let var = vb.get(c, "running_var")?;
+    /// A batch norm over `c` channels with the statistics `vb` holds.
+    pub fn new(c: usize, eps: f64, vb: VarBuilder) -> candle_core::Result<Self> {
+        let [w, b, mean, var] = BATCH_NORM.map(|n| vb.get(c, n));
+        let (w, b, mean, var) = (w?, b?, mean?, var?);
         let scale = (w / (var + eps)?.sqrt()?)?;
         let shift = (b - (mean * &scale)?)?;
         Ok(BatchNorm {
@@ -255,17 +285,10 @@ impl BatchNorm {
         })
     }
 
-    /// Trainable numbers: weight and bias (running statistics are not parameters).
-    pub fn params(c: usize) -> usize {
-        2 * c
-    }
-
-    /// The tensors a batch norm named `prefix` holds in a state dict.
-    pub fn tensors(prefix: &str, c: usize) -> Vec<(String, Vec<usize>)> {
-        ["weight", "bias", "running_mean", "running_var"]
-            .iter()
-            .map(|n| (format!("{prefix}.{n}"), vec![c]))
-            .collect()
+    /// The tensors a batch norm named `prefix` holds in a state dict (its running
+    /// statistics are not parameters: [`super::layer::is_parameter`]).
+    pub fn tensors(prefix: &str, c: usize) -> Tensors {
+        BATCH_NORM.iter().map(|n| (format!("{prefix}.{n}"), vec![c])).collect()
     }
 }
 
@@ -291,6 +314,12 @@ pub fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Whether our own CPU ops handle this tensor (f32 and f64; other dtypes take candle's).
 fn fast_dtype(x: &Tensor) -> bool {
     matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64) && x.device().is_cpu()
+}
+
+/// Output size of a convolution or max-pool along one dimension (PyTorch, floor mode).
+/// Callers check the input size beforehand; a too small one gives 1, not an overflow.
+pub fn out_size(i: usize, k: usize, stride: usize, pad: usize) -> usize {
+    (i + 2 * pad).saturating_sub(k) / stride + 1
 }
 
 /// Mean over the spatial dimensions: `(N, C, H, W)` → `(N, C)`.
@@ -321,7 +350,13 @@ mod tests {
             let map: HashMap<String, Tensor> =
                 [("weight".to_string(), w.clone()), ("bias".to_string(), b.clone())].into();
             let vb = VarBuilder::from_tensors(map, DType::F64, &dev);
-            let conv = Conv::new(vb, cin, cout, k, stride, Pad::Sym(pad), groups, true).unwrap();
+            let cfg = ConvConfig {
+                stride,
+                pad: Pad::Sym(pad),
+                groups,
+                ..Default::default()
+            };
+            let conv = Conv::new(cin, cout, k, cfg, vb).unwrap();
             let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (2, cin, 9, 9), &dev).unwrap()).unwrap();
             let ours = conv.forward(&x).unwrap();
             // 9 + 2p − k is even for these cases, so candle's backward works on them.

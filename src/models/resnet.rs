@@ -11,7 +11,8 @@
 use candle_core::{Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
 
-use super::nn::{global_avg_pool, BatchNorm, Conv, Pad};
+use super::layer::{linear_tensors, Net, Tensors};
+use super::nn::{global_avg_pool, out_size, BatchNorm, Conv, ConvConfig, Pad};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
@@ -79,11 +80,6 @@ fn check_input(input: &InputSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// Output size of a convolution or max-pool along one dimension.
-fn out_size(i: usize, k: usize, stride: usize, pad: usize) -> usize {
-    (i + 2 * pad - k) / stride + 1
-}
-
 /// A convolution without bias followed by batch norm, by their module names.
 struct ConvBn {
     conv: String,
@@ -105,31 +101,30 @@ impl ConvBn {
             stride,
         }
     }
-    fn params(&self) -> usize {
-        Conv::params(self.cin, self.cout, self.k, 1, false) + BatchNorm::params(self.cout)
+    /// No bias (batch norm follows), "same" padding for odd kernels.
+    fn config(&self) -> ConvConfig {
+        ConvConfig {
+            stride: self.stride,
+            pad: Pad::Sym((self.k - 1) / 2),
+            bias: false,
+            ..Default::default()
+        }
     }
-    fn tensors(&self) -> Vec<(String, Vec<usize>)> {
-        let mut v = vec![(
-            format!("{}.weight", self.conv),
-            vec![self.cout, self.cin, self.k, self.k],
-        )];
-        v.extend(BatchNorm::tensors(&self.bn, self.cout));
+    fn conv_tensors(&self) -> Tensors {
+        Conv::tensors(&self.conv, self.cin, self.cout, self.k, self.config())
+    }
+    fn bn_tensors(&self) -> Tensors {
+        BatchNorm::tensors(&self.bn, self.cout)
+    }
+    fn tensors(&self) -> Tensors {
+        let mut v = self.conv_tensors();
+        v.extend(self.bn_tensors());
         v
     }
     fn load(&self, vb: &VarBuilder) -> candle_core::Result<(Conv, BatchNorm)> {
-        let pad = Pad::Sym((self.k - 1) / 2);
         Ok((
-            Conv::new(
-                vb.pp(&self.conv),
-                self.cin,
-                self.cout,
-                self.k,
-                self.stride,
-                pad,
-                1,
-                false,
-            )?,
-            BatchNorm::new(vb.pp(&self.bn), self.cout, EPS)?,
+            Conv::new(self.cin, self.cout, self.k, self.config(), vb.pp(&self.conv))?,
+            BatchNorm::new(self.cout, EPS, vb.pp(&self.bn))?,
         ))
     }
 }
@@ -141,8 +136,12 @@ struct BlockSpec {
 }
 
 impl BlockSpec {
-    fn params(&self) -> usize {
-        self.main.iter().chain(&self.downsample).map(ConvBn::params).sum()
+    fn tensors(&self) -> Tensors {
+        self.main
+            .iter()
+            .chain(&self.downsample)
+            .flat_map(ConvBn::tensors)
+            .collect()
     }
 }
 
@@ -192,72 +191,43 @@ fn stem() -> ConvBn {
     ConvBn::new("conv1".into(), "bn1".into(), 3, STEM, 7, 2)
 }
 
-fn tensors<const DEPTH: usize>(_input: &InputSpec, classes: usize) -> Vec<(String, Vec<usize>)> {
-    let (stages, width) = stages(DEPTH);
-    let mut out = stem().tensors();
-    for block in stages.iter().flatten() {
-        for unit in block.main.iter().chain(&block.downsample) {
-            out.extend(unit.tensors());
-        }
-    }
-    out.push(("fc.weight".into(), vec![classes, width]));
-    out.push(("fc.bias".into(), vec![classes]));
-    out
+fn tensors<const DEPTH: usize>(input: &InputSpec, classes: usize) -> Tensors {
+    net(DEPTH, input, classes).tensors
 }
 
-fn layers(depth: usize, input: &InputSpec, classes: usize) -> Vec<LayerInfo> {
+/// The named layers, each with the tensors it owns (a stage owns its blocks').
+fn net(depth: usize, input: &InputSpec, classes: usize) -> Net {
     let (stages, width) = stages(depth);
-    let info = |name: &str, kind, shape: Vec<usize>, parameters, weight: Option<&str>| LayerInfo {
-        name: name.to_string(),
-        kind,
-        output_shape: shape,
-        parameters,
-        weight: weight.map(str::to_string),
-    };
     let (mut h, mut w) = (out_size(input.height, 7, 2, 3), out_size(input.width, 7, 2, 3));
     let stem = stem();
-    let mut out = vec![
-        info(
-            "conv1",
-            LayerKind::Conv,
-            vec![STEM, h, w],
-            stem.params() - BatchNorm::params(STEM),
-            Some("conv1.weight"),
-        ),
-        info(
-            "bn1",
-            LayerKind::BatchNorm,
-            vec![STEM, h, w],
-            BatchNorm::params(STEM),
-            None,
-        ),
-        info("relu", LayerKind::Relu, vec![STEM, h, w], 0, None),
-    ];
+    let mut net = Net::default();
+    net.owning(
+        LayerInfo::new("conv1", LayerKind::Conv, vec![STEM, h, w]),
+        stem.conv_tensors(),
+    );
+    net.owning(
+        LayerInfo::new("bn1", LayerKind::BatchNorm, vec![STEM, h, w]),
+        stem.bn_tensors(),
+    );
+    net.layer(LayerInfo::new("relu", LayerKind::Relu, vec![STEM, h, w]));
     (h, w) = (out_size(h, 3, 2, 1), out_size(w, 3, 2, 1));
-    out.push(info("maxpool", LayerKind::MaxPool, vec![STEM, h, w], 0, None));
+    net.layer(LayerInfo::new("maxpool", LayerKind::MaxPool, vec![STEM, h, w]));
     for (s, blocks) in stages.iter().enumerate() {
         if s > 0 {
             (h, w) = (out_size(h, 3, 2, 1), out_size(w, 3, 2, 1));
         }
         let c = blocks[0].main.last().map_or(0, |u| u.cout);
-        let params = blocks.iter().map(BlockSpec::params).sum();
-        out.push(info(
-            &format!("layer{}", s + 1),
-            LayerKind::Block,
-            vec![c, h, w],
-            params,
-            None,
-        ));
+        net.owning(
+            LayerInfo::new(format!("layer{}", s + 1), LayerKind::Block, vec![c, h, w]),
+            blocks.iter().flat_map(BlockSpec::tensors).collect(),
+        );
     }
-    out.push(info("avgpool", LayerKind::AvgPool, vec![width], 0, None));
-    out.push(info(
-        "fc",
-        LayerKind::Linear,
-        vec![classes],
-        width * classes + classes,
-        Some("fc.weight"),
-    ));
-    out
+    net.layer(LayerInfo::new("avgpool", LayerKind::AvgPool, vec![width]));
+    net.owning(
+        LayerInfo::new("fc", LayerKind::Linear, vec![classes]),
+        linear_tensors("fc", width, classes),
+    );
+    net
 }
 
 fn build<const DEPTH: usize>(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
@@ -321,7 +291,7 @@ impl ResNet {
             bn1,
             stages,
             fc,
-            layers: layers(depth, input, classes),
+            layers: net(depth, input, classes).layers,
             classes,
         })
     }
