@@ -262,3 +262,45 @@ fn cli_build_and_check() {
         "output defaults to public/ next to the config"
     );
 }
+
+#[test]
+fn compute_errors_name_the_model_image_method_and_class() {
+    use cnnscope::build::{keys, BuildOptions};
+    use cnnscope::methods::ModelInfo;
+    let dir = common::fixture("basic");
+    let cfg = common::edit_config(
+        dir.path(),
+        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n",
+        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n    methods: [{ name: layercam }]\n    targets: [5]\n",
+    );
+    let site = Site::load(&cfg).unwrap();
+    let mc = &site.config.models[0];
+    let fkey = keys::forward(mc, &site.hashes.weights[0], &site.hashes.images[0]);
+    let info = ModelInfo {
+        arch: mc.arch,
+        input: &mc.input,
+        layers: site.models[0].model.layers(),
+    };
+    let method = &mc.methods[0];
+    let key = keys::method(&fkey, method, &method.params(&info), 5);
+    // A file where the entry's folder must go: the method's result cannot be stored.
+    let cache = dir.path().join("cache");
+    let blocked = cache.join("entries").join(&key[..2]);
+    std::fs::create_dir_all(blocked.parent().unwrap()).unwrap();
+    std::fs::write(&blocked, "in the way").unwrap();
+    let opts = BuildOptions {
+        cache: Some(cache),
+        ..Default::default()
+    };
+    let err = site
+        .build_with(&dir.path().join("public"), &opts, &|_| {})
+        .unwrap_err()
+        .to_string();
+    for part in [
+        "model `lenet` × image `three`, method `layercam` (layercam), class 5 `5`",
+        &blocked.display().to_string(),
+    ] {
+        assert!(err.contains(part), "the error lacks `{part}`:\n{err}");
+    }
+    assert!(!dir.path().join("public").exists(), "no site from a failed build");
+}

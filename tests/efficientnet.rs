@@ -154,9 +154,7 @@ fn input_gradients_and_gradcam_match_the_reference() {
         eprintln!("{name}: input_grad pearson {r:.6} rel L2 {e:.2e}");
         assert!(r >= 0.999 && e <= 1e-2, "{name} input_grad: pearson {r}, rel L2 {e}");
         for (layer, key) in [("_blocks.15", "gradcam_blocks15"), ("head", "gradcam_head")] {
-            let spec = gradcam::GradCam {
-                layer: Some(layer.into()),
-            };
+            let spec = gradcam::GradCam::at(Some(layer));
             let Output::Map(cam) = spec.run(&cx).unwrap() else {
                 panic!()
             };

@@ -93,7 +93,7 @@ fn gradcam_equals_a_direct_computation() {
     }
     let expected: Vec<f32> = expected.into_iter().map(|v| v.max(0.0)).collect();
     let cx = Ctx::new(&m, arch, &inp, &x, target, target);
-    let got = map(gradcam::GradCam { layer: None }.run(&cx).unwrap());
+    let got = map(gradcam::GradCam::at(None).run(&cx).unwrap());
     assert_eq!(got.layer.as_deref(), Some("relu2"), "the lenet5 preset");
     assert_eq!(got.data.dims(), &[10, 10]);
     let gv = vec(&got.data);
@@ -120,7 +120,7 @@ fn gradcam_equals_a_direct_computation() {
         &Tensor::new(wpp.as_slice(), &Device::Cpu).unwrap(),
     )
     .unwrap();
-    let pp = map(gradcam_pp::GradCamPlusPlus { layer: None }.run(&cx).unwrap());
+    let pp = map(gradcam_pp::GradCamPlusPlus::at(None).run(&cx).unwrap());
     assert_eq!(vec(&direct), vec(&pp.data));
 }
 
@@ -147,8 +147,8 @@ fn hirescam_and_layercam_equal_a_direct_computation() {
         let cx = Ctx::new(&m, arch, &inp, &x, target, target);
         let layer = Some(layer.to_string());
         for (method, expected) in [
-            (MethodSpec::from(hirescam::HiResCam { layer: layer.clone() }), hires),
-            (layercam::LayerCam { layer: layer.clone() }.into(), layer_cam),
+            (MethodSpec::from(hirescam::HiResCam::at(layer.as_deref())), hires),
+            (layercam::LayerCam::at(layer.as_deref()).into(), layer_cam),
         ] {
             let got = map(method.run(&cx).unwrap());
             assert_eq!(got.layer, layer);
@@ -162,8 +162,8 @@ fn hirescam_and_layercam_equal_a_direct_computation() {
         }
         // HiResCAM keeps where in a map the gradient is: it differs from Grad-CAM unless
         // every map's gradient is constant, which LeNet's are not.
-        let hi = vec(&map(hirescam::HiResCam { layer: layer.clone() }.run(&cx).unwrap()).data);
-        let gc = vec(&map(gradcam::GradCam { layer: layer.clone() }.run(&cx).unwrap()).data);
+        let hi = vec(&map(hirescam::HiResCam::at(layer.as_deref()).run(&cx).unwrap()).data);
+        let gc = vec(&map(gradcam::GradCam::at(layer.as_deref()).run(&cx).unwrap()).data);
         assert!(hi
             .iter()
             .zip(&gc)
@@ -232,16 +232,10 @@ fn one_shared_pass_serves_seven_methods() {
     for spec in [
         MethodSpec::from(saliency::Saliency {}),
         gradient_x_input::GradientXInput {}.into(),
-        gradcam::GradCam { layer: None }.into(),
-        gradcam_pp::GradCamPlusPlus {
-            layer: Some("relu1".into()),
-        }
-        .into(),
-        hirescam::HiResCam { layer: None }.into(),
-        layercam::LayerCam {
-            layer: Some("relu1".into()),
-        }
-        .into(),
+        gradcam::GradCam::at(None).into(),
+        gradcam_pp::GradCamPlusPlus::at(Some("relu1")).into(),
+        hirescam::HiResCam::at(None).into(),
+        layercam::LayerCam::at(Some("relu1")).into(),
         activation_gradients::ActivationGradients {}.into(),
     ] {
         spec.run(&cx).unwrap();

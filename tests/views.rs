@@ -131,7 +131,10 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
                             Scale::Diverging { abs: 0.125 }
                         },
                         metrics: if m.name() == "integrated-gradients" {
-                            BTreeMap::from([("completeness_gap".to_string(), 0.00125), ("score_difference".to_string(), 7.5)])
+                            BTreeMap::from([
+                                ("completeness_gap".to_string(), 0.00125),
+                                ("score_difference".to_string(), 7.5),
+                            ])
                         } else {
                             BTreeMap::new()
                         },
@@ -151,15 +154,33 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
             })
             .collect(),
         layers: vec![
-            layer(&format!("{dir}/activations"), "conv1", "conv", vec![6, 28, 28], Scale::Diverging { abs: 2.0 }),
-            layer(&format!("{dir}/activations"), "fc3", "linear", vec![10], Scale::Diverging { abs: 9.0 }),
+            layer(
+                &format!("{dir}/activations"),
+                "conv1",
+                "conv",
+                vec![6, 28, 28],
+                Scale::Diverging { abs: 2.0 },
+            ),
+            layer(
+                &format!("{dir}/activations"),
+                "fc3",
+                "linear",
+                vec![10],
+                Scale::Diverging { abs: 9.0 },
+            ),
         ],
         input_png: format!("{dir}/input.png"),
         artifacts: Vec::new(),
         explained: Explained {
             activation_gradients: vec![TargetLayers {
                 target: targets[0].clone(),
-                layers: vec![layer(&grads, "relu2", "relu", vec![16, 10, 10], Scale::Diverging { abs: 0.5 })],
+                layers: vec![layer(
+                    &grads,
+                    "relu2",
+                    "relu",
+                    vec![16, 10, 10],
+                    Scale::Diverging { abs: 0.5 },
+                )],
             }],
             weight_gradients: Some(WeightGradients {
                 class: label.unwrap_or(top),
@@ -218,7 +239,11 @@ fn config_error_messages() {
     let input = "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n";
     let cases = [
         ("second-image-label", "label: \"7\"", "label: seventy"),
-        ("second-image-path", "path: images/seven-large.png", "path: images/eight.png"),
+        (
+            "second-image-path",
+            "path: images/seven-large.png",
+            "path: images/eight.png",
+        ),
         ("duplicate-id", "id: seven-large", "id: three"),
         (
             "unknown-method",

@@ -1,6 +1,6 @@
 //! Grad-CAM (Selvaraju et al. 2017): at a layer with maps `A_k`, weights
 //! `w_k = mean_ij ∂S_c/∂A_k[i,j]` and the map `relu(Σ_k w_k A_k)` at the layer's resolution.
-//! Also the layer parameter every CAM method shares.
+//! Also what every CAM method shares: [`Cam`], its `layer` parameter and [`CamRule`].
 
 use std::collections::BTreeMap;
 
@@ -18,12 +18,12 @@ pub fn weighted_map(a: &Tensor, weights: &Tensor) -> Result<Tensor> {
 }
 
 /// The layer a CAM method reads: `layer:` if given, else the architecture's preset.
-pub fn cam_layer<'a>(layer: &'a Option<String>, model: &ModelInfo) -> &'a str {
+fn cam_layer<'a>(layer: &'a Option<String>, model: &ModelInfo) -> &'a str {
     layer.as_deref().unwrap_or(model.arch.gradcam_layer)
 }
 
 /// Checks that a CAM method's layer exists and has spatial maps.
-pub fn check_cam_layer(layer: &Option<String>, model: &ModelInfo) -> std::result::Result<(), ParamError> {
+fn check_cam_layer(layer: &Option<String>, model: &ModelInfo) -> std::result::Result<(), ParamError> {
     let name = cam_layer(layer, model);
     match model.layers.iter().find(|l| l.name == name) {
         None => Err(ParamError::new(
@@ -51,7 +51,7 @@ pub fn check_cam_layer(layer: &Option<String>, model: &ModelInfo) -> std::result
 }
 
 /// A CAM at `layer`, drawn over the input.
-pub fn cam(data: Tensor, layer: &str) -> Output {
+fn cam(data: Tensor, layer: &str) -> Output {
     Output::Map(Map {
         data,
         view: View::Cam,
@@ -60,19 +60,41 @@ pub fn cam(data: Tensor, layer: &str) -> Output {
     })
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GradCam {
-    /// Default: the architecture's preset (the last conv block).
-    pub layer: Option<String>,
+/// What distinguishes one CAM method from another: how a layer's activations `A` and the
+/// score's gradients `g` there, both `(K, h, w)`, become one `h × w` map. Everything else —
+/// the `layer` parameter with the architecture's preset, its validation, the shared pass —
+/// is [`Cam`]'s.
+pub trait CamRule: std::fmt::Debug + Clone + Default + Send + Sync + 'static {
+    const NAME: &'static str;
+    const TITLE: &'static str;
+    fn map(a: &Tensor, g: &Tensor) -> Result<Tensor>;
 }
 
-impl Method for GradCam {
+/// A class activation map method at one layer (default: the architecture's preset).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, bound = "")]
+pub struct Cam<R: CamRule> {
+    pub layer: Option<String>,
+    #[serde(skip)]
+    rule: std::marker::PhantomData<R>,
+}
+
+impl<R: CamRule> Cam<R> {
+    /// The method at `layer` (`None`: the architecture's preset).
+    pub fn at(layer: Option<&str>) -> Self {
+        Cam {
+            layer: layer.map(str::to_string),
+            rule: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<R: CamRule> Method for Cam<R> {
     fn name(&self) -> &'static str {
-        "gradcam"
+        R::NAME
     }
     fn title(&self) -> &'static str {
-        "Grad-CAM"
+        R::TITLE
     }
     fn params(&self, model: &ModelInfo) -> Value {
         json!({"layer": cam_layer(&self.layer, model)})
@@ -83,7 +105,20 @@ impl Method for GradCam {
     fn run(&self, cx: &Ctx) -> Result<Output> {
         let layer = cam_layer(&self.layer, &cx.info());
         let (a, g) = layer_of(cx.shared()?, layer)?;
-        let weights = g.mean((1, 2))?;
-        Ok(cam(weighted_map(&a, &weights)?, layer))
+        Ok(cam(R::map(&a, &g)?, layer))
     }
 }
+
+/// Grad-CAM's rule: each map weighted by its mean gradient.
+#[derive(Debug, Clone, Default)]
+pub struct GradCamRule;
+
+impl CamRule for GradCamRule {
+    const NAME: &'static str = "gradcam";
+    const TITLE: &'static str = "Grad-CAM";
+    fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
+        weighted_map(a, &g.mean((1, 2))?)
+    }
+}
+
+pub type GradCam = Cam<GradCamRule>;

@@ -3,13 +3,9 @@
 //! `α_kij = g² / (2g² + Σ_ab A_kab · g³)` (0 where g = 0),
 //! `w_k = Σ_ij α_kij · relu(g_kij)`, map `relu(Σ_k w_k A_k)`.
 
-use candle_core::{Device, Tensor};
-use serde::Deserialize;
-use serde_json::{json, Value};
-
-use super::gradcam::{cam, cam_layer, check_cam_layer, weighted_map};
-use super::{layer_of, Ctx, Method, ModelInfo, Output, ParamError};
+use super::gradcam::{weighted_map, Cam, CamRule};
 use crate::error::Result;
+use candle_core::{Device, Tensor};
 
 /// The Grad-CAM++ channel weights for activations and gradients `(K, h, w)`.
 pub fn weights(a: &Tensor, g: &Tensor) -> Result<Tensor> {
@@ -35,29 +31,16 @@ pub fn weights(a: &Tensor, g: &Tensor) -> Result<Tensor> {
     Ok(Tensor::from_vec(out, k, &Device::Cpu)?)
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GradCamPlusPlus {
-    /// Default: the architecture's preset (the last conv block).
-    pub layer: Option<String>,
+/// Grad-CAM++'s rule: each map weighted by [`weights`].
+#[derive(Debug, Clone, Default)]
+pub struct GradCamPlusPlusRule;
+
+impl CamRule for GradCamPlusPlusRule {
+    const NAME: &'static str = "gradcam++";
+    const TITLE: &'static str = "Grad-CAM++";
+    fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
+        weighted_map(a, &weights(a, g)?)
+    }
 }
 
-impl Method for GradCamPlusPlus {
-    fn name(&self) -> &'static str {
-        "gradcam++"
-    }
-    fn title(&self) -> &'static str {
-        "Grad-CAM++"
-    }
-    fn params(&self, model: &ModelInfo) -> Value {
-        json!({"layer": cam_layer(&self.layer, model)})
-    }
-    fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
-        check_cam_layer(&self.layer, model)
-    }
-    fn run(&self, cx: &Ctx) -> Result<Output> {
-        let layer = cam_layer(&self.layer, &cx.info());
-        let (a, g) = layer_of(cx.shared()?, layer)?;
-        Ok(cam(weighted_map(&a, &weights(&a, &g)?)?, layer))
-    }
-}
+pub type GradCamPlusPlus = Cam<GradCamPlusPlusRule>;

@@ -6,41 +6,20 @@
 //! it is exactly the score's share per location.
 
 use candle_core::Tensor;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::gradcam::{cam, cam_layer, check_cam_layer};
-use super::{layer_of, Ctx, Method, ModelInfo, Output, ParamError};
+use super::gradcam::{Cam, CamRule};
 use crate::error::Result;
 
-/// `relu(Σ_k g_k ⊙ A_k)` for activations and gradients `(K, h, w)`.
-pub fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
-    Ok((a * g)?.sum(0)?.relu()?)
+/// HiResCAM's rule: the gradient times the activation, location by location.
+#[derive(Debug, Clone, Default)]
+pub struct HiResCamRule;
+
+impl CamRule for HiResCamRule {
+    const NAME: &'static str = "hirescam";
+    const TITLE: &'static str = "HiResCAM";
+    fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
+        Ok((a * g)?.sum(0)?.relu()?)
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HiResCam {
-    /// Default: the architecture's preset (the last conv block), as for Grad-CAM.
-    pub layer: Option<String>,
-}
-
-impl Method for HiResCam {
-    fn name(&self) -> &'static str {
-        "hirescam"
-    }
-    fn title(&self) -> &'static str {
-        "HiResCAM"
-    }
-    fn params(&self, model: &ModelInfo) -> Value {
-        json!({"layer": cam_layer(&self.layer, model)})
-    }
-    fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
-        check_cam_layer(&self.layer, model)
-    }
-    fn run(&self, cx: &Ctx) -> Result<Output> {
-        let layer = cam_layer(&self.layer, &cx.info());
-        let (a, g) = layer_of(cx.shared()?, layer)?;
-        Ok(cam(map(&a, &g)?, layer))
-    }
-}
+pub type HiResCam = Cam<HiResCamRule>;

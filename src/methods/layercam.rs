@@ -5,41 +5,20 @@
 //! higher-resolution layers.
 
 use candle_core::Tensor;
-use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::gradcam::{cam, cam_layer, check_cam_layer};
-use super::{layer_of, Ctx, Method, ModelInfo, Output, ParamError};
+use super::gradcam::{Cam, CamRule};
 use crate::error::Result;
 
-/// `relu(Σ_k relu(g_k) ⊙ A_k)` for activations and gradients `(K, h, w)`.
-pub fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
-    Ok((a * g.relu()?)?.sum(0)?.relu()?)
+/// LayerCAM's rule: the activation times the positive part of its own gradient.
+#[derive(Debug, Clone, Default)]
+pub struct LayerCamRule;
+
+impl CamRule for LayerCamRule {
+    const NAME: &'static str = "layercam";
+    const TITLE: &'static str = "LayerCAM";
+    fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
+        Ok((a * g.relu()?)?.sum(0)?.relu()?)
+    }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct LayerCam {
-    /// Default: the architecture's preset (the last conv block), as for Grad-CAM.
-    pub layer: Option<String>,
-}
-
-impl Method for LayerCam {
-    fn name(&self) -> &'static str {
-        "layercam"
-    }
-    fn title(&self) -> &'static str {
-        "LayerCAM"
-    }
-    fn params(&self, model: &ModelInfo) -> Value {
-        json!({"layer": cam_layer(&self.layer, model)})
-    }
-    fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
-        check_cam_layer(&self.layer, model)
-    }
-    fn run(&self, cx: &Ctx) -> Result<Output> {
-        let layer = cam_layer(&self.layer, &cx.info());
-        let (a, g) = layer_of(cx.shared()?, layer)?;
-        Ok(cam(map(&a, &g)?, layer))
-    }
-}
+pub type LayerCam = Cam<LayerCamRule>;
