@@ -39,7 +39,12 @@ fn lenet_maps_for_the_seven_are_stable() {
             map.data.write_npy(&path).unwrap();
             continue;
         }
-        let golden = Tensor::read_npy(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let golden = Tensor::read_npy(&path).unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (a new method's golden map is written by CNNSCOPE_UPDATE_GOLDEN=1 cargo test --release --test golden)",
+                path.display()
+            )
+        });
         assert_eq!(golden.dims(), map.data.dims(), "{slug}");
         let g = golden
             .flatten_all()

@@ -152,7 +152,9 @@ pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fke
     keys
 }
 
-/// One method's result for one class, as cached (paths start with [`ENTRY`]).
+/// One method's result for one class, as cached (paths start with [`ENTRY`]). Read once
+/// per entry and taken apart at once, so the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "output", rename_all = "lowercase")]
 enum MethodData {

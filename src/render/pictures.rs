@@ -157,10 +157,10 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
     let dims = a.dims().to_vec();
     let data = values(a)?;
     let scale = Scale::fit(&data);
-    let picture = match dims.as_slice() {
+    let picture = match *dims.as_slice() {
         // Wide layers show their first 64 maps; the .npy holds all of them.
-        &[c, h, w] => grid::maps(&data, c.min(MAX_MAPS), h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
-        &[n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
+        [c, h, w] => grid::maps(&data, c.min(MAX_MAPS), h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+        [n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
         _ => return Ok(None),
     };
     grid::save_png(&picture, &edir.join(format!("{base}.png")))?;
@@ -177,8 +177,8 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
     Ok(Some(LayerPicture {
         name: info.name.clone(),
         kind: info.kind.as_str().to_string(),
-        shown: match dims.as_slice() {
-            &[c, _, _] if c > MAX_MAPS => Some(MAX_MAPS),
+        shown: match *dims.as_slice() {
+            [c, _, _] if c > MAX_MAPS => Some(MAX_MAPS),
             _ => None,
         },
         shape: dims,
