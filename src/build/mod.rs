@@ -8,7 +8,7 @@ pub mod compute;
 pub mod explain;
 pub mod keys;
 pub mod output;
-mod site;
+pub mod site;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};

@@ -6,8 +6,8 @@ use serde::Serialize;
 
 use super::image::PairPages;
 use super::{colorbar, model_link, pct, render, shape_str, Base, Input, ModelLink};
+use crate::build::compute::PairResult;
 use crate::build::explain::{MapCell, TargetInfo};
-use crate::build::PairResult;
 use crate::error::Result;
 use crate::methods::{self, ModelInfo};
 use crate::plan;

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::attributions::PairHeader;
 use super::pictures::{layer_view, weight_view, LayerView, WeightView};
 use super::{render, Input};
-use crate::build::PairResult;
+use crate::build::compute::PairResult;
 use crate::error::Result;
 use crate::plan;
 

@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::model::input_shape;
 use super::pictures::{layer_view, LayerView};
 use super::{pct, render, Base, Input};
-use crate::build::PairResult;
+use crate::build::compute::PairResult;
 use crate::error::Result;
 use crate::plan;
 use crate::render::markdown::to_html;

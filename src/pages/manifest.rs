@@ -7,7 +7,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{tool, Input};
-use crate::build::{Artifact, ClassProb, Site};
+use crate::build::artifact::Artifact;
+use crate::build::compute::ClassProb;
+use crate::build::site::Site;
 use crate::cache;
 use crate::error::{Error, IoContext, Result};
 use crate::plan;

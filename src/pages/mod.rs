@@ -16,8 +16,9 @@ use std::path::Path;
 
 use serde::Serialize;
 
+use crate::build::compute::{ModelResult, PairResult};
 use crate::build::output::mkdir;
-use crate::build::{ModelResult, PairResult, Site};
+use crate::build::site::Site;
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{self, Pair};
 use crate::render::colormap::Scale;
