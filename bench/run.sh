@@ -1,17 +1,28 @@
 #!/usr/bin/env bash
-# Runs the peer pipeline and `cnnscope build bench/gallery.yaml` alternately, ROUNDS times
+# Runs the peer pipeline and `cnnscope build` of the same workload alternately, ROUNDS times
 # each (default 3), and prints each run's wall time and peak RSS, the medians, and the ratio.
 #
-#   bench/run.sh [ROUNDS]
+#   bench/run.sh [ROUNDS] [WORKLOAD]
+#
+# WORKLOAD is `gallery` (default: bench/gallery.yaml against peer_gallery.py) or `metrics`
+# (bench/metrics.yaml, deletion/insertion and the randomisation test, against
+# peer_metrics.py; it also compares the numbers with bench/compare_metrics.py).
 #
 # Needs: a release build (cargo build --release), the peer's Python environment in
-# $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md), the
-# peer script in $PEER_SCRIPT (default ../shared/bench/peer_gallery.py) and GNU time.
+# $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md, plus
+# scipy for the metrics peer), the peer scripts in $PEER_DIR (default ../shared/bench) and
+# GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
+workload=${2:-gallery}
 peer_python=${PEER_PYTHON:-.venv-peer/bin/python}
-peer_script=${PEER_SCRIPT:-../shared/bench/peer_gallery.py}
+peer_dir=${PEER_DIR:-../shared/bench}
+case "$workload" in
+    gallery) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/gallery.yaml ;;
+    metrics) peer_script=${PEER_SCRIPT:-$peer_dir/peer_metrics.py}; config=bench/metrics.yaml ;;
+    *) echo "unknown workload \`$workload\` (gallery or metrics)" >&2; exit 1 ;;
+esac
 # The photographs without anything else in the folder (the peer opens every file).
 images=${PEER_IMAGES:-../shared/data/images}
 out=$(mktemp -d)
@@ -31,8 +42,11 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
     measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 | tee -a "$out/results"
-    measure cnnscope target/release/cnnscope build --no-cache --config bench/gallery.yaml --output "$out/site" | tee -a "$out/results"
+    measure cnnscope target/release/cnnscope build --no-cache --config "$config" --output "$out/site" | tee -a "$out/results"
 done
+if [ "$workload" = metrics ]; then
+    python3 bench/compare_metrics.py "$out/site/manifest.json" "$out/peer/metrics.json"
+fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 p=$(awk '$1=="peer"{print $2}' "$out/results" | median)

@@ -13,6 +13,7 @@ pub mod content;
 pub mod data;
 pub mod error;
 pub mod methods;
+pub mod metrics;
 pub mod models;
 pub mod ops;
 pub mod pages;

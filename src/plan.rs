@@ -31,12 +31,24 @@ pub fn plan(config: &Config) -> Plan {
 }
 
 /// A unit of compute work, the grain of `--shard`: a model's weight pictures, a pair's
-/// forward pass, or one method of a pair (for all its targets).
+/// forward pass, one method of a pair (for all its targets, with its deletion and insertion
+/// curves), or a pair's randomisation test.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Unit {
-    Weights { model: usize },
-    Forward { pair: usize },
-    Method { pair: usize, method: usize },
+    Weights {
+        model: usize,
+    },
+    Forward {
+        pair: usize,
+    },
+    Method {
+        pair: usize,
+        method: usize,
+    },
+    /// The randomisation test of a pair (when the metrics ask for it).
+    Randomisation {
+        pair: usize,
+    },
 }
 
 /// Every unit of the plan, in a fixed order: models' weights, then per pair its forward pass
@@ -46,6 +58,9 @@ pub fn units(config: &Config, plan: &Plan) -> Vec<Unit> {
     for (pair, p) in plan.pairs.iter().enumerate() {
         out.push(Unit::Forward { pair });
         out.extend((0..config.models[p.model].methods.len()).map(|method| Unit::Method { pair, method }));
+        if config.models[p.model].metrics.randomisation.is_some() {
+            out.push(Unit::Randomisation { pair });
+        }
     }
     out
 }
@@ -129,6 +144,19 @@ pub fn attribution_files(model: &str, image: &str, slug: &str) -> String {
 
 pub fn activation_gradient_files(model: &str, image: &str, class: usize) -> String {
     format!("{}/activation-gradients/{class}", image_page(model, image))
+}
+
+pub fn randomisation_page(model: &str, image: &str) -> String {
+    format!("{}/randomisation", image_page(model, image))
+}
+
+/// A model's methods ranked by the faithfulness metrics.
+pub fn leaderboard_page(model: &str) -> String {
+    format!("{}/leaderboard", model_page(model))
+}
+
+pub fn randomisation_files(model: &str, image: &str) -> String {
+    randomisation_page(model, image)
 }
 
 pub fn weight_gradient_files(model: &str, image: &str) -> String {

@@ -7,9 +7,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use cnnscope::build::explain::{Explained, MapCell, MethodRow, TargetInfo, TargetLayers, WeightGradients};
+use cnnscope::build::explain::{
+    Explained, MapCell, MethodRow, RandomisationResult, RandomisationRow, TargetInfo, TargetLayers, WeightGradients,
+};
 use cnnscope::build::{ClassProb, ModelResult, PairResult, Site};
-use cnnscope::pages::{self, attributions, gradients, home, image, method, model};
+use cnnscope::metrics::deletion::Curves;
+use cnnscope::pages::{self, attributions, gradients, home, image, leaderboard, method, model, randomisation};
 use cnnscope::plan::{self, Pair};
 use cnnscope::render::attribution::Drawing;
 use cnnscope::render::colormap::Scale;
@@ -141,8 +144,39 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
                     }
                 })
                 .collect(),
+            // Made-up curves whose areas differ by method and image, for the leaderboard.
+            curves: targets
+                .iter()
+                .map(|_| {
+                    let d = 0.05 * (k + 1) as f32 / (image + 1) as f32;
+                    let deletion = vec![0.875, d, 0.0];
+                    let insertion = vec![0.0, 1.0 - d, 0.875];
+                    Some(Curves {
+                        deletion_auc: cnnscope::metrics::deletion::auc(&deletion),
+                        insertion_auc: cnnscope::metrics::deletion::auc(&insertion),
+                        deletion,
+                        insertion,
+                    })
+                })
+                .collect(),
         })
         .collect();
+    let files = plan::randomisation_files(&mc.id, &ic.id);
+    let randomisation = RandomisationResult {
+        class: top,
+        checkpoints: vec!["fc3".into(), "conv1".into()],
+        rows: ["saliency", "gradcam"]
+            .iter()
+            .enumerate()
+            .map(|(r, name)| RandomisationRow {
+                method: name.to_string(),
+                original: format!("{files}/r{r}-original.png"),
+                // Saliency forgets the weights; Grad-CAM here does not (|ρ| > 0.5: flagged).
+                spearman: if r == 0 { vec![0.5, 0.125] } else { vec![0.875, -0.75] },
+                maps: (0..2).map(|c| format!("{files}/r{r}-{c}.png")).collect(),
+            })
+            .collect(),
+    };
     let grads = plan::activation_gradient_files(&mc.id, &ic.id, top);
     PairResult {
         pair: Pair { model: 0, image },
@@ -189,6 +223,7 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
             }),
             targets,
             rows,
+            randomisation: Some(randomisation),
             artifacts: Vec::new(),
             timings: Vec::new(),
             computed: 0,
@@ -200,7 +235,11 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
 #[test]
 fn every_page_view_of_the_fixture_site() {
     let dir = common::fixture("basic");
-    let site = Site::load(&dir.path().join("gallery.yaml")).unwrap();
+    let cfg = dir.path().join("gallery.yaml");
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    let metrics = "metrics:\n  faithfulness: {}\n  randomisation:\n    methods: [saliency, gradcam]\n    checkpoints: [fc3, conv1]\n";
+    std::fs::write(&cfg, format!("{text}{metrics}")).unwrap();
+    let site = Site::load(&cfg).unwrap();
     let models = vec![weights()];
     // The seven is predicted as a one: a misclassified image, with a runner-up.
     let pairs = vec![pair(&site, 0, 3), pair(&site, 1, 1)];
@@ -215,11 +254,17 @@ fn every_page_view_of_the_fixture_site() {
         ".training.accuracy_svg" => "[svg]",
     });
     insta::assert_json_snapshot!("image", image::view(&input, &pairs[1]));
-    insta::assert_json_snapshot!("attributions", attributions::view(&input, &pairs[1]));
+    insta::assert_json_snapshot!("attributions", attributions::view(&input, &pairs[1]).unwrap(), {
+        ".rows[].cells[].faithfulness.chart" => "[svg]",
+    });
     insta::assert_json_snapshot!("gradients", gradients::view(&input, &pairs[0]));
     let slugs = cnnscope::methods::slugs(&site.config.models[0].methods);
     let k = slugs.iter().position(|s| s == "hirescam").unwrap();
     insta::assert_json_snapshot!("method-hirescam", method::view(&input, 0, k, &slugs[k]));
+    let k = slugs.iter().position(|s| s == "gradcam").unwrap();
+    insta::assert_json_snapshot!("method-gradcam", method::view(&input, 0, k, &slugs[k]));
+    insta::assert_json_snapshot!("leaderboard", leaderboard::view(&input, 0).unwrap());
+    insta::assert_json_snapshot!("randomisation", randomisation::view(&input, &pairs[0]).unwrap());
 }
 
 /// The config's error for `from` replaced by `to` in the fixture, with the temp folder

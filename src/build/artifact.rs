@@ -26,6 +26,8 @@ pub struct Artifact {
     pub png: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub npy: Option<String>,
+    /// Empty for the metrics, which are numbers rather than arrays.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub shape: Vec<usize>,
     /// The method's parameters as applied.
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -36,6 +38,20 @@ pub struct Artifact {
     /// Checks computed with the array (Integrated Gradients' completeness gap, ...).
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub metrics: Option<BTreeMap<String, f64>>,
+    /// Faithfulness: the areas under the deletion and insertion curves, and the curves.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deletion_auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub insertion_auc: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub deletion: Option<Vec<f32>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub insertion: Option<Vec<f32>>,
+    /// Randomisation: the checkpoints and the Spearman correlation after each.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub checkpoints: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub spearman: Option<Vec<f64>>,
     /// blake3 of the `.npy` file's bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub blake3: Option<String>,

@@ -183,6 +183,8 @@ pub struct PairSource<'a> {
     pub image: &'a DynamicImage,
     pub weights_hash: &'a str,
     pub image_hash: &'a str,
+    /// The model's randomised copies, when the metrics ask for the randomisation test.
+    pub randomised: Option<&'a crate::metrics::randomisation::Randomised<'a>>,
 }
 
 impl PairSource<'_> {
@@ -193,7 +195,13 @@ impl PairSource<'_> {
 
 /// One pair: its forward pass and the `wanted` methods, from the cache or computed; with
 /// a site folder, their files are linked into the pair's pages.
-pub fn compute_pair(src: &PairSource, out: Option<&Path>, cache: &Cache, wanted: &[bool]) -> Result<PairResult> {
+pub fn compute_pair(
+    src: &PairSource,
+    out: Option<&Path>,
+    cache: &Cache,
+    wanted: &[bool],
+    randomise: bool,
+) -> Result<PairResult> {
     let (mc, ic) = (src.mc, src.ic);
     let dir = plan::image_page(&mc.id, &ic.id);
     let context = || format!("model `{}` × image `{}`", mc.id, ic.id);
@@ -232,8 +240,9 @@ pub fn compute_pair(src: &PairSource, out: Option<&Path>, cache: &Cache, wanted:
         shown: &shown,
         probs: &probs,
         fkey: &fkey,
+        randomised: src.randomised,
     };
-    let explained = explain::explain(&input, cache, wanted, out)?;
+    let explained = explain::explain(&input, cache, wanted, randomise, out)?;
     computed += explained.computed;
     artifacts.extend(explained.artifacts.iter().cloned());
     Ok(PairResult {

@@ -14,7 +14,9 @@ use super::keys;
 use crate::cache::{Cache, ENTRY};
 use crate::config::{ImageConfig, ModelConfig, TargetSpec};
 use crate::error::Result;
-use crate::methods::{self, Ctx, MethodSpec, ModelInfo, Output};
+use crate::methods::{self, Ctx, MethodSpec, ModelInfo, Output, View};
+use crate::metrics::deletion::{self, Curves};
+use crate::metrics::randomisation::{self, Randomised};
 use crate::models::{LayerInfo, LoadedModel};
 use crate::plan;
 use crate::render::attribution::{heatmap, overlay, prepare, Drawing};
@@ -54,6 +56,30 @@ pub struct MethodRow {
     pub method: usize,
     pub slug: String,
     pub cells: Vec<MapCell>,
+    /// Deletion and insertion per cell, where the metrics ask for them.
+    pub curves: Vec<Option<Curves>>,
+}
+
+/// The randomisation test of one pair, as cached (paths start with [`ENTRY`]).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RandomisationResult {
+    /// The class explained: the prediction.
+    pub class: usize,
+    pub checkpoints: Vec<String>,
+    /// In the order of the metrics' methods.
+    pub rows: Vec<RandomisationRow>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RandomisationRow {
+    /// The method's name (the row's index into the configured list is its position).
+    pub method: String,
+    /// The map on the original model, drawn.
+    pub original: String,
+    /// Spearman correlation with the original map, per checkpoint.
+    pub spearman: Vec<f64>,
+    /// The map after each checkpoint, drawn like the matrix's heatmaps.
+    pub maps: Vec<String>,
 }
 
 /// The gradient of one target's score at every layer.
@@ -79,6 +105,8 @@ pub struct Explained {
     pub rows: Vec<MethodRow>,
     pub activation_gradients: Vec<TargetLayers>,
     pub weight_gradients: Option<WeightGradients>,
+    /// The randomisation test, where the metrics ask for it.
+    pub randomisation: Option<RandomisationResult>,
     pub artifacts: Vec<Artifact>,
     /// Seconds spent per method (summed over targets), in list order; none if every
     /// result came from the cache.
@@ -136,10 +164,16 @@ pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fke
         layers,
     };
     let mut keys = Vec::new();
-    for method in &mc.methods {
+    for (k, method) in mc.methods.iter().enumerate() {
         let params = method.params(&info);
         if method.per_target() {
-            keys.extend(targets.iter().map(|t| keys::method(fkey, method, &params, t.index)));
+            for t in &targets {
+                let mkey = keys::method(fkey, method, &params, t.index);
+                if let Some(f) = mc.metrics.faithfulness.as_ref().filter(|f| f.methods.contains(&k)) {
+                    keys.push(keys::faithfulness(&mkey, f.steps));
+                }
+                keys.push(mkey);
+            }
         } else {
             keys.push(keys::method(
                 fkey,
@@ -149,7 +183,125 @@ pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fke
             ));
         }
     }
+    if let Some(r) = &mc.metrics.randomisation {
+        let checkpoints = checkpoints_of(mc, layers);
+        keys.push(randomisation_key(
+            mc,
+            &info,
+            r,
+            &checkpoints,
+            fkey,
+            predicted(probs, &mc.classes),
+        ));
+    }
     keys
+}
+
+/// The predicted class, which the randomisation test explains.
+fn predicted(probs: &[f32], classes: &[String]) -> usize {
+    targets_for(&[TargetSpec::Predicted], probs, classes, None)[0].index
+}
+
+/// The randomisation test's checkpoints: as configured, else the architecture's preset.
+pub fn checkpoints_of(mc: &ModelConfig, layers: &[LayerInfo]) -> Vec<String> {
+    mc.metrics
+        .randomisation
+        .as_ref()
+        .and_then(|r| r.checkpoints.clone())
+        .unwrap_or_else(|| randomisation::default_checkpoints(mc.arch, layers))
+}
+
+fn randomisation_key(
+    mc: &ModelConfig,
+    info: &ModelInfo,
+    r: &crate::metrics::Randomisation,
+    checkpoints: &[String],
+    fkey: &str,
+    class: usize,
+) -> String {
+    let listed: Vec<(&str, serde_json::Value)> = r
+        .methods
+        .iter()
+        .map(|&k| (mc.methods[k].name(), mc.methods[k].params(info)))
+        .collect();
+    keys::randomisation(fkey, &listed, checkpoints, r.seed, class)
+}
+
+/// A map's deletion and insertion curves, from the cache or computed from its `.npy`.
+fn faithfulness(
+    p: &PairInput,
+    cache: &Cache,
+    method_entry: &crate::cache::Stored,
+    cell: &MapCell,
+    steps: usize,
+) -> Result<(Curves, bool, String)> {
+    let input_hw = (p.mc.input.height, p.mc.input.width);
+    let stored = cache.get_or_put("faithfulness", &keys::faithfulness(&method_entry.key, steps), |_| {
+        let raw = Tensor::read_npy(method_entry.dir.join(format!("{}.npy", cell.target)))?;
+        let dims = raw.dims().to_vec();
+        let raw = raw.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let view = match cell.drawing {
+            Drawing::Cam { .. } => View::Cam,
+            _ => View::Signed,
+        };
+        let values = crate::metrics::pixel_values(&raw, &dims, view, input_hw);
+        deletion::curves(p.model.model.as_ref(), p.x, cell.target, &values, steps)
+    })?;
+    Ok((stored.placed("")?, stored.fresh, stored.key.clone()))
+}
+
+/// Draws a map as the matrix does (its own scale) into `edir/name`; returns its values
+/// per input pixel.
+fn draw_map(map: &methods::Map, draw: &Drawn, edir: &Path, name: &str) -> Result<Vec<f32>> {
+    let dims = map.data.dims().to_vec();
+    let raw = map
+        .data
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    let prepared = prepare(&raw, &dims, map.view, draw.input_hw);
+    grid::save_png(&heatmap(&prepared, draw.zoom), &edir.join(name))?;
+    Ok(crate::metrics::pixel_values(&raw, &dims, map.view, draw.input_hw))
+}
+
+/// The randomisation test of one pair: each listed method's map for `class` on the
+/// original model and after each checkpoint, drawn, with the Spearman correlations.
+fn randomisation_test(
+    p: &PairInput,
+    r: &crate::metrics::Randomisation,
+    randomised: &Randomised,
+    class: usize,
+    draw: &Drawn,
+    edir: &Path,
+) -> Result<RandomisationResult> {
+    let cx = Ctx::new(p.model, p.mc.arch, &p.mc.input, p.x, class, class);
+    let mut rows = Vec::new();
+    for (row, &k) in r.methods.iter().enumerate() {
+        let method = &p.mc.methods[k];
+        let Output::Map(original) = method.run(&cx)? else {
+            continue;
+        };
+        let base = draw_map(&original, draw, edir, &format!("r{row}-original.png"))?;
+        let mut spearman = Vec::new();
+        let mut maps = Vec::new();
+        for (c, map) in randomisation::maps(method, randomised, p.x, class)?.iter().enumerate() {
+            let name = format!("r{row}-{c}.png");
+            let values = draw_map(map, draw, edir, &name)?;
+            spearman.push(crate::metrics::spearman(&base, &values));
+            maps.push(format!("{ENTRY}{name}"));
+        }
+        rows.push(RandomisationRow {
+            method: method.name().to_string(),
+            original: format!("{ENTRY}r{row}-original.png"),
+            spearman,
+            maps,
+        });
+    }
+    Ok(RandomisationResult {
+        class,
+        checkpoints: randomised.checkpoints.clone(),
+        rows,
+    })
 }
 
 /// One method's result for one class, as cached (paths start with [`ENTRY`]). Read once
@@ -312,11 +464,20 @@ pub struct PairInput<'a> {
     pub probs: &'a [f32],
     /// The forward pass's cache key (method keys build on it).
     pub fkey: &'a str,
+    /// The model's randomised copies, when the metrics ask for the randomisation test.
+    pub randomised: Option<&'a Randomised<'a>>,
 }
 
-/// Runs (or takes from the cache) the `wanted` methods of one pair for every target and,
-/// with a site folder, links their files into the pair's pages.
-pub fn explain(p: &PairInput, cache: &Cache, wanted: &[bool], out: Option<&Path>) -> Result<Explained> {
+/// Runs (or takes from the cache) the `wanted` methods of one pair for every target, with
+/// their metrics, and the randomisation test if `randomise`; with a site folder, links
+/// their files into the pair's pages.
+pub fn explain(
+    p: &PairInput,
+    cache: &Cache,
+    wanted: &[bool],
+    randomise: bool,
+    out: Option<&Path>,
+) -> Result<Explained> {
     let (mc, ic) = (p.mc, p.ic);
     let layers = p.model.model.layers();
     let label = ic.label_index(mc);
@@ -336,6 +497,9 @@ pub fn explain(p: &PairInput, cache: &Cache, wanted: &[bool], out: Option<&Path>
     };
     let mut ex = Explained::default();
     let mut cells: Vec<Vec<MapCell>> = vec![Vec::new(); mc.methods.len()];
+    let mut curves: Vec<Vec<Option<Curves>>> = vec![Vec::new(); mc.methods.len()];
+    // Seconds spent on the metrics, when computed.
+    let (mut faith_time, mut rand_time): (Option<f64>, Option<f64>) = (None, None);
     let mut times: Vec<Option<f64>> = vec![None; mc.methods.len()];
 
     // Per target, then the target-independent weight gradients (of the loss class).
@@ -377,7 +541,45 @@ pub fn explain(p: &PairInput, cache: &Cache, wanted: &[bool], out: Option<&Path>
             let complete = |a: Artifact| a.complete(&stored, &prefix, &mc.id, Some(&ic.id), &mc.classes);
             match stored.placed::<MethodData>(&prefix)? {
                 MethodData::Map { cell, artifact } => {
+                    let wants = mc.metrics.faithfulness.as_ref().filter(|f| f.methods.contains(&mi));
+                    let found = match wants {
+                        Some(f) => {
+                            let started = std::time::Instant::now();
+                            let (c, fresh, entry) = faithfulness(p, cache, &stored, &cell, f.steps).map_err(|e| {
+                                e.context(format!(
+                                    "model `{}` × image `{}`, deletion and insertion of `{}`, class {}",
+                                    mc.id,
+                                    ic.id,
+                                    method.name(),
+                                    class
+                                ))
+                            })?;
+                            if fresh {
+                                *faith_time.get_or_insert(0.0) += started.elapsed().as_secs_f64();
+                            }
+                            ex.computed += usize::from(fresh);
+                            ex.artifacts.push(Artifact {
+                                kind: "faithfulness".into(),
+                                model: mc.id.clone(),
+                                image: Some(ic.id.clone()),
+                                method: Some(method.name().to_string()),
+                                target: Some(ClassRef {
+                                    index: class,
+                                    name: mc.classes[class].clone(),
+                                }),
+                                deletion_auc: Some(c.deletion_auc),
+                                insertion_auc: Some(c.insertion_auc),
+                                deletion: Some(c.deletion.clone()),
+                                insertion: Some(c.insertion.clone()),
+                                entry: Some(entry),
+                                ..Default::default()
+                            });
+                            Some(c)
+                        }
+                        None => None,
+                    };
                     cells[mi].push(cell);
+                    curves[mi].push(found);
                     ex.artifacts.push(complete(artifact));
                 }
                 MethodData::Layers {
@@ -408,16 +610,64 @@ pub fn explain(p: &PairInput, cache: &Cache, wanted: &[bool], out: Option<&Path>
         }
     }
 
-    for (mi, (method, cells)) in mc.methods.iter().zip(cells).enumerate() {
+    // The randomisation test, of the predicted class (its own unit of work for `--shard`).
+    if let (Some(r), Some(randomised)) = (&mc.metrics.randomisation, p.randomised) {
+        if !r.methods.is_empty() && randomise {
+            let class = predicted(p.probs, &mc.classes);
+            let key = randomisation_key(mc, &info, r, &randomised.checkpoints, p.fkey, class);
+            let started = std::time::Instant::now();
+            let stored = cache
+                .get_or_put("randomisation", &key, |edir| {
+                    randomisation_test(p, r, randomised, class, &draw, edir)
+                })
+                .map_err(|e| {
+                    e.context(format!(
+                        "model `{}` × image `{}`, randomisation test, class {class} `{}`",
+                        mc.id, ic.id, mc.classes[class]
+                    ))
+                })?;
+            ex.computed += usize::from(stored.fresh);
+            if stored.fresh {
+                rand_time = Some(started.elapsed().as_secs_f64());
+            }
+            let prefix = plan::randomisation_files(&mc.id, &ic.id);
+            if let Some(out) = out {
+                stored.link_into(out, &prefix)?;
+            }
+            let result: RandomisationResult = stored.placed(&prefix)?;
+            for row in &result.rows {
+                ex.artifacts.push(Artifact {
+                    kind: "randomisation".into(),
+                    model: mc.id.clone(),
+                    image: Some(ic.id.clone()),
+                    method: Some(row.method.clone()),
+                    target: Some(ClassRef {
+                        index: class,
+                        name: mc.classes[class].clone(),
+                    }),
+                    checkpoints: Some(result.checkpoints.clone()),
+                    spearman: Some(row.spearman.clone()),
+                    entry: Some(stored.key.clone()),
+                    ..Default::default()
+                });
+            }
+            ex.randomisation = Some(result);
+        }
+    }
+
+    for (mi, ((method, cells), curves)) in mc.methods.iter().zip(cells).zip(curves).enumerate() {
         if method.is_map() {
             ex.rows.push(MethodRow {
                 method: mi,
                 slug: slugs[mi].clone(),
                 cells,
+                curves,
             });
         }
     }
     ex.targets = targets;
     ex.timings = slugs.into_iter().zip(times).collect();
+    ex.timings.push(("deletion and insertion".into(), faith_time));
+    ex.timings.push(("randomisation test".into(), rand_time));
     Ok(ex)
 }

@@ -38,3 +38,30 @@ pub fn method(forward: &str, method: &MethodSpec, params: &Value, class: usize) 
         .field("class", class.to_string())
         .finish()
 }
+
+/// A map's deletion and insertion curves: the map's key and the number of steps.
+pub fn faithfulness(method_key: &str, steps: usize) -> String {
+    KeyHasher::new("faithfulness")
+        .field("map", method_key)
+        .field("steps", steps.to_string())
+        .finish()
+}
+
+/// The randomisation test of some methods for one class: the forward pass's key, the
+/// methods with their parameters in order, the checkpoints and the seed.
+pub fn randomisation(
+    forward: &str,
+    methods: &[(&str, Value)],
+    checkpoints: &[String],
+    seed: u64,
+    class: usize,
+) -> String {
+    let listed: Vec<Value> = methods.iter().map(|(n, p)| json!([n, p])).collect();
+    KeyHasher::new("randomisation")
+        .field("forward", forward)
+        .field("methods", Value::Array(listed).to_string())
+        .field("checkpoints", checkpoints.join("\n"))
+        .field("seed", seed.to_string())
+        .field("class", class.to_string())
+        .finish()
+}

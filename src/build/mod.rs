@@ -23,6 +23,7 @@ pub use site::{Hashes, Site};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};
+use crate::metrics::randomisation::Randomised;
 use crate::pages;
 use crate::plan::{self, Pair, Shard, Unit};
 use compute::PairSource;
@@ -95,8 +96,9 @@ impl Site {
     }
 
     /// The cached inputs of one pair.
-    fn source(&self, pair: Pair) -> PairSource<'_> {
+    fn source<'a>(&'a self, pair: Pair, randomised: &'a [Option<Randomised<'a>>]) -> PairSource<'a> {
         PairSource {
+            randomised: randomised.get(pair.model).and_then(Option::as_ref),
             pair,
             mc: &self.config.models[pair.model],
             ic: &self.config.images[pair.image],
@@ -133,8 +135,9 @@ impl Site {
                 })
                 .collect::<Result<Vec<_>>>()
         })?;
+        let randomised = self.randomised();
         let pairs = timed(&mut timings, "forward passes and pictures", || {
-            self.compute_pairs(&plan.pairs, &owned, out, cache, log)
+            self.compute_pairs(&plan.pairs, &randomised, &owned, out, cache, log)
         })?;
 
         let c = &cache.counts;
@@ -163,9 +166,11 @@ impl Site {
     }
 
     /// Every pair that has owned work, computed in parallel, with a progress line each.
+    #[allow(clippy::too_many_arguments)]
     fn compute_pairs(
         &self,
         pairs: &[Pair],
+        randomised: &[Option<Randomised>],
         owned: &(dyn Fn(Unit) -> bool + Sync),
         out: Option<&Path>,
         cache: &Cache,
@@ -180,11 +185,13 @@ impl Site {
                 let methods: Vec<bool> = (0..self.config.models[p.model].methods.len())
                     .map(|method| owned(Unit::Method { pair, method }))
                     .collect();
-                (owned(Unit::Forward { pair }) || methods.iter().any(|&m| m)).then_some((*p, methods))
+                let randomise = owned(Unit::Randomisation { pair });
+                (owned(Unit::Forward { pair }) || randomise || methods.iter().any(|&m| m))
+                    .then_some((*p, methods, randomise))
             })
-            .map(|(p, wanted)| {
+            .map(|(p, wanted, randomise)| {
                 let started = Instant::now();
-                let v = compute::compute_pair(&self.source(p), out, cache, &wanted)?;
+                let v = compute::compute_pair(&self.source(p, randomised), out, cache, &wanted, randomise)?;
                 let n = done.fetch_add(1, Ordering::SeqCst) + 1;
                 let computed: Vec<String> = v
                     .explained
@@ -210,6 +217,28 @@ impl Site {
             .collect()
     }
 
+    /// Per model, its randomised copies when the metrics ask for the randomisation test
+    /// (made on first use).
+    fn randomised(&self) -> Vec<Option<Randomised<'_>>> {
+        self.config
+            .models
+            .iter()
+            .zip(&self.models)
+            .map(|(mc, lm)| {
+                let r = mc.metrics.randomisation.as_ref()?;
+                let checkpoints = explain::checkpoints_of(mc, lm.model.layers());
+                Some(Randomised::new(
+                    lm,
+                    mc.arch,
+                    &mc.input,
+                    mc.classes.len(),
+                    checkpoints,
+                    r.seed,
+                ))
+            })
+            .collect()
+    }
+
     /// Every cache key the current config refers to, for `cache gc`. Method entries are
     /// found through their pair's forward entry (which says the targets); a pair whose
     /// forward entry is missing contributes only that key.
@@ -219,7 +248,7 @@ impl Site {
             keys.insert(keys::weights(mc, &self.hashes.weights[mi]));
         }
         for p in plan::plan(&self.config).pairs {
-            let src = self.source(p);
+            let src = self.source(p, &[]);
             let fkey = src.forward_key();
             if let Some(stored) = cache.get(&fkey) {
                 let data: compute::ForwardData = stored.placed("")?;

@@ -13,6 +13,7 @@ use crate::content::{self, Content};
 use crate::data::image as img;
 use crate::error::Result;
 use crate::methods::ModelInfo;
+use crate::metrics::randomisation;
 use crate::models::{self, LoadedModel};
 use crate::render::templates::{self, Theme};
 use crate::train::{read_log, TrainLog};
@@ -110,8 +111,8 @@ fn load_weights(config: &Config) -> Result<Vec<LoadedModel>> {
         .collect()
 }
 
-/// Method parameters that depend on the loaded model (a Grad-CAM layer, an occlusion
-/// window), located at the parameter's key.
+/// Method parameters and metric checkpoints that depend on the loaded model (a Grad-CAM
+/// layer, an occlusion window), located at their key.
 fn check_methods(config: &Config, models: &[LoadedModel]) -> Result<()> {
     for (mi, mc) in config.models.iter().enumerate() {
         let info = ModelInfo {
@@ -123,6 +124,14 @@ fn check_methods(config: &Config, models: &[LoadedModel]) -> Result<()> {
             if let Err(e) = m.validate(&info) {
                 let key = format!("{}[{k}].{}", mc.methods_key, e.param);
                 return Err(config.error(&key, format!("{} (model `{}`)", e.msg, mc.id)));
+            }
+        }
+        if mc.metrics.randomisation.is_some() {
+            let checkpoints = crate::build::explain::checkpoints_of(mc, info.layers);
+            let modules = randomisation::modules(&(mc.arch.tensors)(&mc.input.spec(), mc.classes.len()));
+            if let Err((i, msg)) = randomisation::check_checkpoints(&checkpoints, &modules) {
+                let key = format!("{}.randomisation.checkpoints[{i}]", mc.metrics_key);
+                return Err(config.error(&key, format!("{msg} (model `{}`)", mc.id)));
             }
         }
     }

@@ -8,6 +8,7 @@ mod check;
 mod images;
 mod locate;
 mod methods;
+mod metrics;
 mod models;
 mod schema;
 mod site;
@@ -102,6 +103,10 @@ pub struct ModelConfig {
     /// Where the methods were listed: `methods` or `models[i].methods`.
     pub methods_key: String,
     pub targets: Vec<TargetSpec>,
+    /// Faithfulness metrics (`metrics` or `models[i].metrics`; off when absent).
+    pub metrics: crate::metrics::Metrics,
+    /// Where the metrics were given: `metrics` or `models[i].metrics`.
+    pub metrics_key: String,
 }
 
 #[derive(Debug)]
@@ -159,7 +164,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     }
     let mut check = check::Check::new(path, &root, raw.site.allow_outside_root, &locations)?;
     let site = site::validate(raw.site, &check)?;
-    let models = models::validate(raw.models, raw.methods, raw.targets, &mut check)?;
+    let models = models::validate(raw.models, raw.methods, raw.targets, raw.metrics, &mut check)?;
     let images = images::validate(raw.images, &models, &mut check)?;
     Ok(Config {
         path: path.to_path_buf(),

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::check::Check;
-use super::schema::{RawInput, RawModel};
-use super::{methods as method_list, targets, Input, LabelRef, ModelConfig, TargetSpec};
+use super::schema::{RawInput, RawMetrics, RawModel};
+use super::{methods as method_list, metrics as metric_list, targets, Input, LabelRef, ModelConfig, TargetSpec};
 use crate::error::{read_to_string, Error, Result};
 use crate::methods;
 
@@ -14,6 +14,7 @@ pub(super) fn validate(
     raw: Vec<RawModel>,
     methods: Option<Vec<serde_yaml::Value>>,
     targets: Option<Vec<LabelRef>>,
+    metrics: Option<RawMetrics>,
     check: &mut Check,
 ) -> Result<Vec<ModelConfig>> {
     let mut models = Vec::new();
@@ -52,7 +53,18 @@ pub(super) fn validate(
             (None, Some(l)) => targets::resolve(l, "targets", &classes, check)?,
             (None, None) => TargetSpec::defaults(),
         };
+        let (metrics, metrics_key) = match (&m.metrics, &metrics) {
+            (Some(r), _) => (Some(r), format!("{key}.metrics")),
+            (None, Some(r)) => (Some(r), "metrics".to_string()),
+            (None, None) => (None, "metrics".to_string()),
+        };
+        let metrics = match metrics {
+            Some(r) => metric_list::resolve(r, &metrics_key, &method_list, &input, check)?,
+            None => Default::default(),
+        };
         models.push(ModelConfig {
+            metrics,
+            metrics_key,
             methods: method_list,
             methods_key,
             targets,

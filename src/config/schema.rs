@@ -16,6 +16,35 @@ pub struct RawConfig {
     pub methods: Option<Vec<serde_yaml::Value>>,
     /// Target classes for every model (default: predicted, runner-up, label).
     pub targets: Option<Vec<LabelRef>>,
+    /// Faithfulness metrics for every model (default: none).
+    pub metrics: Option<RawMetrics>,
+}
+
+/// `metrics:`: each part is off unless present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    pub faithfulness: Option<RawFaithfulness>,
+    pub randomisation: Option<RawRandomisation>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFaithfulness {
+    pub steps: Option<usize>,
+    /// Method names of the model's list (default: every map method).
+    pub methods: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRandomisation {
+    /// Method names of the model's list (default: its one-pass map methods).
+    pub methods: Option<Vec<String>>,
+    /// From the output down (default: the architecture's preset).
+    pub checkpoints: Option<Vec<String>>,
+    #[serde(default)]
+    pub seed: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -49,6 +78,8 @@ pub struct RawModel {
     pub methods: Option<Vec<serde_yaml::Value>>,
     /// Replaces the global `targets` for this model.
     pub targets: Option<Vec<LabelRef>>,
+    /// Replaces the global `metrics` for this model.
+    pub metrics: Option<RawMetrics>,
 }
 
 #[derive(Debug, Deserialize)]

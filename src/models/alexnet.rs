@@ -18,6 +18,7 @@ pub const ARCH: Architecture = Architecture {
     id: "alexnet",
     summary: "AlexNet (torchvision naming), 61.1M parameters",
     gradcam_layer: "features.11",
+    randomisation: &[],
     check_input,
     tensors,
     build,

@@ -18,6 +18,7 @@ pub const ARCH: Architecture = Architecture {
     id: "lenet5",
     summary: "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
     gradcam_layer: "relu2",
+    randomisation: &[],
     check_input,
     tensors,
     build,

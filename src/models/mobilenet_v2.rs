@@ -30,6 +30,7 @@ pub const ARCH: Architecture = Architecture {
     id: "mobilenet_v2",
     summary: "MobileNetV2 (torchvision naming, 17 inverted residual blocks, ReLU6), 3.5M parameters",
     gradcam_layer: "features.18",
+    randomisation: &[],
     check_input,
     tensors,
     build,

@@ -199,6 +199,10 @@ pub struct Architecture {
     pub summary: &'static str,
     /// The layer Grad-CAM uses unless told otherwise: the output of the last conv block.
     pub gradcam_layer: &'static str,
+    /// The checkpoints of the cascading randomisation test, from the output down: each
+    /// names the layers (by tensor-name prefix) re-initialised with those above it. Empty:
+    /// every named layer with a conv or linear weight, from the top.
+    pub randomisation: &'static [&'static str],
     /// Checks that the configured input fits the architecture.
     pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
     /// The tensors a weights file must hold, with their shapes.

@@ -10,8 +10,10 @@ use crate::build::compute::PairResult;
 use crate::build::explain::{MapCell, TargetInfo};
 use crate::error::Result;
 use crate::methods::{self, ModelInfo};
+use crate::metrics::deletion::Curves;
 use crate::plan;
 use crate::render::attribution::Drawing;
+use crate::render::plot::curves_chart;
 
 /// The header every page about one pair shares (attributions, gradients).
 #[derive(Serialize)]
@@ -76,6 +78,10 @@ pub struct RowView {
     pub slug: String,
     pub id: &'static str,
     pub title: &'static str,
+    /// The method's page.
+    pub href: String,
+    /// Its maps barely change when the weights are randomised (see the leaderboard).
+    pub insensitive: bool,
     /// The parameters as applied, `key = value, …`.
     pub params: String,
     pub cells: Vec<CellView>,
@@ -94,6 +100,29 @@ pub struct CellView {
     pub colorbar: &'static str,
     pub shape: String,
     pub metrics: Vec<MetricView>,
+    /// Deletion and insertion, where the metrics ask for them.
+    pub faithfulness: Option<FaithfulnessView>,
+}
+
+#[derive(Serialize)]
+pub struct FaithfulnessView {
+    pub deletion_auc: String,
+    pub insertion_auc: String,
+    /// Both curves as an SVG chart.
+    pub chart: String,
+}
+
+/// An area under a curve as shown.
+pub fn auc_text(v: f64) -> String {
+    format!("{v:.3}")
+}
+
+pub fn faithfulness_view(c: &Curves, title: &str) -> Result<FaithfulnessView> {
+    Ok(FaithfulnessView {
+        deletion_auc: auc_text(c.deletion_auc),
+        insertion_auc: auc_text(c.insertion_auc),
+        chart: curves_chart(title, &c.deletion, &c.insertion)?,
+    })
 }
 
 #[derive(Serialize)]
@@ -131,9 +160,10 @@ pub fn metric_view(name: &str, v: f64) -> MetricView {
     }
 }
 
-pub fn cell_view(c: &MapCell) -> CellView {
+pub fn cell_view(c: &MapCell, curves: Option<&Curves>, title: &str) -> Result<CellView> {
     let (min, max) = c.scale.range();
-    CellView {
+    Ok(CellView {
+        faithfulness: curves.map(|k| faithfulness_view(k, title)).transpose()?,
         target: c.target,
         heatmap: c.heatmap.clone(),
         overlay: c.overlay.clone(),
@@ -144,10 +174,10 @@ pub fn cell_view(c: &MapCell) -> CellView {
         colorbar: colorbar(&c.scale),
         shape: shape_str(&c.shape),
         metrics: c.metrics.iter().map(|(k, v)| metric_view(k, *v)).collect(),
-    }
+    })
 }
 
-pub fn view(input: &Input, r: &PairResult) -> AttributionsView {
+pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
     let site = input.site;
     let mc = &site.config.models[r.pair.model];
     let ic = &site.config.images[r.pair.image];
@@ -157,24 +187,37 @@ pub fn view(input: &Input, r: &PairResult) -> AttributionsView {
         layers: site.models[r.pair.model].model.layers(),
     };
     let ex = &r.explained;
-    AttributionsView {
+    let scores = super::leaderboard::scores(input, r.pair.model).unwrap_or_default();
+    let rows = ex
+        .rows
+        .iter()
+        .map(|row| {
+            let m = &mc.methods[row.method];
+            let cells = row
+                .cells
+                .iter()
+                .enumerate()
+                .map(|(k, c)| {
+                    let title = format!("{}, class {}", m.title(), mc.classes[c.target]);
+                    cell_view(c, row.curves.get(k).and_then(Option::as_ref), &title)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(RowView {
+                slug: row.slug.clone(),
+                id: m.name(),
+                title: m.title(),
+                href: plan::href(&plan::method_page(&mc.id, &row.slug)),
+                insensitive: scores.iter().any(|s| s.method == row.method && s.insensitive()),
+                params: methods::params_text(&m.params(&info)),
+                cells,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(AttributionsView {
         header: PairHeader::new(input, r, &plan::attributions_page(&mc.id, &ic.id), "Attributions"),
         targets: ex.targets.iter().map(target_view).collect(),
-        rows: ex
-            .rows
-            .iter()
-            .map(|row| {
-                let m = &mc.methods[row.method];
-                RowView {
-                    slug: row.slug.clone(),
-                    id: m.name(),
-                    title: m.title(),
-                    params: methods::params_text(&m.params(&info)),
-                    cells: row.cells.iter().map(cell_view).collect(),
-                }
-            })
-            .collect(),
-    }
+        rows,
+    })
 }
 
 pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
@@ -188,7 +231,7 @@ pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
         out,
         &plan::attributions_page(&mc.id, &ic.id),
         "attributions.html",
-        &view(input, r),
+        &view(input, r)?,
     )?;
     Ok(1)
 }

@@ -19,6 +19,7 @@ pub struct PairPages {
     pub href: String,
     pub attributions: Option<String>,
     pub gradients: Option<String>,
+    pub randomisation: Option<String>,
 }
 
 impl PairPages {
@@ -31,6 +32,10 @@ impl PairPages {
             attributions: (!ex.rows.is_empty()).then(|| plan::href(&plan::attributions_page(&mc.id, &ic.id))),
             gradients: (!ex.activation_gradients.is_empty() || ex.weight_gradients.is_some())
                 .then(|| plan::href(&plan::gradients_page(&mc.id, &ic.id))),
+            randomisation: ex
+                .randomisation
+                .as_ref()
+                .map(|_| plan::href(&plan::randomisation_page(&mc.id, &ic.id))),
         }
     }
 }
@@ -163,6 +168,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         pages += 1;
         pages += super::attributions::write(input, r, out)?;
         pages += super::gradients::write(input, r, out)?;
+        pages += super::randomisation::write(input, r, out)?;
     }
     Ok(pages)
 }

@@ -17,6 +17,20 @@ pub struct MethodView {
     pub model: ModelLink,
     pub method: MethodHeader,
     pub images: Vec<ImageRow>,
+    /// The method's faithfulness over the model's images, when the metrics ran.
+    pub faithfulness: Option<MethodScore>,
+}
+
+#[derive(Serialize)]
+pub struct MethodScore {
+    pub deletion: Option<String>,
+    pub insertion: Option<String>,
+    /// Mean Spearman correlation after the last randomisation checkpoint.
+    pub randomisation: Option<String>,
+    /// Its maps barely change when the model's weights are randomised.
+    pub insensitive: bool,
+    pub threshold: f64,
+    pub leaderboard: String,
 }
 
 #[derive(Serialize)]
@@ -80,6 +94,16 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
             &page,
             &format!("{} on {} · {}", method.title(), mc.id, site.config.site.title),
         ),
+        faithfulness: super::leaderboard::scores(input, mi)
+            .and_then(|all| all.into_iter().find(|s| s.method == k))
+            .map(|s| MethodScore {
+                deletion: s.deletion.map(|d| format!("{:.3} ± {:.3}", d.mean, d.sd)),
+                insertion: s.insertion.map(|d| format!("{:.3} ± {:.3}", d.mean, d.sd)),
+                randomisation: s.randomisation.map(|d| format!("{:.2} ± {:.2}", d.mean, d.sd)),
+                insensitive: s.insensitive(),
+                threshold: crate::metrics::INSENSITIVE_ABOVE,
+                leaderboard: plan::href(&plan::leaderboard_page(&mc.id)),
+            }),
         model: model_link(&mc.id),
         method: MethodHeader {
             id: method.name(),

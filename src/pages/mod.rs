@@ -6,11 +6,13 @@ pub mod attributions;
 pub mod gradients;
 pub mod home;
 pub mod image;
+pub mod leaderboard;
 pub mod manifest;
 pub mod method;
 pub mod model;
 pub mod note;
 pub mod pictures;
+pub mod randomisation;
 
 use std::path::Path;
 
@@ -219,6 +221,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += model::write(input, out)?;
     pages += image::write(input, out)?;
     pages += method::write(input, out)?;
+    pages += leaderboard::write(input, out)?;
     pages += note::write(input, out)?;
     Ok(pages)
 }

@@ -23,6 +23,8 @@ pub struct ModelView {
     pub training: Option<TrainingView>,
     pub methods: Vec<MethodLink>,
     pub images: Vec<PairLink>,
+    /// The methods ranked by the faithfulness metrics, when they ran.
+    pub leaderboard: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -230,6 +232,7 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             })
             .collect(),
         images: input.pairs_of_model(mi).map(|r| pair_link(site, r)).collect(),
+        leaderboard: super::leaderboard::scores(input, mi).map(|_| plan::href(&plan::leaderboard_page(&mc.id))),
     })
 }
 

@@ -24,6 +24,8 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("attributions.html"),
     theme_file!("gradients.html"),
     theme_file!("method.html"),
+    theme_file!("randomisation.html"),
+    theme_file!("leaderboard.html"),
     theme_file!("style.css"),
 ];
 
