@@ -22,9 +22,11 @@ pub struct Curves {
     pub insertion_auc: f64,
 }
 
-/// Input numbers per forward batch (20 images at 224×224×3; the curves need no backward
-/// pass, so batches can be larger than the methods').
-const BATCH_ELEMENTS: usize = 3 << 20;
+/// Input numbers per forward batch: 3 images at 224×224×3. Measured on EfficientNet-Lite0
+/// (two photographs, two maps, 56 steps): batches of 1 to 5 took 4.7–4.9 s, 10 took 5.9 s
+/// and 20 took 7.2 s — small batches keep the activations in cache, and more of them run
+/// in parallel.
+const BATCH_ELEMENTS: usize = 1 << 19;
 const MAX_BATCH: usize = 64;
 
 /// Pixel indices, highest value first; ties keep their order (a stable sort, as NumPy's
