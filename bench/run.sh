@@ -4,22 +4,28 @@
 #
 #   bench/run.sh [ROUNDS] [WORKLOAD]
 #
-# WORKLOAD is `gallery` (default: bench/gallery.yaml against peer_gallery.py) or `metrics`
-# (bench/metrics.yaml, deletion/insertion and the randomisation test, against
-# peer_metrics.py; it also compares the numbers with bench/compare_metrics.py).
+# WORKLOAD is `gallery` (default: bench/gallery.yaml, EfficientNet-Lite0, against
+# peer_gallery.py), `resnet50` (bench/resnet50.yaml, the same gallery on ResNet-50 with
+# seeded random weights written once into target/bench/ by make_random_torchvision.py,
+# against `peer_gallery.py --arch resnet50`) or `metrics` (bench/metrics.yaml,
+# deletion/insertion and the randomisation test, against peer_metrics.py; it also
+# compares the numbers with bench/compare_metrics.py).
 #
 # Needs: a release build (cargo build --release), the peer's Python environment in
 # $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md, plus
-# scipy for the metrics peer), the peer scripts in $PEER_DIR (default ../shared/bench) and
+# scipy for the metrics peer and safetensors for resnet50), the peer scripts in $PEER_DIR (default ../shared/bench) and
 # GNU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${1:-3}
 workload=${2:-gallery}
+peer_args=()
 peer_python=${PEER_PYTHON:-.venv-peer/bin/python}
 peer_dir=${PEER_DIR:-../shared/bench}
 case "$workload" in
     gallery) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/gallery.yaml ;;
+    resnet50) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/resnet50.yaml
+        peer_args=(--arch resnet50 --weights target/bench/resnet50.safetensors) ;;
     metrics) peer_script=${PEER_SCRIPT:-$peer_dir/peer_metrics.py}; config=bench/metrics.yaml ;;
     *) echo "unknown workload \`$workload\` (gallery or metrics)" >&2; exit 1 ;;
 esac
@@ -29,6 +35,10 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 [ -x target/release/cnnscope ] || cargo build --release
 [ -x "$peer_python" ] || { echo "no peer environment at $peer_python (see docs/performance.md)" >&2; exit 1; }
+if [ "$workload" = resnet50 ] && [ ! -f target/bench/resnet50.safetensors ]; then
+    mkdir -p target/bench
+    "$peer_python" "$peer_dir/make_random_torchvision.py" resnet50 target/bench/resnet50.safetensors
+fi
 
 measure() { # label, command...: prints "label seconds peak_rss_mb"
     local label=$1; shift
@@ -41,7 +51,7 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
-    measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 | tee -a "$out/results"
+    measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
     measure cnnscope target/release/cnnscope build --no-cache --config "$config" --output "$out/site" | tee -a "$out/results"
 done
 if [ "$workload" = metrics ]; then

@@ -19,10 +19,10 @@ use crate::metrics::deletion::{self, Curves};
 use crate::metrics::randomisation::{self, Randomised};
 use crate::models::{LayerInfo, LoadedModel};
 use crate::plan;
-use crate::render::attribution::{heatmap, overlay, prepare, Drawing};
+use crate::render::attribution::{heatmap, overlay, prepare, Drawing, Prepared};
 use crate::render::colormap::Scale;
 use crate::render::grid;
-use crate::render::pictures::{layer_picture, weight_picture, LayerPicture, WeightPicture};
+use crate::render::pictures::{layer_picture, values, weight_picture, LayerPicture, WeightPicture};
 
 /// A class the methods explain, and why it was chosen.
 #[derive(Debug, Clone)]
@@ -237,9 +237,8 @@ fn faithfulness(
 ) -> Result<(Curves, bool, String)> {
     let input_hw = (p.mc.input.height, p.mc.input.width);
     let stored = cache.get_or_put("faithfulness", &keys::faithfulness(&method_entry.key, steps), |_| {
-        let raw = Tensor::read_npy(method_entry.dir.join(format!("{}.npy", cell.target)))?;
-        let dims = raw.dims().to_vec();
-        let raw = raw.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?;
+        let map = Tensor::read_npy(method_entry.dir.join(format!("{}.npy", cell.target)))?;
+        let (dims, raw) = (map.dims().to_vec(), values(&map)?);
         let view = match cell.drawing {
             Drawing::Cam { .. } => View::Cam,
             _ => View::Signed,
@@ -250,18 +249,26 @@ fn faithfulness(
     Ok((stored.placed("")?, stored.fresh, stored.key.clone()))
 }
 
+/// A map as the matrix draws it: its raw numbers, the prepared values and scale, and the
+/// heatmap.
+fn heat(map: &methods::Map, draw: &Drawn) -> Result<(Vec<f32>, Prepared, image::RgbImage)> {
+    let raw = values(&map.data)?;
+    let prepared = prepare(&raw, map.data.dims(), map.view, draw.input_hw);
+    let picture = heatmap(&prepared, draw.zoom);
+    Ok((raw, prepared, picture))
+}
+
 /// Draws a map as the matrix does (its own scale) into `edir/name`; returns its values
 /// per input pixel.
 fn draw_map(map: &methods::Map, draw: &Drawn, edir: &Path, name: &str) -> Result<Vec<f32>> {
-    let dims = map.data.dims().to_vec();
-    let raw = map
-        .data
-        .flatten_all()?
-        .to_dtype(candle_core::DType::F32)?
-        .to_vec1::<f32>()?;
-    let prepared = prepare(&raw, &dims, map.view, draw.input_hw);
-    grid::save_png(&heatmap(&prepared, draw.zoom), &edir.join(name))?;
-    Ok(crate::metrics::pixel_values(&raw, &dims, map.view, draw.input_hw))
+    let (raw, _, picture) = heat(map, draw)?;
+    grid::save_png(&picture, &edir.join(name))?;
+    Ok(crate::metrics::pixel_values(
+        &raw,
+        map.data.dims(),
+        map.view,
+        draw.input_hw,
+    ))
 }
 
 /// The randomisation test of one pair: each listed method's map for `class` on the
@@ -355,13 +362,7 @@ fn compute_method(
         Output::Map(map) => {
             let base = cx.target.to_string();
             let dims = map.data.dims().to_vec();
-            let raw = map
-                .data
-                .flatten_all()?
-                .to_dtype(candle_core::DType::F32)?
-                .to_vec1::<f32>()?;
-            let prepared = prepare(&raw, &dims, map.view, draw.input_hw);
-            let heat = heatmap(&prepared, draw.zoom);
+            let (_, prepared, heat) = heat(&map, draw)?;
             let over = overlay(draw.shown, &heat);
             grid::save_png(&heat, &edir.join(format!("{base}.png")))?;
             grid::save_png(&over, &edir.join(format!("{base}-overlay.png")))?;

@@ -33,7 +33,7 @@ pub struct ImageId {
 impl PairHeader {
     pub fn new(input: &Input, r: &PairResult, page: &str, what: &str) -> PairHeader {
         let site = input.site;
-        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        let (mc, ic) = input.configs(r);
         PairHeader {
             base: Base::new(
                 site,
@@ -179,8 +179,7 @@ pub fn cell_view(c: &MapCell, curves: Option<&Curves>, title: &str) -> Result<Ce
 
 pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
     let site = input.site;
-    let mc = &site.config.models[r.pair.model];
-    let ic = &site.config.images[r.pair.image];
+    let (mc, ic) = input.configs(r);
     let info = ModelInfo {
         arch: mc.arch,
         input: &mc.input,
@@ -221,11 +220,11 @@ pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
 }
 
 pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
-    if r.explained.rows.is_empty() {
+    if PairPages::of(input, r).attributions.is_none() {
         return Ok(0);
     }
     let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     render(
         site,
         out,

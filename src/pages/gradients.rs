@@ -38,8 +38,7 @@ pub struct WeightGradientsView {
 }
 
 pub fn view(input: &Input, r: &PairResult) -> GradientsView {
-    let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     let ex = &r.explained;
     GradientsView {
         header: PairHeader::new(input, r, &plan::gradients_page(&mc.id, &ic.id), "Gradients"),
@@ -67,12 +66,12 @@ pub fn view(input: &Input, r: &PairResult) -> GradientsView {
 }
 
 pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
-    let ex = &r.explained;
-    if ex.activation_gradients.is_empty() && ex.weight_gradients.is_none() {
+    // The same rule as the links to the page.
+    if super::image::PairPages::of(input, r).gradients.is_none() {
         return Ok(0);
     }
     let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     render(
         site,
         out,

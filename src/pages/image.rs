@@ -24,8 +24,7 @@ pub struct PairPages {
 
 impl PairPages {
     pub fn of(input: &Input, r: &PairResult) -> PairPages {
-        let site = input.site;
-        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        let (mc, ic) = input.configs(r);
         let ex = &r.explained;
         PairPages {
             href: plan::href(&plan::image_page(&mc.id, &ic.id)),
@@ -97,7 +96,7 @@ pub struct PreviewCell {
 
 pub fn view(input: &Input, r: &PairResult) -> ImageView {
     let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     let page = plan::image_page(&mc.id, &ic.id);
     let label = ic.label_index(mc);
     let ex = &r.explained;
@@ -157,7 +156,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     let mut pages = 0;
     for r in input.pairs {
         let site = input.site;
-        let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+        let (mc, ic) = input.configs(r);
         render(
             site,
             out,

@@ -21,6 +21,7 @@ use serde::Serialize;
 use crate::build::compute::{ModelResult, PairResult};
 use crate::build::output::mkdir;
 use crate::build::site::Site;
+use crate::config::{ImageConfig, ModelConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{self, Pair};
 use crate::render::colormap::Scale;
@@ -36,6 +37,12 @@ pub struct Input<'a> {
 }
 
 impl Input<'_> {
+    /// The model's and the image's config of a pair.
+    pub fn configs(&self, r: &PairResult) -> (&ModelConfig, &ImageConfig) {
+        let c = &self.site.config;
+        (&c.models[r.pair.model], &c.images[r.pair.image])
+    }
+
     /// The results of every pair of one model.
     pub fn pairs_of_model(&self, model: usize) -> impl Iterator<Item = &PairResult> {
         self.pairs.iter().filter(move |p| p.pair.model == model)

@@ -42,8 +42,7 @@ pub struct CellView {
 }
 
 pub fn view(input: &Input, r: &PairResult) -> Option<RandomisationView> {
-    let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     let result = r.explained.randomisation.as_ref()?;
     let spec = mc.metrics.randomisation.as_ref()?;
     let slugs = crate::methods::slugs(&mc.methods);
@@ -91,7 +90,7 @@ pub fn write(input: &Input, r: &PairResult, out: &Path) -> Result<usize> {
         return Ok(0);
     };
     let site = input.site;
-    let (mc, ic) = (&site.config.models[r.pair.model], &site.config.images[r.pair.image]);
+    let (mc, ic) = input.configs(r);
     render(
         site,
         out,

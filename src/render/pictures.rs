@@ -75,7 +75,8 @@ const MAX_COLS: usize = 1024;
 /// The most feature maps drawn for one layer.
 pub const MAX_MAPS: usize = 64;
 
-fn values(t: &Tensor) -> Result<Vec<f32>> {
+/// A tensor's numbers as f32, flattened (weights may be stored as f16 or bf16).
+pub fn values(t: &Tensor) -> Result<Vec<f32>> {
     Ok(t.flatten_all()?.to_dtype(candle_core::DType::F32)?.to_vec1::<f32>()?)
 }
 
