@@ -5,6 +5,7 @@
 //! through the [`cache`]) → [`pages`] (typed views) and [`render`] (pictures, markdown,
 //! templates) → the output folder.
 
+pub mod analysis;
 pub mod bench;
 pub mod build;
 pub mod cache;

@@ -49,12 +49,21 @@ pub enum Unit {
     Randomisation {
         pair: usize,
     },
+    /// A model's unit analyses over its dataset (when `units` is given).
+    Units {
+        model: usize,
+    },
 }
 
 /// Every unit of the plan, in a fixed order: models' weights, then per pair its forward pass
 /// and its methods in list order.
 pub fn units(config: &Config, plan: &Plan) -> Vec<Unit> {
     let mut out: Vec<Unit> = (0..config.models.len()).map(|model| Unit::Weights { model }).collect();
+    out.extend(
+        (0..config.models.len())
+            .filter(|&m| config.models[m].units.is_some())
+            .map(|model| Unit::Units { model }),
+    );
     for (pair, p) in plan.pairs.iter().enumerate() {
         out.push(Unit::Forward { pair });
         out.extend((0..config.models[p.model].methods.len()).map(|method| Unit::Method { pair, method }));
@@ -119,6 +128,25 @@ pub fn method_page(model: &str, slug: &str) -> String {
     format!("{}/methods/{slug}", model_page(model))
 }
 
+/// A layer's units; layer names may hold dots (`_blocks.15`), which paths keep.
+pub fn layer_page(model: &str, layer: &str) -> String {
+    format!("{}/layers/{layer}", model_page(model))
+}
+
+pub fn unit_page(model: &str, layer: &str, unit: usize) -> String {
+    format!("{}/units/{unit}", layer_page(model, layer))
+}
+
+/// The t-SNE embedding of a layer's features (its files sit beside its page).
+pub fn embedding_page(model: &str, layer: &str) -> String {
+    format!("{}/embedding", layer_page(model, layer))
+}
+
+/// A layer's units against random directions, and the ablation (files beside the page).
+pub fn directions_page(model: &str, layer: &str) -> String {
+    format!("{}/directions", layer_page(model, layer))
+}
+
 pub fn note_page(slug: &str) -> String {
     format!("notes/{slug}")
 }
@@ -133,6 +161,11 @@ pub fn href(page: &str) -> String {
 }
 
 // Where the files of cache entries are placed in the site.
+
+/// A layer's unit pictures and arrays.
+pub fn layer_files(model: &str, layer: &str) -> String {
+    format!("{}/files", layer_page(model, layer))
+}
 
 pub fn weights_files(model: &str) -> String {
     format!("{}/weights", model_page(model))

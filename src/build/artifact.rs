@@ -52,6 +52,33 @@ pub struct Artifact {
     pub checkpoints: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub spearman: Option<Vec<f64>>,
+    /// Unit analyses: the unit, the dataset, the top examples (dataset indices, best
+    /// first), the class-selectivity index and the class-mean activations.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unit: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub dataset: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub top: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub selectivity: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub class_means: Option<Vec<Option<f64>>>,
+    /// Units against random directions: top-100 class purity of each.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub purity_units: Option<Vec<Option<f64>>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub purity_directions: Option<Vec<f64>>,
+    /// Ablation: held-out accuracy after zeroing k units / projecting out k directions.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub k: Option<Vec<usize>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accuracy_units: Option<Vec<f64>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub accuracy_directions: Option<Vec<f64>>,
+    /// An embedding's 10-nearest-neighbour class accuracy.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub knn_accuracy: Option<f64>,
     /// blake3 of the `.npy` file's bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub blake3: Option<String>,

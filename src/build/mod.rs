@@ -9,6 +9,7 @@ pub mod explain;
 pub mod keys;
 pub mod output;
 pub mod site;
+pub mod units;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -140,6 +141,16 @@ impl Site {
             self.compute_pairs(&plan.pairs, &randomised, &owned, out, cache, log)
         })?;
 
+        let unit_results = timed(&mut timings, "unit analyses", || {
+            (0..self.models.len())
+                .filter(|&model| self.units[model].is_some() && owned(Unit::Units { model }))
+                .map(|mi| {
+                    let mu = self.units[mi].as_ref().expect("filtered");
+                    units::compute_units(&self.config, mi, &self.models[mi], mu, &self.hashes.weights[mi], out, cache, log)
+                })
+                .collect::<Result<Vec<_>>>()
+        })?;
+
         let c = &cache.counts;
         let mut report = BuildReport {
             output: None,
@@ -157,6 +168,7 @@ impl Site {
                 site: self,
                 models: &models,
                 pairs: &pairs,
+                units: &unit_results,
             };
             report.pages = timed(&mut timings, "pages", || pages::write(&input, out))?;
             report.artifacts = timed(&mut timings, "manifest", || pages::manifest::write(&input, out))?;
@@ -246,6 +258,9 @@ impl Site {
         let mut keys = BTreeSet::new();
         for (mi, mc) in self.config.models.iter().enumerate() {
             keys.insert(keys::weights(mc, &self.hashes.weights[mi]));
+            if let Some(mu) = &self.units[mi] {
+                keys.extend(units::keys(mc, &self.hashes.weights[mi], mu));
+            }
         }
         for p in plan::plan(&self.config).pairs {
             let src = self.source(p, &[]);

@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use image::DynamicImage;
 use rayon::prelude::*;
 
+use crate::build::units::ModelUnits;
 use crate::cache;
 use crate::config::{self, Config};
 use crate::content::{self, Content};
+use crate::data::dataset;
 use crate::data::image as img;
 use crate::error::Result;
 use crate::methods::ModelInfo;
@@ -27,6 +29,8 @@ pub struct Site {
     pub images: Vec<DynamicImage>,
     pub content: Content,
     pub theme: Theme,
+    /// Parallel to `config.models`: the unit analyses' layers and dataset, when configured.
+    pub units: Vec<Option<ModelUnits>>,
     /// blake3 of the inputs: cache keys and provenance.
     pub hashes: Hashes,
     pub timings: Vec<(String, Duration)>,
@@ -69,6 +73,7 @@ impl Site {
                 .map(|i| img::load(&i.path))
                 .collect::<Result<Vec<_>>>()
         })?;
+        let units = timed(&mut timings, "datasets", || load_units(&config, &models))?;
         let hashes = timed(&mut timings, "hashes", || hash_inputs(&config))?;
         let content = timed(&mut timings, "notes", || content::load(&config))?;
         let theme_dir = config.root.join("themes").join(&config.site.theme);
@@ -86,6 +91,7 @@ impl Site {
             images,
             content,
             theme,
+            units,
             hashes,
             timings,
         })
@@ -146,4 +152,97 @@ fn hash_inputs(config: &Config) -> Result<Hashes> {
         classes: files(config.models.iter().map(|m| m.classes_path.as_path()).collect())?,
         images: files(config.images.iter().map(|i| i.path.as_path()).collect())?,
     })
+}
+
+/// The layers a model's units are analysed at when `units.layers` is left out.
+pub fn preset_unit_layers(mc: &config::ModelConfig, layers: &[models::LayerInfo]) -> Vec<String> {
+    if !mc.arch.unit_layers.is_empty() {
+        return mc.arch.unit_layers.iter().map(|s| s.to_string()).collect();
+    }
+    let mut out = vec![mc.arch.gradcam_layer.to_string()];
+    if let Some(pooled) = layers.len().checked_sub(2).map(|i| &layers[i]) {
+        if pooled.name != out[0] {
+            out.push(pooled.name.clone());
+        }
+    }
+    out
+}
+
+/// Reads the datasets the models' unit analyses use and checks every layer they name.
+fn load_units(config: &Config, models: &[LoadedModel]) -> Result<Vec<Option<ModelUnits>>> {
+    let used: Vec<usize> = (0..config.datasets.len())
+        .filter(|&d| config.models.iter().any(|m| m.units.as_ref().is_some_and(|u| u.dataset == d)))
+        .collect();
+    let loaded = used
+        .par_iter()
+        .map(|&d| dataset::load(&config.datasets[d], config).map(|ds| (d, ds)))
+        .collect::<Result<Vec<_>>>()?;
+    config
+        .models
+        .iter()
+        .enumerate()
+        .map(|(mi, mc)| {
+            let Some(u) = &mc.units else { return Ok(None) };
+            let layers = models[mi].model.layers();
+            let known = |name: &str, key: &str| -> Result<()> {
+                if layers.iter().any(|l| l.name == name) {
+                    return Ok(());
+                }
+                let names: Vec<&str> = layers.iter().map(|l| l.name.as_str()).collect();
+                Err(config.error(
+                    key,
+                    format!("model `{}` has no layer `{name}` (its layers: {})", mc.id, names.join(", ")),
+                ))
+            };
+            let unit_layers = match &u.layers {
+                Some(l) => {
+                    for (i, name) in l.iter().enumerate() {
+                        known(name, &format!("{}.layers[{i}]", u.key))?;
+                    }
+                    l.clone()
+                }
+                None => preset_unit_layers(mc, layers),
+            };
+            let ds = &loaded.iter().find(|(d, _)| *d == u.dataset).expect("loaded above").1;
+            let dcfg = &config.datasets[u.dataset];
+            let prepared = dataset::prepare(ds, dcfg, mc, config, &format!("{}.dataset", u.key))?;
+            if let Some(e) = &u.embedding {
+                for (i, name) in e.layers.iter().enumerate() {
+                    known(name, &format!("{}.embedding.layers[{i}]", u.key))?;
+                }
+                // t-SNE looks at 3 × perplexity neighbours of every example.
+                let most = (ds.len().saturating_sub(1)) as f64 / 3.0;
+                if e.perplexity >= most {
+                    return Err(config.error(
+                        &format!("{}.embedding.perplexity", u.key),
+                        format!(
+                            "{} is too large for the {} examples of dataset `{}`: it must be below {most:.1} (a third of the examples less one)",
+                            e.perplexity,
+                            ds.len(),
+                            dcfg.id
+                        ),
+                    ));
+                }
+            }
+            if let Some(d) = &u.directions {
+                known(&d.layer, &format!("{}.directions.layer", u.key))?;
+                if prepared.labels.is_none() {
+                    return Err(config.error(
+                        &format!("{}.directions", u.key),
+                        format!(
+                            "the directions' class purity and ablation need labels, and dataset `{}` has none",
+                            dcfg.id
+                        ),
+                    ));
+                }
+            }
+            Ok(Some(ModelUnits {
+                config: u.clone(),
+                layers: unit_layers,
+                prepared,
+                dataset_hash: ds.hash.clone(),
+                sources: ds.sources.clone(),
+            }))
+        })
+        .collect()
 }

@@ -101,4 +101,21 @@ impl<'a> Check<'a> {
         self.inside(key, &shown, &full, &real)?;
         Ok(full)
     }
+
+    /// The folder `p` names (relative to the site root), which must exist inside the root.
+    pub fn dir(&self, key: &str, p: &Path) -> Result<PathBuf> {
+        let shown = p.display().to_string();
+        let full = self.root.join(p);
+        if !full.is_dir() {
+            return Err(self.err(
+                key,
+                format!("folder `{shown}` not found (paths are relative to the config file)"),
+            ));
+        }
+        let real = full
+            .canonicalize()
+            .map_err(|e| self.err(key, format!("cannot resolve `{shown}`: {e}")))?;
+        self.inside(key, &shown, &full, &real)?;
+        Ok(full)
+    }
 }

@@ -5,6 +5,7 @@
 //! names the config file and the key, and the line where it can be found.
 
 mod check;
+mod datasets;
 mod images;
 mod locate;
 mod methods;
@@ -21,6 +22,9 @@ use crate::error::{read_to_string, Error, Result};
 use crate::methods::MethodSpec;
 use crate::models::Architecture;
 pub use crate::models::Input;
+pub use datasets::{
+    dataset_files, DatasetConfig, DatasetSource, DirectionsConfig, EmbeddingConfig, UnitsConfig, DEFAULT_TOP, PURITY_TOP,
+};
 pub use locate::Locations;
 pub use schema::{LabelRef, RawConfig};
 
@@ -34,6 +38,7 @@ pub struct Config {
     pub site: Site,
     pub models: Vec<ModelConfig>,
     pub images: Vec<ImageConfig>,
+    pub datasets: Vec<DatasetConfig>,
     /// The config's text (its hash keys the cache).
     pub text: String,
     /// The line of every key, for errors found later (`models[1].weights`).
@@ -107,6 +112,8 @@ pub struct ModelConfig {
     pub metrics: crate::metrics::Metrics,
     /// Where the metrics were given: `metrics` or `models[i].metrics`.
     pub metrics_key: String,
+    /// Unit analyses over a dataset (`models[i].units`; off when absent).
+    pub units: Option<UnitsConfig>,
 }
 
 #[derive(Debug)]
@@ -164,7 +171,8 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
     }
     let mut check = check::Check::new(path, &root, raw.site.allow_outside_root, &locations)?;
     let site = site::validate(raw.site, &check)?;
-    let models = models::validate(raw.models, raw.methods, raw.targets, raw.metrics, &mut check)?;
+    let datasets = datasets::validate(raw.datasets, &check)?;
+    let models = models::validate(raw.models, raw.methods, raw.targets, raw.metrics, &datasets, &mut check)?;
     let images = images::validate(raw.images, &models, &mut check)?;
     Ok(Config {
         path: path.to_path_buf(),
@@ -172,6 +180,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Config> {
         site,
         models,
         images,
+        datasets,
         text: text.to_string(),
         locations,
     })

@@ -15,6 +15,7 @@ pub(super) fn validate(
     methods: Option<Vec<serde_yaml::Value>>,
     targets: Option<Vec<LabelRef>>,
     metrics: Option<RawMetrics>,
+    datasets: &[super::DatasetConfig],
     check: &mut Check,
 ) -> Result<Vec<ModelConfig>> {
     let mut models = Vec::new();
@@ -62,7 +63,12 @@ pub(super) fn validate(
             Some(r) => metric_list::resolve(r, &metrics_key, &method_list, &input, check)?,
             None => Default::default(),
         };
+        let units = match &m.units {
+            Some(u) => Some(super::datasets::units(u, &format!("{key}.units"), datasets, check)?),
+            None => None,
+        };
         models.push(ModelConfig {
+            units,
             metrics,
             metrics_key,
             methods: method_list,

@@ -18,6 +18,59 @@ pub struct RawConfig {
     pub targets: Option<Vec<LabelRef>>,
     /// Faithfulness metrics for every model (default: none).
     pub metrics: Option<RawMetrics>,
+    /// Datasets the models' unit analyses read.
+    #[serde(default)]
+    pub datasets: Vec<RawDataset>,
+}
+
+/// `datasets[i]`: images (and labels) a model's units are analysed over.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDataset {
+    pub id: String,
+    /// `idx` (MNIST-style IDX files) or `folder` (a directory of images).
+    pub kind: String,
+    /// The IDX images file, or the folder.
+    pub images: PathBuf,
+    /// The IDX labels file (`idx` only; a folder's labels are its sub-folder names).
+    pub labels: Option<PathBuf>,
+    /// Examples skipped at the start.
+    pub offset: Option<usize>,
+    /// At most this many examples (after `offset`).
+    pub limit: Option<usize>,
+}
+
+/// `models[i].units`: the dataset-level analyses of a model's units.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUnits {
+    /// A `datasets` id.
+    pub dataset: String,
+    /// Layers whose units get pages (default: the architecture's preset).
+    pub layers: Option<Vec<String>>,
+    /// Top examples shown per unit (default 9).
+    pub top: Option<usize>,
+    /// t-SNE embeddings of layers' features.
+    pub embedding: Option<RawEmbedding>,
+    /// Units against random directions of one layer: top examples, purity, ablation.
+    pub directions: Option<RawDirections>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmbedding {
+    pub layers: Vec<String>,
+    pub perplexity: Option<f64>,
+    pub seed: Option<u64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDirections {
+    pub layer: String,
+    /// How many random directions (default: as many as the layer has units).
+    pub count: Option<usize>,
+    pub seed: Option<u64>,
 }
 
 /// `metrics:`: each part is off unless present.
@@ -80,6 +133,8 @@ pub struct RawModel {
     pub targets: Option<Vec<LabelRef>>,
     /// Replaces the global `metrics` for this model.
     pub metrics: Option<RawMetrics>,
+    /// Unit analyses over a dataset (default: none).
+    pub units: Option<RawUnits>,
 }
 
 #[derive(Debug, Deserialize)]

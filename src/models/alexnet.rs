@@ -19,6 +19,7 @@ pub const ARCH: Architecture = Architecture {
     summary: "AlexNet (torchvision naming), 61.1M parameters",
     gradcam_layer: "features.11",
     randomisation: &[],
+    unit_layers: &[],
     check_input,
     tensors,
     build,

@@ -23,6 +23,7 @@ pub const ARCH: Architecture = Architecture {
     id: "efficientnet-lite0",
     summary: "EfficientNet-Lite0 (16 MBConv blocks, ReLU6, TF SAME padding), 4.7M parameters",
     gradcam_layer: "_blocks.15",
+    unit_layers: &[],
     randomisation: &[
         "_fc",
         "_conv_head",

@@ -35,7 +35,14 @@ impl LayerInfo {
             parameters: 0,
             weight: None,
             tensors: Vec::new(),
+            field: None,
         }
+    }
+
+    /// Sets the layer's receptive field.
+    pub fn field(mut self, field: super::Field) -> Self {
+        self.field = Some(field);
+        self
     }
 
     /// Names `tensor` as the layer's weight (for the filter and weight pictures).

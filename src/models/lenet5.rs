@@ -11,7 +11,7 @@ use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{Conv, ConvConfig, Pad};
-use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use super::{Architecture, Field, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
 pub const ARCH: Architecture = Architecture {
@@ -19,6 +19,7 @@ pub const ARCH: Architecture = Architecture {
     summary: "LeNet-5 (two 5×5 convolutions with max pooling, three fully connected layers), 28×28 input",
     gradcam_layer: "relu2",
     randomisation: &[],
+    unit_layers: &["relu1", "relu2", "relu3", "relu4"],
     check_input,
     tensors,
     build,
@@ -45,19 +46,23 @@ fn net(channels: usize, classes: usize) -> Net {
         };
         Conv::tensors(name, cin, cout, 5, cfg)
     };
+    // Receptive fields: 5×5 pad 2, then 2×2 pooling, then 5×5 valid, then 2×2 pooling.
+    let f1 = Field::INPUT.then(5, 1, 2);
+    let (p1, f2) = (f1.then(2, 2, 0), f1.then(2, 2, 0).then(5, 1, 0));
+    let p2 = f2.then(2, 2, 0);
     let mut net = Net::default();
     net.owning(
-        LayerInfo::new("conv1", K::Conv, vec![6, 28, 28]),
+        LayerInfo::new("conv1", K::Conv, vec![6, 28, 28]).field(f1),
         conv("conv1", channels, 6, 2),
     );
-    net.layer(LayerInfo::new("relu1", K::Relu, vec![6, 28, 28]));
-    net.layer(LayerInfo::new("pool1", K::MaxPool, vec![6, 14, 14]));
+    net.layer(LayerInfo::new("relu1", K::Relu, vec![6, 28, 28]).field(f1));
+    net.layer(LayerInfo::new("pool1", K::MaxPool, vec![6, 14, 14]).field(p1));
     net.owning(
-        LayerInfo::new("conv2", K::Conv, vec![16, 10, 10]),
+        LayerInfo::new("conv2", K::Conv, vec![16, 10, 10]).field(f2),
         conv("conv2", 6, 16, 0),
     );
-    net.layer(LayerInfo::new("relu2", K::Relu, vec![16, 10, 10]));
-    net.layer(LayerInfo::new("pool2", K::MaxPool, vec![16, 5, 5]));
+    net.layer(LayerInfo::new("relu2", K::Relu, vec![16, 10, 10]).field(f2));
+    net.layer(LayerInfo::new("pool2", K::MaxPool, vec![16, 5, 5]).field(p2));
     net.owning(
         LayerInfo::new("fc1", K::Linear, vec![120]),
         linear_tensors("fc1", 400, 120),
@@ -140,5 +145,25 @@ impl Model for LeNet5 {
         let x = tap.at("fc2", self.fc2.forward(&x)?)?;
         let x = tap.at("relu4", tap.relu(&x)?)?;
         tap.at("fc3", self.fc3.forward(&x)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn receptive_fields_follow_the_layers() {
+        let n = net(1, 10);
+        let field = |name: &str| n.layers.iter().find(|l| l.name == name).and_then(|l| l.field).unwrap();
+        // relu1: 5×5 around each pixel.
+        assert_eq!(field("relu1").span(0), (-2, 3));
+        // pool1 cell 0 pools relu1 rows 0..2: input rows −2..4.
+        assert_eq!(field("pool1").span(0), (-2, 4));
+        // relu2 cell i sees pool1 rows i..i+5: 14 input rows, every 2.
+        assert_eq!(field("relu2").span(0), (-2, 12));
+        assert_eq!(field("relu2").span(9), (16, 30));
+        assert_eq!(field("pool2"), Field { size: 16, stride: 4, offset: -2 });
+        assert!(n.layers.iter().find(|l| l.name == "relu3").unwrap().field.is_none());
     }
 }

@@ -31,6 +31,7 @@ pub const ARCH: Architecture = Architecture {
     summary: "MobileNetV2 (torchvision naming, 17 inverted residual blocks, ReLU6), 3.5M parameters",
     gradcam_layer: "features.18",
     randomisation: &[],
+    unit_layers: &[],
     check_input,
     tensors,
     build,

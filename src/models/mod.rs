@@ -81,6 +81,39 @@ pub struct LayerInfo {
     /// (see [`layer`]). Not part of the site's output.
     #[serde(skip)]
     pub tensors: Vec<String>,
+    /// Where each output position looks in the input, when the architecture says.
+    #[serde(skip)]
+    pub field: Option<Field>,
+}
+
+/// A layer's receptive field along each axis: output row `i` sees input rows
+/// `offset + i·stride .. offset + i·stride + size` (clipped to the input; the same for
+/// columns). Composed layer by layer with [`Field::then`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Field {
+    pub size: i64,
+    pub stride: i64,
+    pub offset: i64,
+}
+
+impl Field {
+    /// The input itself.
+    pub const INPUT: Field = Field { size: 1, stride: 1, offset: 0 };
+
+    /// After a window of `kernel` at `stride` with `pad` on this field.
+    pub fn then(self, kernel: i64, stride: i64, pad: i64) -> Field {
+        Field {
+            size: self.size + (kernel - 1) * self.stride,
+            stride: self.stride * stride,
+            offset: self.offset - pad * self.stride,
+        }
+    }
+
+    /// The input rows (or columns) output position `i` sees, unclipped: `[start, end)`.
+    pub fn span(&self, i: usize) -> (i64, i64) {
+        let start = self.offset + i as i64 * self.stride;
+        (start, start + self.size)
+    }
 }
 
 /// The input a model was configured for: `[height, width]`, channels, normalisation.
@@ -121,6 +154,15 @@ pub struct Tap {
     pub probes: Vec<(String, Var)>,
     /// Guided backpropagation: rectified activations pass only positive gradients back.
     pub guided: bool,
+    /// An intervention: the layer's output is replaced by `edit(output)` before the network
+    /// goes on (ablations).
+    pub edit: Option<Edit>,
+}
+
+/// Replaces one named layer's output (see [`Tap::edit`]).
+pub struct Edit {
+    pub layer: String,
+    pub apply: Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>,
 }
 
 impl Tap {
@@ -155,6 +197,10 @@ impl Tap {
 
     /// Called by models at every named layer; returns the tensor the network continues with.
     pub fn at(&mut self, name: &str, t: Tensor) -> candle_core::Result<Tensor> {
+        let t = match &self.edit {
+            Some(e) if e.layer == name => (e.apply)(&t)?,
+            _ => t,
+        };
         let t = if self.probe.contains(name) {
             let p = Var::zeros(t.shape(), t.dtype(), t.device())?;
             let t = (t + p.as_tensor())?;
@@ -203,6 +249,9 @@ pub struct Architecture {
     /// names the layers (by tensor-name prefix) re-initialised with those above it. Empty:
     /// every named layer with a conv or linear weight, from the top.
     pub randomisation: &'static [&'static str],
+    /// The layers whose units are analysed when `units.layers` is left out. Empty: the
+    /// Grad-CAM layer and the pooled features before the classifier.
+    pub unit_layers: &'static [&'static str],
     /// Checks that the configured input fits the architecture.
     pub check_input: fn(&InputSpec) -> std::result::Result<(), String>,
     /// The tensors a weights file must hold, with their shapes.

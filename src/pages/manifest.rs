@@ -156,6 +156,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         .iter()
         .flat_map(|m| &m.artifacts)
         .chain(input.pairs.iter().flat_map(|p| &p.artifacts))
+        .chain(input.units.iter().flat_map(|u| &u.artifacts))
         .collect();
     let count = artifacts.len();
     let manifest = Manifest {

@@ -3,9 +3,12 @@
 //! template of the same name. Wording and number formatting live here, never in the cache.
 
 pub mod attributions;
+pub mod directions;
+pub mod embedding;
 pub mod gradients;
 pub mod home;
 pub mod image;
+pub mod layer;
 pub mod leaderboard;
 pub mod manifest;
 pub mod method;
@@ -13,12 +16,14 @@ pub mod model;
 pub mod note;
 pub mod pictures;
 pub mod randomisation;
+pub mod unit;
 
 use std::path::Path;
 
 use serde::Serialize;
 
 use crate::build::compute::{ModelResult, PairResult};
+use crate::build::units::UnitsResult;
 use crate::build::output::mkdir;
 use crate::build::site::Site;
 use crate::config::{ImageConfig, ModelConfig};
@@ -34,6 +39,8 @@ pub struct Input<'a> {
     pub models: &'a [ModelResult],
     /// Parallel to the plan's pairs.
     pub pairs: &'a [PairResult],
+    /// One per model with unit analyses.
+    pub units: &'a [UnitsResult],
 }
 
 impl Input<'_> {
@@ -41,6 +48,11 @@ impl Input<'_> {
     pub fn configs(&self, r: &PairResult) -> (&ModelConfig, &ImageConfig) {
         let c = &self.site.config;
         (&c.models[r.pair.model], &c.images[r.pair.image])
+    }
+
+    /// The unit analyses of a model, when it has them.
+    pub fn units_of(&self, model: usize) -> Option<&UnitsResult> {
+        self.units.iter().find(|u| u.model == model)
     }
 
     /// The results of every pair of one model.
@@ -229,6 +241,10 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += image::write(input, out)?;
     pages += method::write(input, out)?;
     pages += leaderboard::write(input, out)?;
+    pages += layer::write(input, out)?;
+    pages += unit::write(input, out)?;
+    pages += embedding::write(input, out)?;
+    pages += directions::write(input, out)?;
     pages += note::write(input, out)?;
     Ok(pages)
 }

@@ -25,6 +25,69 @@ pub struct ModelView {
     pub images: Vec<PairLink>,
     /// The methods ranked by the faithfulness metrics, when they ran.
     pub leaderboard: Option<String>,
+    pub units: Option<UnitsLinks>,
+}
+
+/// The model's unit analyses, as its page links them.
+#[derive(Serialize)]
+pub struct UnitsLinks {
+    pub dataset: String,
+    pub examples: usize,
+    pub accuracy: Option<String>,
+    pub layers: Vec<UnitLayerLink>,
+    pub embeddings: Vec<EmbeddingLink>,
+    pub directions: Option<EmbeddingLink>,
+}
+
+#[derive(Serialize)]
+pub struct UnitLayerLink {
+    pub name: String,
+    pub href: String,
+    pub units: usize,
+    pub dead: usize,
+}
+
+#[derive(Serialize)]
+pub struct EmbeddingLink {
+    pub layer: String,
+    pub href: String,
+    pub figure: Option<String>,
+}
+
+fn units_links(input: &Input, mi: usize) -> Option<UnitsLinks> {
+    let u = input.units_of(mi)?;
+    let site = input.site;
+    let mc = &site.config.models[mi];
+    let mu = site.units[mi].as_ref()?;
+    Some(UnitsLinks {
+        dataset: site.config.datasets[mu.config.dataset].id.clone(),
+        examples: mu.prepared.len(),
+        accuracy: u.accuracy.map(|a| format!("{:.1}%", 100.0 * a)),
+        layers: u
+            .layers
+            .iter()
+            .map(|l| UnitLayerLink {
+                name: l.layer.clone(),
+                href: plan::href(&plan::layer_page(&mc.id, &l.layer)),
+                units: l.units.len(),
+                dead: l.dead,
+            })
+            .collect(),
+        embeddings: u
+            .embeddings
+            .iter()
+            .map(|e| EmbeddingLink {
+                layer: e.layer.clone(),
+                href: plan::href(&plan::embedding_page(&mc.id, &e.layer)),
+                figure: e.knn_accuracy.map(|a| format!("10-NN accuracy {:.1}%", 100.0 * a)),
+            })
+            .collect(),
+        directions: u.directions.as_ref().map(|d| EmbeddingLink {
+            layer: d.layer.clone(),
+            href: plan::href(&plan::directions_page(&mc.id, &d.layer)),
+            figure: None,
+        }),
+    })
 }
 
 #[derive(Serialize)]
@@ -45,6 +108,8 @@ pub struct ModelInfo {
 
 #[derive(Serialize)]
 pub struct LayerRow {
+    /// The layer's unit page, when its units are analysed.
+    pub href: Option<String>,
     pub name: String,
     pub kind: &'static str,
     pub shape: String,
@@ -205,6 +270,10 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             layers: layers
                 .iter()
                 .map(|l| LayerRow {
+                    href: input
+                        .units_of(mi)
+                        .filter(|u| u.layers.iter().any(|x| x.layer == l.name))
+                        .map(|_| plan::href(&plan::layer_page(&mc.id, &l.name))),
                     name: l.name.clone(),
                     kind: l.kind.as_str(),
                     shape: shape_str(&l.output_shape),
@@ -233,6 +302,7 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             .collect(),
         images: input.pairs_of_model(mi).map(|r| pair_link(site, r)).collect(),
         leaderboard: super::leaderboard::scores(input, mi).map(|_| plan::href(&plan::leaderboard_page(&mc.id))),
+        units: units_links(input, mi),
     })
 }
 

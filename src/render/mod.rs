@@ -3,6 +3,7 @@
 
 pub mod attribution;
 pub mod colormap;
+pub mod examples;
 pub mod grid;
 pub mod markdown;
 pub mod pictures;

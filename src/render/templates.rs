@@ -26,6 +26,10 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("method.html"),
     theme_file!("randomisation.html"),
     theme_file!("leaderboard.html"),
+    theme_file!("layer.html"),
+    theme_file!("unit.html"),
+    theme_file!("embedding.html"),
+    theme_file!("directions.html"),
     theme_file!("style.css"),
 ];
 
