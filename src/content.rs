@@ -6,13 +6,16 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::error::{read_to_string, Error, IoContext, Result};
 use crate::render::markdown::{first_heading, note_html, split_front_matter};
+use crate::render::shortcodes::{self, Shortcode};
 
 #[derive(Debug, Clone)]
 pub struct Note {
     pub slug: String,
     pub title: String,
     pub weight: Option<i64>,
+    /// HTML with a marker for every `{{ figure(...) }}` (resolved by the note's page).
     pub html: String,
+    pub figures: Vec<Shortcode>,
     pub source: PathBuf,
 }
 
@@ -46,6 +49,8 @@ fn slug_of(path: &Path) -> Result<String> {
 pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
     let text = read_to_string(path)?;
     let (fm, body) = split_front_matter(path, &text)?;
+    let first_line = text[..text.len() - body.len()].matches('\n').count() + 1;
+    let (body, figures) = shortcodes::extract(&body, first_line).map_err(|(line, msg)| Error::at_line(path, Some(line), msg))?;
     let slug = slug_of(path)?;
     let title = fm
         .title
@@ -56,6 +61,7 @@ pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
         title,
         weight: fm.weight,
         html: note_html(&body, safe_html),
+        figures,
         source: path.to_path_buf(),
     })
 }

@@ -247,8 +247,9 @@ fn every_page_view_of_the_fixture_site() {
         site: &site,
         models: &models,
         pairs: &pairs,
+        units: &[],
     };
-    insta::assert_json_snapshot!("home", home::view(&input));
+    insta::assert_json_snapshot!("home", home::view(&input).unwrap());
     insta::assert_json_snapshot!("model", model::view(&input, 0).unwrap(), {
         ".training.loss_svg" => "[svg]",
         ".training.accuracy_svg" => "[svg]",

@@ -14,26 +14,28 @@ use rand_distr::{Distribution, StandardNormal};
 const EPOCHS: usize = 1000;
 
 /// The first two principal components of `x` (`n × dim`, example-major) per example,
-/// by power iteration with deflation from a seeded start; `n × 2`.
-pub fn pca2(x: &[f32], n: usize, dim: usize, seed: u64) -> Vec<f64> {
+/// `n × 2`: power iteration with deflation, from a seeded start, on the smaller of the
+/// covariance (`dim × dim`) and Gram (`n × n`) matrices, each one matrix product.
+pub fn pca2(x: &[f32], n: usize, dim: usize, seed: u64) -> crate::error::Result<Vec<f64>> {
     let mut mean = vec![0f64; dim];
     for row in x.chunks(dim) {
         mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
     }
     mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let c: Vec<f64> = x.chunks(dim).flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| v as f64 - m)).collect();
+    let c: Vec<f32> = x.chunks(dim).flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m) as f32)).collect();
+    let t = Tensor::from_vec(c, (n, dim), &Device::Cpu)?;
+    let by_covariance = dim <= n;
+    let m = if by_covariance { t.t()?.matmul(&t)? } else { t.matmul(&t.t()?)? };
+    let side = if by_covariance { dim } else { n };
+    let m: Vec<f64> = m.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut comps: Vec<Vec<f64>> = Vec::new();
+    let mut comps: Vec<(Vec<f64>, f64)> = Vec::new();
     for _ in 0..2 {
-        let mut v: Vec<f64> = (0..dim).map(|_| StandardNormal.sample(&mut rng)).collect();
-        for _ in 0..200 {
-            // v ← Cᵀ C v, less the components found already.
-            let cv: Vec<f64> = c.chunks(dim).map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
-            let mut w = vec![0f64; dim];
-            for (row, s) in c.chunks(dim).zip(&cv) {
-                w.iter_mut().zip(row).for_each(|(w, a)| *w += a * s);
-            }
-            for p in &comps {
+        let mut v: Vec<f64> = (0..side).map(|_| StandardNormal.sample(&mut rng)).collect();
+        let mut lambda = 0.0;
+        for _ in 0..500 {
+            let mut w: Vec<f64> = m.chunks(side).map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+            for (p, _) in &comps {
                 let d: f64 = w.iter().zip(p).map(|(a, b)| a * b).sum();
                 w.iter_mut().zip(p).for_each(|(a, b)| *a -= d * b);
             }
@@ -41,13 +43,33 @@ pub fn pca2(x: &[f32], n: usize, dim: usize, seed: u64) -> Vec<f64> {
             if norm == 0.0 {
                 break;
             }
-            v = w.into_iter().map(|a| a / norm).collect();
+            w.iter_mut().for_each(|a| *a /= norm);
+            let change: f64 = w.iter().zip(&v).map(|(a, b)| (a - b).abs()).sum();
+            v = w;
+            lambda = norm;
+            if change < 1e-10 * side as f64 {
+                break;
+            }
         }
-        comps.push(v);
+        comps.push((v, lambda));
     }
-    c.chunks(dim)
-        .flat_map(|row| comps.iter().map(move |p| row.iter().zip(p).map(|(a, b)| a * b).sum::<f64>()))
-        .collect()
+    let xs = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok((0..n)
+        .flat_map(|i| {
+            let row = &xs[i * dim..(i + 1) * dim];
+            comps
+                .iter()
+                .map(move |(p, l)| {
+                    if by_covariance {
+                        row.iter().zip(p).map(|(&a, b)| a as f64 * b).sum::<f64>()
+                    } else {
+                        // The Gram matrix's eigenvectors are the scores, up to √λ.
+                        p[i] * l.sqrt()
+                    }
+                })
+                .collect::<Vec<f64>>()
+        })
+        .collect())
 }
 
 /// Every example's `k` nearest others by Euclidean distance, nearest first (ties by
@@ -79,7 +101,7 @@ pub fn neighbours(x: &[f32], n: usize, dim: usize, k: usize) -> crate::error::Re
 /// The t-SNE embedding of `x` (`n × dim`), `n × 2`, in dataset order. The perplexity
 /// must be below `(n − 1) / 3` (checked by the caller).
 pub fn tsne(x: &[f32], n: usize, dim: usize, perplexity: f64, seed: u64) -> crate::error::Result<Vec<f32>> {
-    let mut init = pca2(x, n, dim, seed);
+    let mut init = pca2(x, n, dim, seed)?;
     let sd = {
         let m = init.iter().step_by(2).sum::<f64>() / n as f64;
         (init.iter().step_by(2).map(|v| (v - m) * (v - m)).sum::<f64>() / n as f64).sqrt()
@@ -171,7 +193,17 @@ mod tests {
     fn pca_finds_the_main_axis() {
         // Points along x with a little y: the first component is ±x.
         let x: Vec<f32> = (0..20).flat_map(|i| [i as f32, (i % 2) as f32 * 0.1]).collect();
-        let p = pca2(&x, 20, 2, 0);
+        let p = pca2(&x, 20, 2, 0).unwrap();
+        // Wider than tall: the Gram matrix's way gives the same spread.
+        let wide: Vec<f32> = (0..3).flat_map(|i| (0..5).map(move |j| (i * j) as f32)).collect();
+        let (a, b) = (pca2(&wide, 3, 5, 0).unwrap(), {
+            // The same points, padded with zero columns up to fewer dims than points is not
+            // possible here, so compare against the covariance route on the transpose's size.
+            pca2(&wide, 3, 5, 1).unwrap()
+        });
+        for (u, v) in a.iter().zip(&b) {
+            assert!((u.abs() - v.abs()).abs() < 1e-6, "{u} {v}");
+        }
         let spread = |k: usize| {
             let v: Vec<f64> = p.iter().skip(k).step_by(2).copied().collect();
             v.iter().fold(f64::NEG_INFINITY, |a, &b| a.max(b)) - v.iter().fold(f64::INFINITY, |a, &b| a.min(b))

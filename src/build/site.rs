@@ -84,7 +84,7 @@ impl Site {
             ));
         }
         let theme = timed(&mut timings, "theme", || templates::load(Some(&theme_dir)))?;
-        Ok(Site {
+        let site = Site {
             config,
             models,
             training,
@@ -94,7 +94,9 @@ impl Site {
             units,
             hashes,
             timings,
-        })
+        };
+        crate::pages::figure::check(&site)?;
+        Ok(site)
     }
 
     /// The cache folder a build uses by default: `.cnnscope-cache` next to the config.
@@ -170,10 +172,9 @@ pub fn preset_unit_layers(mc: &config::ModelConfig, layers: &[models::LayerInfo]
 
 /// Reads the datasets the models' unit analyses use and checks every layer they name.
 fn load_units(config: &Config, models: &[LoadedModel]) -> Result<Vec<Option<ModelUnits>>> {
-    let used: Vec<usize> = (0..config.datasets.len())
-        .filter(|&d| config.models.iter().any(|m| m.units.as_ref().is_some_and(|u| u.dataset == d)))
-        .collect();
-    let loaded = used
+    // Every dataset is read, used or not, so that `check` finds its errors.
+    let all: Vec<usize> = (0..config.datasets.len()).collect();
+    let loaded = all
         .par_iter()
         .map(|&d| dataset::load(&config.datasets[d], config).map(|ds| (d, ds)))
         .collect::<Result<Vec<_>>>()?;

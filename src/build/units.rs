@@ -3,7 +3,6 @@
 //! pictures), one per embedding, one for the units against random directions. The
 //! dataset's forward pass runs only when one of them is missing.
 
-use std::cell::OnceCell;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -419,137 +418,134 @@ pub fn compute_units(
             wanted.push(l.clone());
         }
     }
-    let forward: OnceCell<(Vec<LayerActivations>, Vec<usize>)> = OnceCell::new();
-    let acts = |name: &str| -> Result<&LayerActivations> {
-        if forward.get().is_none() {
-            let started = std::time::Instant::now();
-            let r = activations::collect(lm.model.as_ref(), &p.x, &wanted)
-                .map_err(|e| e.context(format!("model `{}` over dataset `{dataset_id}`", mc.id)))?;
-            log(&format!(
-                "  units: {} over {} examples of `{dataset_id}` ({:.1} s)",
-                mc.id,
-                p.len(),
-                started.elapsed().as_secs_f64()
-            ));
-            let _ = forward.set(r);
-        }
-        let (layers, _) = forward.get().expect("set above");
-        Ok(layers.iter().find(|l| l.name == name).expect("collected"))
+    let layer_keys: Vec<String> = mu.layers.iter().map(|l| layer_key(mc, weights_hash, mu, l)).collect();
+    let embedding_keys: Vec<String> = mu
+        .config
+        .embedding
+        .iter()
+        .flat_map(|e| e.layers.iter().map(move |l| embedding_key(mc, weights_hash, mu, e, l)))
+        .collect();
+    let directions_key = mu.config.directions.as_ref().map(|d| directions_key(mc, weights_hash, mu, d));
+    let missing = |k: &String| cache.get(k).is_none();
+
+    // The dataset's forward pass, only when an entry is missing.
+    let any_missing =
+        layer_keys.iter().chain(&embedding_keys).chain(directions_key.as_ref()).any(missing);
+    let forward = if any_missing {
+        let started = std::time::Instant::now();
+        let r = activations::collect(lm.model.as_ref(), &p.x, &wanted)
+            .map_err(|e| e.context(format!("model `{}` over dataset `{dataset_id}`", mc.id)))?;
+        log(&format!(
+            "  units: {} over {} examples of `{dataset_id}` ({:.1} s)",
+            mc.id,
+            p.len(),
+            started.elapsed().as_secs_f64()
+        ));
+        Some(r)
+    } else {
+        None
     };
+    let acts = |name: &str| -> &LayerActivations {
+        let (layers, _) = forward.as_ref().expect("run when an entry is missing");
+        layers.iter().find(|l| l.name == name).expect("collected")
+    };
+
+    // t-SNE is serial (see `embedding::tsne`): each missing embedding gets a thread of its
+    // own while the layers' and directions' entries use the thread pool.
+    std::thread::scope(|scope| -> Result<()> {
+        let mut threads = Vec::new();
+        if let Some(e) = &mu.config.embedding {
+            for (name, key) in e.layers.iter().zip(&embedding_keys).filter(|(_, k)| missing(k)) {
+                let l = acts(name);
+                threads.push(scope.spawn(move || embedding_entry(cache, key, l, p, e, &mc.id, log)));
+            }
+        }
+        let mine = (|| -> Result<()> {
+            use rayon::prelude::*;
+            mu.layers
+                .par_iter()
+                .zip(&layer_keys)
+                .filter(|(_, k)| missing(k))
+                .map(|(name, key)| -> Result<()> {
+                    let l = acts(name);
+                    let inf = info(name)?;
+                    let filters = first_filters(lm, name);
+                    let started = std::time::Instant::now();
+                    cache.put("units", key, |edir| analyse_layer(l, inf, filters, p, classes, mu.config.top, edir))?;
+                    log(&format!("  units: {} {name} ({} units, {:.1} s)", mc.id, l.units(), started.elapsed().as_secs_f64()));
+                    Ok(())
+                })
+                .collect::<Result<Vec<()>>>()?;
+            if let (Some(d), Some(key)) = (&mu.config.directions, &directions_key) {
+                if missing(key) {
+                    let labels = p.labels.as_ref().ok_or_else(|| Error::msg("directions need a labelled dataset"))?;
+                    let (_, predictions) = forward.as_ref().expect("run when an entry is missing");
+                    let started = std::time::Instant::now();
+                    cache.put("directions", key, |edir| {
+                        directions_entry(lm, acts(&d.layer), p, labels, predictions, classes, d, mu.config.top, edir)
+                    })?;
+                    log(&format!("  directions: {} {} ({:.1} s)", mc.id, d.layer, started.elapsed().as_secs_f64()));
+                }
+            }
+            Ok(())
+        })();
+        for t in threads {
+            t.join().map_err(|_| Error::msg("a t-SNE thread panicked"))??;
+        }
+        mine
+    })?;
+
+    // Every entry now exists: place them in order.
     let mut computed = 0;
     let mut artifacts = Vec::new();
-    let mut place = |stored: &Stored, prefix: &str, arts: &[Artifact]| -> Result<()> {
-        cache.record(stored);
+    let mut place = |key: &str, prefix: &str| -> Result<Stored> {
+        let stored = cache
+            .get(key)
+            .ok_or_else(|| Error::msg(format!("cache entry {key} unreadable right after writing it")))?;
+        cache.record(&stored);
         computed += stored.fresh as usize;
         if let Some(out) = out {
             stored.link_into(out, prefix)?;
         }
+        Ok(stored)
+    };
+    let mut complete = |stored: &Stored, prefix: &str, arts: &[Artifact]| {
         for a in arts {
             let mut a = a.clone().complete(stored, prefix, &mc.id, None, &mc.classes);
             a.dataset = Some(dataset_id.clone());
             artifacts.push(a);
         }
-        Ok(())
     };
-
     let mut layers = Vec::new();
-    for name in &mu.layers {
-        let key = layer_key(mc, weights_hash, mu, name);
-        let stored = match cache.get(&key) {
-            Some(s) => s,
-            None => {
-                let l = acts(name)?;
-                let inf = info(name)?;
-                let filters = first_filters(lm, name);
-                cache.put("units", &key, |edir| analyse_layer(l, inf, filters, p, classes, mu.config.top, edir))?
-            }
-        };
+    for (name, key) in mu.layers.iter().zip(&layer_keys) {
         let prefix = plan::layer_files(&mc.id, name);
+        let stored = place(key, &prefix)?;
         let data: LayerUnits = stored.placed(&prefix)?;
-        place(&stored, &prefix, &data.artifacts)?;
+        complete(&stored, &prefix, &data.artifacts);
         layers.push(data);
     }
-
     let mut embeddings = Vec::new();
     if let Some(e) = &mu.config.embedding {
-        // The embeddings of different layers run side by side, each on one thread.
-        let mut todo = Vec::new();
-        for name in &e.layers {
-            let key = embedding_key(mc, weights_hash, mu, e, name);
-            if cache.get(&key).is_none() {
-                todo.push((name.clone(), key.clone(), acts(name)?));
-            }
-        }
-        let _: Vec<()> = rayon_map(&todo, |(name, key, l)| {
-            cache.put("embedding", key, |edir| {
-                let started = std::time::Instant::now();
-                let points = embedding::tsne(&l.values, l.len(), l.size(), e.perplexity, e.seed)?;
-                let knn_accuracy = p.labels.as_ref().map(|ls| embedding::knn_accuracy(&points, ls, KNN));
-                let npy_path = edir.join("tsne.npy");
-                std::fs::write(&npy_path, npy::encode(&[l.len(), 2], &points)).at_path(&npy_path)?;
-                let thumbs = pics::scatter(&points, &|i| pics::example(p, i), 960, 24);
-                let thumbs_png = save(&thumbs, edir, "thumbnails.png")?;
-                log(&format!(
-                    "  t-SNE: {} {name} ({} × {}, {:.1} s)",
-                    mc.id,
-                    l.len(),
-                    l.size(),
-                    started.elapsed().as_secs_f64()
-                ));
-                Ok(EmbeddingData {
-                    layer: name.clone(),
-                    dim: l.size(),
-                    perplexity: e.perplexity,
-                    seed: e.seed,
-                    points,
-                    knn_accuracy,
-                    thumbs_png: thumbs_png.clone(),
-                    artifacts: vec![Artifact {
-                        kind: "tsne".into(),
-                        layer: Some(name.clone()),
-                        npy: Some(format!("{ENTRY}tsne.npy")),
-                        png: Some(thumbs_png),
-                        shape: vec![l.len(), 2],
-                        knn_accuracy,
-                        ..Default::default()
-                    }],
-                })
-            })
-            .map(|_| ())
-        })?;
-        for name in &e.layers {
-            let key = embedding_key(mc, weights_hash, mu, e, name);
-            let stored = cache.get(&key).ok_or_else(|| Error::msg("t-SNE entry missing right after writing it"))?;
+        for (name, key) in e.layers.iter().zip(&embedding_keys) {
             let prefix = plan::embedding_page(&mc.id, name);
+            let stored = place(key, &prefix)?;
             let data: EmbeddingData = stored.placed(&prefix)?;
-            place(&stored, &prefix, &data.artifacts)?;
+            complete(&stored, &prefix, &data.artifacts);
             embeddings.push(data);
         }
     }
-
-    let directions = match &mu.config.directions {
-        None => None,
-        Some(d) => {
-            let labels = p.labels.as_ref().ok_or_else(|| Error::msg("directions need a labelled dataset"))?;
-            let key = directions_key(mc, weights_hash, mu, d);
-            let stored = match cache.get(&key) {
-                Some(s) => s,
-                None => {
-                    let l = acts(&d.layer)?;
-                    let (_, predictions) = forward.get().expect("collected");
-                    cache.put("directions", &key, |edir| {
-                        directions_entry(lm, l, p, labels, predictions, classes, d, mu.config.top, edir)
-                    })?
-                }
-            };
+    let directions = match (&mu.config.directions, &directions_key) {
+        (Some(d), Some(key)) => {
             let prefix = plan::directions_page(&mc.id, &d.layer);
+            let stored = place(key, &prefix)?;
             let data: DirectionsData = stored.placed(&prefix)?;
-            place(&stored, &prefix, &data.artifacts)?;
+            complete(&stored, &prefix, &data.artifacts);
             Some(data)
         }
+        _ => None,
     };
     let accuracy = directions.as_ref().map(|d| d.accuracy).or_else(|| {
-        let (_, pred) = forward.get()?;
+        let (_, pred) = forward.as_ref()?;
         p.labels.as_ref().map(|ls| dir::accuracy(pred, ls))
     });
     Ok(UnitsResult {
@@ -561,6 +557,53 @@ pub fn compute_units(
         artifacts,
         computed,
     })
+}
+
+/// One layer's t-SNE entry: the points, their 10-NN accuracy, the thumbnail scatter.
+fn embedding_entry(
+    cache: &Cache,
+    key: &str,
+    l: &LayerActivations,
+    p: &Prepared,
+    e: &crate::config::EmbeddingConfig,
+    model: &str,
+    log: &(dyn Fn(&str) + Sync),
+) -> Result<()> {
+    let name = &l.name;
+    cache.put("embedding", key, |edir| {
+        let started = std::time::Instant::now();
+        let points = embedding::tsne(&l.values, l.len(), l.size(), e.perplexity, e.seed)?;
+        let knn_accuracy = p.labels.as_ref().map(|ls| embedding::knn_accuracy(&points, ls, KNN));
+        let npy_path = edir.join("tsne.npy");
+        std::fs::write(&npy_path, npy::encode(&[l.len(), 2], &points)).at_path(&npy_path)?;
+        let thumbs = pics::scatter(&points, &|i| pics::example(p, i), 960, 24);
+        let thumbs_png = save(&thumbs, edir, "thumbnails.png")?;
+        log(&format!(
+            "  t-SNE: {model} {name} ({} × {}, {:.1} s)",
+            l.len(),
+            l.size(),
+            started.elapsed().as_secs_f64()
+        ));
+        Ok(EmbeddingData {
+            layer: name.clone(),
+            dim: l.size(),
+            perplexity: e.perplexity,
+            seed: e.seed,
+            points,
+            knn_accuracy,
+            thumbs_png: thumbs_png.clone(),
+            artifacts: vec![Artifact {
+                kind: "tsne".into(),
+                layer: Some(name.clone()),
+                npy: Some(format!("{ENTRY}tsne.npy")),
+                png: Some(thumbs_png),
+                shape: vec![l.len(), 2],
+                knn_accuracy,
+                ..Default::default()
+            }],
+        })
+    })
+    .map(|_| ())
 }
 
 /// The weight of the network's first layer with weights, when it is a convolution and
@@ -577,12 +620,6 @@ fn first_filters<'a>(lm: &'a LoadedModel, layer: &str) -> Option<&'a candle_core
         return None;
     }
     lm.tensors.get(layers[first].weight.as_ref()?)
-}
-
-/// `f` over `items` in parallel, in order.
-fn rayon_map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> Result<R> + Sync + Send) -> Result<Vec<R>> {
-    use rayon::prelude::*;
-    items.par_iter().map(f).collect()
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -7,7 +7,7 @@
 //! points after each activation and pooling.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_nn::{Linear, VarBuilder};
 
 use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{Conv, ConvConfig, Pad};
@@ -35,8 +35,8 @@ fn check_input(input: &InputSpec) -> Result<(), String> {
     Ok(())
 }
 
-/// The layers and the tensors each owns. The convolutions are candle-nn's (the training
-/// in `train.rs` builds this network on a `VarMap`), which loads the same tensors as ours.
+/// The layers and the tensors each owns. The training in `train.rs` builds this network on
+/// a `VarMap`: the project's convolution takes weight gradients too.
 fn net(channels: usize, classes: usize) -> Net {
     use LayerKind as K;
     let conv = |name: &str, cin, cout, pad| {
@@ -85,8 +85,8 @@ fn tensors(input: &InputSpec, classes: usize) -> Tensors {
 }
 
 pub struct LeNet5 {
-    conv1: Conv2d,
-    conv2: Conv2d,
+    conv1: Conv,
+    conv2: Conv,
     fc1: Linear,
     fc2: Linear,
     fc3: Linear,
@@ -100,12 +100,12 @@ fn build(vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Resu
 
 impl LeNet5 {
     pub fn new(vb: VarBuilder, channels: usize, classes: usize) -> candle_core::Result<Self> {
-        let pad2 = Conv2dConfig {
-            padding: 2,
+        let pad2 = ConvConfig {
+            pad: Pad::Sym(2),
             ..Default::default()
         };
-        let conv1 = candle_nn::conv2d(channels, 6, 5, pad2, vb.pp("conv1"))?;
-        let conv2 = candle_nn::conv2d(6, 16, 5, Default::default(), vb.pp("conv2"))?;
+        let conv1 = Conv::new(channels, 6, 5, pad2, vb.pp("conv1"))?;
+        let conv2 = Conv::new(6, 16, 5, ConvConfig::default(), vb.pp("conv2"))?;
         let fc1 = candle_nn::linear(400, 120, vb.pp("fc1"))?;
         let fc2 = candle_nn::linear(120, 84, vb.pp("fc2"))?;
         let fc3 = candle_nn::linear(84, classes, vb.pp("fc3"))?;

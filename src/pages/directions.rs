@@ -14,7 +14,7 @@ use crate::build::units::{DirectionsData, UnitsResult};
 use crate::config::PURITY_TOP;
 use crate::error::Result;
 use crate::plan;
-use crate::render::plot::{ablation_chart, histogram_chart};
+use crate::render::plot::histogram_chart;
 
 /// Pairs in the guessing game.
 const BLIND: usize = 12;
@@ -73,16 +73,11 @@ fn pct(v: f64) -> String {
     format!("{:.0}%", 100.0 * v)
 }
 
-fn view(input: &Input, u: &UnitsResult, d: &DirectionsData) -> Result<DirectionsView> {
-    let site = input.site;
-    let mc = &site.config.models[u.model];
-    let mu = site.units[u.model].as_ref().expect("a model with results has units");
-    let page = plan::directions_page(&mc.id, &d.layer);
+/// The two purity histograms on shared bins.
+pub fn purity_chart(d: &DirectionsData) -> Result<String> {
     let live: Vec<f64> = d.purity_units.iter().flatten().copied().collect();
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
     let to32 = |v: &[f64]| v.iter().map(|&x| x as f32).collect::<Vec<f32>>();
     let (hu, hd) = (histogram(&to32(&live), 20), histogram(&to32(&d.purity_directions), 20));
-    // One set of bins over both.
     let (lo, hi) = (hu.min.min(hd.min) as f64, hu.max.max(hd.max) as f64);
     let bin = |v: &[f64]| {
         let mut c = vec![0usize; 20];
@@ -92,21 +87,36 @@ fn view(input: &Input, u: &UnitsResult, d: &DirectionsData) -> Result<Directions
         }
         c
     };
-    let purity_chart = histogram_chart(
+    histogram_chart(
         &format!("class purity of the top {PURITY_TOP} examples"),
         "share of the most common class",
         lo,
         hi,
         &[("units", bin(&live)), ("random directions", bin(&d.purity_directions))],
-    )?;
-    let ablation_chart = ablation_chart(
+    )
+}
+
+/// Accuracy against k for units and for directions.
+pub fn ablation_chart(d: &DirectionsData) -> Result<String> {
+    crate::render::plot::ablation_chart(
         &format!("{}: what removing k of them costs", d.layer),
         &d.k,
         &[
             ("k units zeroed", d.accuracy_units.clone()),
             ("k random directions projected out", d.accuracy_directions.clone()),
         ],
-    )?;
+    )
+}
+
+fn view(input: &Input, u: &UnitsResult, d: &DirectionsData) -> Result<DirectionsView> {
+    let site = input.site;
+    let mc = &site.config.models[u.model];
+    let mu = site.units[u.model].as_ref().expect("a model with results has units");
+    let page = plan::directions_page(&mc.id, &d.layer);
+    let live: Vec<f64> = d.purity_units.iter().flatten().copied().collect();
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    let purity_chart = purity_chart(d)?;
+    let ablation_chart = ablation_chart(d)?;
     let mut rng = ChaCha8Rng::seed_from_u64(d.seed ^ 0xb11d);
     // Live units only: a dead unit's "top examples" are the dataset's first ones.
     let blind = (0..d.units.min(d.count))

@@ -44,22 +44,25 @@ fn knn_str(v: Option<f64>) -> Option<String> {
     v.map(|a| format!("{:.1}%", 100.0 * a))
 }
 
+/// The embedding's points coloured by true class (one colour when unlabelled).
+pub fn scatter(site: &crate::build::site::Site, model: usize, e: &EmbeddingData) -> Result<String> {
+    let mc = &site.config.models[model];
+    let mu = site.units[model].as_ref().expect("a model with results has units");
+    let colours: Vec<usize> = match &mu.prepared.labels {
+        Some(l) => l.clone(),
+        None => vec![0; e.points.len() / 2],
+    };
+    let by = if mu.prepared.labels.is_some() { ", by true class" } else { "" };
+    scatter_chart(&format!("t-SNE of {} ({} dimensions){by}", e.layer, e.dim), &e.points, &colours, &mc.classes)
+}
+
 fn view(input: &Input, u: &UnitsResult, e: &EmbeddingData) -> Result<EmbeddingView> {
     let site = input.site;
     let mc = &site.config.models[u.model];
     let mu = site.units[u.model].as_ref().expect("a model with results has units");
     let page = plan::embedding_page(&mc.id, &e.layer);
     let n = e.points.len() / 2;
-    let colours: Vec<usize> = match &mu.prepared.labels {
-        Some(l) => l.clone(),
-        None => vec![0; n],
-    };
-    let scatter = scatter_chart(
-        &format!("t-SNE of {} ({} dimensions), by true class", e.layer, e.dim),
-        &e.points,
-        &colours,
-        &mc.classes,
-    )?;
+    let scatter = scatter(site, u.model, e)?;
     Ok(EmbeddingView {
         base: Base::new(site, &page, &format!("{} · {} · t-SNE", mc.id, e.layer)),
         model: model_link(&mc.id),

@@ -37,7 +37,7 @@ pub struct ImageCard {
     pub thumb: Option<String>,
 }
 
-pub fn view(input: &Input) -> HomeView {
+pub fn view(input: &Input) -> Result<HomeView> {
     let site = input.site;
     let models = site
         .config
@@ -74,15 +74,15 @@ pub fn view(input: &Input) -> HomeView {
             }
         })
         .collect();
-    HomeView {
+    Ok(HomeView {
         base: Base::new(site, "", &site.config.site.title),
-        intro: site.content.intro.as_ref().map(|n| n.html.clone()),
+        intro: site.content.intro.as_ref().map(|n| super::figure::resolve(input, n, "")).transpose()?,
         models,
         images,
-    }
+    })
 }
 
 pub fn write(input: &Input, out: &Path) -> Result<usize> {
-    render(input.site, out, "", "index.html", &view(input))?;
+    render(input.site, out, "", "index.html", &view(input)?)?;
     Ok(1)
 }

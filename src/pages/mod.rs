@@ -5,6 +5,7 @@
 pub mod attributions;
 pub mod directions;
 pub mod embedding;
+pub mod figure;
 pub mod gradients;
 pub mod home;
 pub mod image;

@@ -29,7 +29,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
             base: Base::new(site, &page, &format!("{} · {}", n.title, site.config.site.title)),
             note: NoteBody {
                 title: n.title.clone(),
-                html: n.html.clone(),
+                html: super::figure::resolve(input, n, &page)?,
             },
         };
         render(site, out, &page, "note.html", &view)?;

@@ -8,4 +8,5 @@ pub mod grid;
 pub mod markdown;
 pub mod pictures;
 pub mod plot;
+pub mod shortcodes;
 pub mod templates;
