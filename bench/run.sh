@@ -9,7 +9,9 @@
 # seeded random weights written once into target/bench/ by make_random_torchvision.py,
 # against `peer_gallery.py --arch resnet50`) or `metrics` (bench/metrics.yaml,
 # deletion/insertion and the randomisation test, against peer_metrics.py; it also
-# compares the numbers with bench/compare_metrics.py).
+# compares the numbers with bench/compare_metrics.py) or `units` (bench/units.yaml, LeNet-5's
+# units over 2,000 held-out digits with t-SNE and random directions, against
+# `peer_units.py --skip-fv`; compared by bench/compare_units.py).
 #
 # Needs: a release build (cargo build --release), the peer's Python environment in
 # $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md, plus
@@ -27,7 +29,9 @@ case "$workload" in
     resnet50) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/resnet50.yaml
         peer_args=(--arch resnet50 --weights target/bench/resnet50.safetensors) ;;
     metrics) peer_script=${PEER_SCRIPT:-$peer_dir/peer_metrics.py}; config=bench/metrics.yaml ;;
-    *) echo "unknown workload \`$workload\` (gallery or metrics)" >&2; exit 1 ;;
+    units) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/units.yaml
+        peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --skip-fv) ;;
+    *) echo "unknown workload \`$workload\` (gallery, resnet50, metrics or units)" >&2; exit 1 ;;
 esac
 # The photographs without anything else in the folder (the peer opens every file).
 images=${PEER_IMAGES:-../shared/data/images}
@@ -51,11 +55,18 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
-    measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
+    if [ "$workload" = units ]; then
+        measure peer "$peer_python" "$peer_script" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
+    else
+        measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
+    fi
     measure cnnscope target/release/cnnscope build --no-cache --config "$config" --output "$out/site" | tee -a "$out/results"
 done
 if [ "$workload" = metrics ]; then
     python3 bench/compare_metrics.py "$out/site/manifest.json" "$out/peer/metrics.json"
+fi
+if [ "$workload" = units ]; then
+    "$peer_python" bench/compare_units.py "$out/site" "$out/peer"
 fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }

@@ -282,6 +282,14 @@ fn the_grandmother_neuron_note_quotes_the_gallerys_numbers() {
     };
     quoted.push(format!("**{:.1}%** with 32 zeroed", at("accuracy_units", 32)));
     quoted.push(format!("**{:.1}%** with 32 removed", at("accuracy_directions", 32)));
+    // The range of one draw, from the directions page's table: `93.9% (82.9–97.2%)`.
+    let page = std::fs::read_to_string(out.join("models/lenet-mnist/layers/relu4/directions/index.html")).unwrap();
+    let row = page.split("<tr><td>32</td>").nth(1).unwrap();
+    let cell = row.split("<td>").nth(2).unwrap();
+    let range = cell.split('(').nth(1).unwrap().split('%').next().unwrap();
+    let (lo, hi) = range.split_once('–').unwrap();
+    let r = |v: &str| v.parse::<f64>().unwrap().round();
+    quoted.push(format!("anywhere from {}% to {}%", r(lo), r(hi)));
     for q in quoted {
         assert!(note.contains(&q), "the note does not quote `{q}`");
     }

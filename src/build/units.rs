@@ -121,6 +121,10 @@ pub struct DirectionsData {
     pub k: Vec<usize>,
     pub accuracy_units: Vec<f64>,
     pub accuracy_directions: Vec<f64>,
+    /// The smallest and largest accuracy per k over the draws.
+    pub range_units: Vec<[f64; 2]>,
+    pub range_directions: Vec<[f64; 2]>,
+    pub repeats: usize,
     pub artifacts: Vec<Artifact>,
 }
 
@@ -427,11 +431,17 @@ pub fn compute_units(
         .collect();
     let directions_key = mu.config.directions.as_ref().map(|d| directions_key(mc, weights_hash, mu, d));
     let missing = |k: &String| cache.get(k).is_none();
+    // Entries this build writes, so they count as computed when placed below.
+    let fresh: std::collections::BTreeSet<String> = layer_keys
+        .iter()
+        .chain(&embedding_keys)
+        .chain(directions_key.as_ref())
+        .filter(|k| missing(k))
+        .cloned()
+        .collect();
 
     // The dataset's forward pass, only when an entry is missing.
-    let any_missing =
-        layer_keys.iter().chain(&embedding_keys).chain(directions_key.as_ref()).any(missing);
-    let forward = if any_missing {
+    let forward = if !fresh.is_empty() {
         let started = std::time::Instant::now();
         let r = activations::collect(lm.model.as_ref(), &p.x, &wanted)
             .map_err(|e| e.context(format!("model `{}` over dataset `{dataset_id}`", mc.id)))?;
@@ -499,9 +509,10 @@ pub fn compute_units(
     let mut computed = 0;
     let mut artifacts = Vec::new();
     let mut place = |key: &str, prefix: &str| -> Result<Stored> {
-        let stored = cache
+        let mut stored = cache
             .get(key)
             .ok_or_else(|| Error::msg(format!("cache entry {key} unreadable right after writing it")))?;
+        stored.fresh = fresh.contains(key);
         cache.record(&stored);
         computed += stored.fresh as usize;
         if let Some(out) = out {
@@ -663,9 +674,8 @@ fn directions_entry(
     let npy_path = edir.join("directions.npy");
     std::fs::write(&npy_path, npy::encode(&[count, units], &dirs)).at_path(&npy_path)?;
     let k = dir::ablation_ks(units.min(count + 1));
-    let order = dir::unit_order(units, d.seed);
-    let (accuracy_units, accuracy_directions) =
-        dir::ablation(lm.model.as_ref(), &p.x, labels, &l.name, &l.shape, &order, &dirs, &k)?;
+    let (cu, cd) = dir::ablation(lm.model.as_ref(), &p.x, labels, l, &dirs, &k, d.seed)?;
+    let (accuracy_units, accuracy_directions) = (cu.mean.clone(), cd.mean.clone());
     let accuracy = dir::accuracy(predictions, labels);
     let artifacts = vec![
         Artifact {
@@ -701,6 +711,9 @@ fn directions_entry(
         k,
         accuracy_units,
         accuracy_directions,
+        range_units: cu.min.iter().zip(&cu.max).map(|(&a, &b)| [a, b]).collect(),
+        range_directions: cd.min.iter().zip(&cd.max).map(|(&a, &b)| [a, b]).collect(),
+        repeats: dir::REPEATS,
         artifacts,
     })
 }

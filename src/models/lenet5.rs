@@ -122,6 +122,29 @@ impl LeNet5 {
     }
 }
 
+/// The named layers in order; `stages` runs them from any one on.
+const STAGES: [&str; 11] = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "fc2", "relu4", "fc3"];
+
+impl LeNet5 {
+    /// The network from stage `start` (an index into [`STAGES`]) on, `x` being the input
+    /// of that stage.
+    fn stages(&self, mut x: Tensor, tap: &mut Tap, start: usize) -> candle_core::Result<Tensor> {
+        for (i, name) in STAGES.iter().enumerate().skip(start) {
+            x = match i {
+                0 => self.conv1.forward(&x)?,
+                3 => self.conv2.forward(&x)?,
+                1 | 4 | 7 | 9 => tap.relu(&x)?,
+                2 | 5 => max_pool2d(&x, 2, 2, 0)?,
+                6 => self.fc1.forward(&x.flatten_from(1)?)?,
+                8 => self.fc2.forward(&x)?,
+                _ => self.fc3.forward(&x)?,
+            };
+            x = tap.at(name, x)?;
+        }
+        Ok(x)
+    }
+}
+
 impl Model for LeNet5 {
     fn arch(&self) -> &'static str {
         ARCH.id
@@ -133,18 +156,11 @@ impl Model for LeNet5 {
         self.classes
     }
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
-        let x = tap.at("conv1", self.conv1.forward(x)?)?;
-        let x = tap.at("relu1", tap.relu(&x)?)?;
-        let x = tap.at("pool1", max_pool2d(&x, 2, 2, 0)?)?;
-        let x = tap.at("conv2", self.conv2.forward(&x)?)?;
-        let x = tap.at("relu2", tap.relu(&x)?)?;
-        let x = tap.at("pool2", max_pool2d(&x, 2, 2, 0)?)?;
-        let x = x.flatten_from(1)?;
-        let x = tap.at("fc1", self.fc1.forward(&x)?)?;
-        let x = tap.at("relu3", tap.relu(&x)?)?;
-        let x = tap.at("fc2", self.fc2.forward(&x)?)?;
-        let x = tap.at("relu4", tap.relu(&x)?)?;
-        tap.at("fc3", self.fc3.forward(&x)?)
+        self.stages(x.clone(), tap, 0)
+    }
+    fn forward_from(&self, layer: &str, x: &Tensor, tap: &mut Tap) -> Option<candle_core::Result<Tensor>> {
+        let at = STAGES.iter().position(|s| *s == layer)?;
+        Some(self.stages(x.clone(), tap, at + 1))
     }
 }
 
@@ -165,5 +181,24 @@ mod tests {
         assert_eq!(field("relu2").span(9), (16, 30));
         assert_eq!(field("pool2"), Field { size: 16, stride: 4, offset: -2 });
         assert!(n.layers.iter().find(|l| l.name == "relu3").unwrap().field.is_none());
+    }
+
+    #[test]
+    fn starting_inside_gives_the_same_logits() {
+        use crate::models::Select;
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet5-mnist.safetensors");
+        let spec = InputSpec { height: 28, width: 28, channels: 1 };
+        let loaded = crate::models::load(&ARCH, &path, &spec, 10).unwrap();
+        let m = loaded.model.as_ref();
+        let x = Tensor::randn(0f32, 1.0, (3, 1, 28, 28), &candle_core::Device::Cpu).unwrap();
+        let names: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
+        let mut tap = Tap::new(Select::Only(names), Select::None);
+        let logits = m.forward(&x, &mut tap).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(logits.iter().any(|&v| v != logits[0]));
+        for (name, act) in &tap.activations {
+            let from = m.forward_from(name, act, &mut Tap::default()).unwrap().unwrap();
+            assert_eq!(from.flatten_all().unwrap().to_vec1::<f32>().unwrap(), logits, "from {name}");
+        }
+        assert!(m.forward_from("nope", &x, &mut Tap::default()).is_none());
     }
 }

@@ -223,6 +223,13 @@ pub trait Model: Send + Sync {
     /// Runs the network on an `(N, C, H, W)` batch and returns the logits `(N, classes)`.
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor>;
 
+    /// The logits from `x`, the output of the named layer, on: the rest of the network
+    /// only. `None` where the architecture cannot start inside (callers then run
+    /// [`Model::forward`] with a [`Tap::edit`] instead).
+    fn forward_from(&self, _layer: &str, _x: &Tensor, _tap: &mut Tap) -> Option<candle_core::Result<Tensor>> {
+        None
+    }
+
     /// The logits of copies of one input `x` `(1, C, H, W)`, copy `i` with `patches[i]`
     /// `(C, ph, pw)` written at `origins[i]` (occlusion). By default the copies are made
     /// and run; a model whose early layers are convolutions can compute only what each

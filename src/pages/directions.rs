@@ -37,6 +37,7 @@ pub struct DirectionsView {
     pub purity_chart: String,
     pub ablation_chart: String,
     pub accuracy: String,
+    pub repeats: usize,
     pub ablation: Vec<AblationRow>,
     pub blind: Vec<BlindPair>,
     pub unit_grids: Vec<Grid>,
@@ -67,6 +68,14 @@ pub struct Grid {
     pub png: String,
     pub purity: Option<String>,
     pub href: Option<String>,
+}
+
+/// `94.5% (91.2–96.0%)`: a mean with the range over the draws.
+fn with_range(mean: f64, range: Option<&[f64; 2]>) -> String {
+    match range {
+        Some([lo, hi]) => format!("{:.1}% ({:.1}–{:.1}%)", 100.0 * mean, 100.0 * lo, 100.0 * hi),
+        None => format!("{:.1}%", 100.0 * mean),
+    }
 }
 
 fn pct(v: f64) -> String {
@@ -102,8 +111,8 @@ pub fn ablation_chart(d: &DirectionsData) -> Result<String> {
         &format!("{}: what removing k of them costs", d.layer),
         &d.k,
         &[
-            ("k units zeroed", d.accuracy_units.clone()),
-            ("k random directions projected out", d.accuracy_directions.clone()),
+            ("k units zeroed (mean)", d.accuracy_units.clone()),
+            ("k random directions projected out (mean)", d.accuracy_directions.clone()),
         ],
     )
 }
@@ -153,14 +162,15 @@ fn view(input: &Input, u: &UnitsResult, d: &DirectionsData) -> Result<Directions
         purity_chart,
         ablation_chart,
         accuracy: pct(d.accuracy),
+        repeats: d.repeats,
         ablation: d
             .k
             .iter()
             .enumerate()
             .map(|(i, &k)| AblationRow {
                 k,
-                units: format!("{:.1}%", 100.0 * d.accuracy_units[i]),
-                directions: format!("{:.1}%", 100.0 * d.accuracy_directions[i]),
+                units: with_range(d.accuracy_units[i], d.range_units.get(i)),
+                directions: with_range(d.accuracy_directions[i], d.range_directions.get(i)),
             })
             .collect(),
         blind,
