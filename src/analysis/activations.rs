@@ -6,8 +6,11 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::models::{Model, Select, Tap};
 
-/// Examples per forward pass: small enough to bound memory, large enough for the kernels.
-pub const BATCH: usize = 200;
+/// Examples per forward pass for `h × w` inputs: 200 digits, a few photographs, so that a
+/// batch's activations stay in the tens of megabytes.
+pub fn batch_for(h: usize, w: usize) -> usize {
+    (160_000 / (h * w).max(1)).clamp(1, 200)
+}
 
 /// One layer's activations over the dataset.
 pub struct LayerActivations {
@@ -45,12 +48,12 @@ impl LayerActivations {
 
 /// The activations at `layers` and the predicted class of every example of `x` `(N, C, H, W)`.
 pub fn collect(model: &dyn Model, x: &Tensor, layers: &[String]) -> Result<(Vec<LayerActivations>, Vec<usize>)> {
-    let n = x.dim(0)?;
-    let starts: Vec<usize> = (0..n).step_by(BATCH).collect();
+    let (n, batch) = (x.dim(0)?, batch_for(x.dim(2)?, x.dim(3)?));
+    let starts: Vec<usize> = (0..n).step_by(batch).collect();
     let parts = starts
         .par_iter()
         .map(|&s| -> Result<(Vec<(String, Vec<usize>, Vec<f32>)>, Vec<usize>)> {
-            let b = x.narrow(0, s, BATCH.min(n - s))?;
+            let b = x.narrow(0, s, batch.min(n - s))?;
             let mut tap = Tap::new(Select::Only(layers.to_vec()), Select::None);
             let logits = model.forward(&b, &mut tap)?;
             let pred: Vec<usize> = logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|v| v as usize).collect();
@@ -142,12 +145,12 @@ pub type EditFn = std::sync::Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> 
 
 /// The predicted class of every example of `x`, with `edit` applied at `layer`.
 pub fn predict(model: &dyn Model, x: &Tensor, layer: &str, edit: &EditFn) -> Result<Vec<usize>> {
-    let n = x.dim(0)?;
-    let starts: Vec<usize> = (0..n).step_by(BATCH).collect();
+    let (n, batch) = (x.dim(0)?, batch_for(x.dim(2)?, x.dim(3)?));
+    let starts: Vec<usize> = (0..n).step_by(batch).collect();
     let parts = starts
         .par_iter()
         .map(|&s| -> Result<Vec<usize>> {
-            let b = x.narrow(0, s, BATCH.min(n - s))?;
+            let b = x.narrow(0, s, batch.min(n - s))?;
             let f = edit.clone();
             let mut tap = Tap {
                 edit: Some(crate::models::Edit {

@@ -118,7 +118,7 @@ fn predict_edited(model: &dyn Model, x: &Tensor, l: &LayerActivations, edit: &Ed
     let mut out = Vec::with_capacity(n);
     let mut s = 0;
     while s < n {
-        let b = super::activations::BATCH.min(n - s);
+        let b = 200.min(n - s);
         let edited = edit(&acts.narrow(0, s, b)?)?;
         match model.forward_from(&l.name, &edited, &mut crate::models::Tap::default()) {
             Some(logits) => {

@@ -135,7 +135,18 @@ pub fn view(input: &Input, r: &PairResult) -> ImageView {
                 is_label: Some(c.index) == label,
             })
             .collect(),
-        layers: r.layers.iter().map(layer_view).collect(),
+        layers: r
+            .layers
+            .iter()
+            .map(|l| {
+                let mut v = layer_view(l);
+                v.units_href = input
+                    .units_of(r.pair.model)
+                    .filter(|u| u.layers.iter().any(|x| x.layer == l.name))
+                    .map(|_| plan::href(&plan::layer_page(&mc.id, &l.name)));
+                v
+            })
+            .collect(),
         pair: PairPages::of(input, r),
         preview: ex
             .rows

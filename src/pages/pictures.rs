@@ -79,6 +79,8 @@ pub fn weight_view(p: &WeightPicture) -> WeightView {
 #[derive(Serialize)]
 pub struct LayerView {
     pub name: String,
+    /// The layer's unit page, when its units are analysed over a dataset.
+    pub units_href: Option<String>,
     pub kind: String,
     pub shape: String,
     /// A fully connected layer, drawn as a strip.
@@ -100,6 +102,7 @@ pub struct LayerView {
 pub fn layer_view(p: &LayerPicture) -> LayerView {
     let (min, max) = p.scale.range();
     LayerView {
+        units_href: None,
         name: p.name.clone(),
         kind: p.kind.clone(),
         shape: shape_str(&p.shape),
