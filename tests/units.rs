@@ -231,7 +231,7 @@ fn figures_in_notes_resolve_or_fail_with_the_line() {
     // A target the image does not have fails the build, naming the note and line.
     std::fs::write(&note, "{{ figure(model=\"lenet\", image=\"three\", method=\"saliency\", target=\"giraffe\") }}\n").unwrap();
     let site = Site::load(&dir.path().join("gallery.yaml")).unwrap();
-    let e = site.build(&dir.path().join("public2"), &|_| {}).err().expect("unknown target fails").to_string();
+    let e = site.build(&dir.path().join("public2"), &|_| {}).expect_err("unknown target fails").to_string();
     assert_has(&e, &["figures.md:1:", "target `giraffe`"]);
     assert!(!dir.path().join("public2").exists(), "no output from a failed build");
 }

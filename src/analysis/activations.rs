@@ -46,13 +46,16 @@ impl LayerActivations {
     }
 }
 
+/// One batch's activation of a layer: its name, per-example shape and values.
+type Kept = (String, Vec<usize>, Vec<f32>);
+
 /// The activations at `layers` and the predicted class of every example of `x` `(N, C, H, W)`.
 pub fn collect(model: &dyn Model, x: &Tensor, layers: &[String]) -> Result<(Vec<LayerActivations>, Vec<usize>)> {
     let (n, batch) = (x.dim(0)?, batch_for(x.dim(2)?, x.dim(3)?));
     let starts: Vec<usize> = (0..n).step_by(batch).collect();
     let parts = starts
         .par_iter()
-        .map(|&s| -> Result<(Vec<(String, Vec<usize>, Vec<f32>)>, Vec<usize>)> {
+        .map(|&s| -> Result<(Vec<Kept>, Vec<usize>)> {
             let b = x.narrow(0, s, batch.min(n - s))?;
             let mut tap = Tap::new(Select::Only(layers.to_vec()), Select::None);
             let logits = model.forward(&b, &mut tap)?;
@@ -141,7 +144,7 @@ impl Scores {
 }
 
 /// An edit of one layer's output, shared by the batches of [`predict`].
-pub type EditFn = std::sync::Arc<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>;
+pub type EditFn = std::sync::Arc<crate::models::TensorFn>;
 
 /// The predicted class of every example of `x`, with `edit` applied at `layer`.
 pub fn predict(model: &dyn Model, x: &Tensor, layer: &str, edit: &EditFn) -> Result<Vec<usize>> {

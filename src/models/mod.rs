@@ -159,10 +159,13 @@ pub struct Tap {
     pub edit: Option<Edit>,
 }
 
+/// A function of a layer's output.
+pub type TensorFn = dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync;
+
 /// Replaces one named layer's output (see [`Tap::edit`]).
 pub struct Edit {
     pub layer: String,
-    pub apply: Box<dyn Fn(&Tensor) -> candle_core::Result<Tensor> + Send + Sync>,
+    pub apply: Box<TensorFn>,
 }
 
 impl Tap {
