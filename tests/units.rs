@@ -185,6 +185,10 @@ fn folder_datasets_and_their_errors() {
         .resize_exact(56, 56, image::imageops::FilterType::Nearest)
         .save(digits.join("7/big.png"))
         .unwrap();
+    // A corrupt file is named.
+    std::fs::write(digits.join("7/broken.png"), b"\x89PNG\r\n\x1a\nnot really").unwrap();
+    assert_has(&load_err(&cfg), &["broken.png", "cannot read the image"]);
+    std::fs::remove_file(digits.join("7/broken.png")).unwrap();
     let (_, m) = build(dir.path());
     let units = artifacts(&m, "unit");
     assert_eq!(units.len(), 84);
@@ -293,4 +297,20 @@ fn the_grandmother_neuron_note_quotes_the_gallerys_numbers() {
     for q in quoted {
         assert!(note.contains(&q), "the note does not quote `{q}`");
     }
+}
+
+#[test]
+fn idx_images_must_fit_the_model() {
+    let dir = site_with_units(300, "    units:\n      dataset: small\n");
+    let cfg = dir.path().join("gallery.yaml");
+    // Five 14×14 images.
+    let mut idx = vec![0u8, 0, 8, 3];
+    for d in [5u32, 14, 14] {
+        idx.extend(d.to_be_bytes());
+    }
+    idx.extend(vec![128u8; 5 * 14 * 14]);
+    std::fs::write(dir.path().join("data/small-idx3-ubyte"), idx).unwrap();
+    let text = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, format!("{text}  - id: small\n    kind: idx\n    images: data/small-idx3-ubyte\n")).unwrap();
+    assert_has(&load_err(&cfg), &["models[0].units.dataset", "are 14×14", "takes 28×28"]);
 }
