@@ -222,6 +222,65 @@ mod tests {
         assert_eq!(orthonormal(&twice, 5, 2).len(), 1);
     }
 
+    /// A "network" whose logits are its input, one named layer `h` at the input.
+    struct Identity(Vec<crate::models::LayerInfo>);
+
+    impl Model for Identity {
+        fn arch(&self) -> &'static str {
+            "identity"
+        }
+        fn layers(&self) -> &[crate::models::LayerInfo] {
+            &self.0
+        }
+        fn num_classes(&self) -> usize {
+            4
+        }
+        fn forward(&self, x: &Tensor, tap: &mut crate::models::Tap) -> candle_core::Result<Tensor> {
+            tap.at("h", x.flatten_from(1)?)
+        }
+        fn forward_from(&self, _: &str, x: &Tensor, _: &mut crate::models::Tap) -> Option<candle_core::Result<Tensor>> {
+            Some(Ok(x.clone()))
+        }
+    }
+
+    /// Four classes, each example the one-hot vector of its class: zeroing unit j makes
+    /// class j's examples all-zero, which argmax reads as class 0. So after zeroing a set S
+    /// of units the accuracy is 1 − |S ∖ {0}| / 4, per draw.
+    #[test]
+    fn ablation_of_known_activations() {
+        let labels: Vec<usize> = (0..40).map(|i| i % 4).collect();
+        let values: Vec<f32> = labels.iter().flat_map(|&l| (0..4).map(move |u| (u == l) as u8 as f32)).collect();
+        let l = LayerActivations { name: "h".into(), shape: vec![4], values: values.clone() };
+        let x = Tensor::from_vec(values, (40, 4, 1, 1), &candle_core::Device::Cpu).unwrap();
+        let model = Identity(vec![crate::models::LayerInfo::new("h", crate::models::LayerKind::Linear, vec![4])]);
+        let dirs = random_directions(4, 4, 9);
+        let ks = ablation_ks(4);
+        assert_eq!(ks, vec![1, 2]);
+        let (units, directions) = ablation(&model, &x, &labels, &l, &dirs, &ks, 9).unwrap();
+        let expected: Vec<f64> = ks
+            .iter()
+            .map(|&k| {
+                let runs: Vec<f64> = (0..REPEATS as u64)
+                    .map(|r| {
+                        let order = unit_order(4, 9 + r);
+                        1.0 - order[..k].iter().filter(|&&j| j != 0).count() as f64 / 4.0
+                    })
+                    .collect();
+                runs.iter().sum::<f64>() / runs.len() as f64
+            })
+            .collect();
+        for (a, b) in units.mean.iter().zip(&expected) {
+            assert!((a - b).abs() < 1e-12, "{a} {b}");
+        }
+        assert!(units.min.iter().zip(&units.mean).all(|(lo, m)| lo <= m));
+        // Projecting out directions loses something, and never more than everything.
+        assert!(directions.mean.iter().all(|&a| (0.0..=1.0).contains(&a)));
+        assert!(directions.mean[1] < 1.0);
+        // The whole forward pass with the edit tapped in gives the same predictions.
+        let zero: EditFn = std::sync::Arc::new(|t: &Tensor| t.zeros_like());
+        assert_eq!(predict(&model, &x, "h", &zero).unwrap(), predict_edited(&model, &x, &l, &zero).unwrap());
+    }
+
     #[test]
     fn projections_take_the_spatial_maximum() {
         // Two examples, 2 channels × 2 positions.

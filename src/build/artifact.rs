@@ -64,6 +64,9 @@ pub struct Artifact {
     pub selectivity: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub class_means: Option<Vec<Option<f64>>>,
+    /// A unit's histogram over the dataset: `{min, max, counts}` in equal bins.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub histogram: Option<Value>,
     /// Units against random directions: top-100 class purity of each.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub purity_units: Option<Vec<Option<f64>>>,
@@ -76,6 +79,13 @@ pub struct Artifact {
     pub accuracy_units: Option<Vec<f64>>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub accuracy_directions: Option<Vec<f64>>,
+    /// The number of random draws the ablation means are over, and per k their range.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub repeats: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub range_units: Option<Vec<[f64; 2]>>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub range_directions: Option<Vec<[f64; 2]>>,
     /// An embedding's 10-nearest-neighbour class accuracy.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub knn_accuracy: Option<f64>,

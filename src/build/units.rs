@@ -306,6 +306,7 @@ fn analyse_layer(
             let max = m.iter().flatten().copied().fold(0.0f64, f64::max);
             means_rows.push(m.iter().map(|v| if max > 0.0 { v.unwrap_or(0.0) / max } else { 0.0 }).collect::<Vec<f64>>());
         }
+        let hist = stats::histogram(&col, HISTOGRAM_BINS);
         let (top_png, context_png, thumb_png) = unit_pictures(p, &shown, edir, k)?;
         let filter_png = match &filters {
             Some((v, dims, scale)) => {
@@ -324,13 +325,14 @@ fn analyse_layer(
             selectivity,
             class_means: class_means.clone(),
             png: Some(top_png.clone()),
+            histogram: serde_json::to_value(&hist).ok(),
             ..Default::default()
         });
         units.push(UnitStats {
             unit: k,
             max: col.iter().copied().fold(f32::NEG_INFINITY, f32::max),
             mean: col.iter().map(|&v| v as f64).sum::<f64>() / col.len().max(1) as f64,
-            histogram: stats::histogram(&col, HISTOGRAM_BINS),
+            histogram: hist,
             top,
             shown,
             class_means,
@@ -676,6 +678,8 @@ fn directions_entry(
     let k = dir::ablation_ks(units.min(count + 1));
     let (cu, cd) = dir::ablation(lm.model.as_ref(), &p.x, labels, l, &dirs, &k, d.seed)?;
     let (accuracy_units, accuracy_directions) = (cu.mean.clone(), cd.mean.clone());
+    let range_units: Vec<[f64; 2]> = cu.min.iter().zip(&cu.max).map(|(&a, &b)| [a, b]).collect();
+    let range_directions: Vec<[f64; 2]> = cd.min.iter().zip(&cd.max).map(|(&a, &b)| [a, b]).collect();
     let accuracy = dir::accuracy(predictions, labels);
     let artifacts = vec![
         Artifact {
@@ -693,6 +697,9 @@ fn directions_entry(
             k: Some(k.clone()),
             accuracy_units: Some(accuracy_units.clone()),
             accuracy_directions: Some(accuracy_directions.clone()),
+            repeats: Some(dir::REPEATS),
+            range_units: Some(range_units.clone()),
+            range_directions: Some(range_directions.clone()),
             ..Default::default()
         },
     ];
@@ -711,8 +718,8 @@ fn directions_entry(
         k,
         accuracy_units,
         accuracy_directions,
-        range_units: cu.min.iter().zip(&cu.max).map(|(&a, &b)| [a, b]).collect(),
-        range_directions: cd.min.iter().zip(&cd.max).map(|(&a, &b)| [a, b]).collect(),
+        range_units,
+        range_directions,
         repeats: dir::REPEATS,
         artifacts,
     })
