@@ -9,18 +9,7 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use cnnscope::build::Site;
 
-fn load_err(cfg: &Path) -> String {
-    match Site::load(cfg) {
-        Ok(_) => panic!("{} loaded, but should have failed", cfg.display()),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn assert_has(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "error message lacks `{p}`:\n{msg}");
-    }
-}
+use common::{assert_has, load_err};
 
 #[test]
 fn the_fixture_itself_is_valid() {

@@ -43,18 +43,7 @@ fn build(dir: &Path) -> (std::path::PathBuf, Value) {
     (out, m)
 }
 
-fn load_err(cfg: &Path) -> String {
-    match Site::load(cfg) {
-        Ok(_) => panic!("{} loaded, but should have failed", cfg.display()),
-        Err(e) => e.to_string(),
-    }
-}
-
-fn assert_has(msg: &str, parts: &[&str]) {
-    for p in parts {
-        assert!(msg.contains(p), "error message lacks `{p}`:\n{msg}");
-    }
-}
+use common::{assert_has, load_err};
 
 fn artifacts<'a>(m: &'a Value, kind: &str) -> Vec<&'a Value> {
     m["artifacts"].as_array().unwrap().iter().filter(|a| a["kind"] == kind).collect()

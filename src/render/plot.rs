@@ -140,6 +140,13 @@ fn chart_err(title: &str) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
     move |e| Error::msg(format!("cannot draw chart `{title}`: {e}"))
 }
 
+/// The frame the small charts share: title, margins and label areas.
+fn small_chart<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+    let mut b = ChartBuilder::on(root);
+    b.caption(title, ("sans-serif", 16)).margin(10).x_label_area_size(34).y_label_area_size(48);
+    b
+}
+
 /// Histograms over the same bins `[min, max]`, drawn as overlaid translucent bars.
 pub fn histogram_chart(title: &str, x_label: &str, min: f64, max: f64, series: &[(&str, Vec<usize>)]) -> Result<String> {
     let bins = series.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(1);
@@ -151,11 +158,7 @@ pub fn histogram_chart(title: &str, x_label: &str, min: f64, max: f64, series: &
     {
         let root = SVGBackend::with_string(&mut svg, (400, 240)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(34)
-            .y_label_area_size(48)
+        let mut chart = small_chart(&root, title)
             .build_cartesian_2d(min..max, 0.0..top * 1.05)
             .map_err(|e| err(&e))?;
         chart
@@ -201,11 +204,7 @@ pub fn bar_chart(title: &str, y_label: &str, labels: &[String], values: &[f64]) 
     {
         let root = SVGBackend::with_string(&mut svg, (400, 240)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| err(&e))?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 16))
-            .margin(10)
-            .x_label_area_size(34)
-            .y_label_area_size(48)
+        let mut chart = small_chart(&root, title)
             .build_cartesian_2d(0.0..n as f64, lo..hi)
             .map_err(|e| err(&e))?;
         let names = labels.to_vec();

@@ -57,3 +57,18 @@ pub fn write_config(dir: &Path, text: &str) -> PathBuf {
     std::fs::write(&p, text).unwrap();
     p
 }
+
+/// The error a config that must not load gives.
+pub fn load_err(cfg: &Path) -> String {
+    match cnnscope::build::Site::load(cfg) {
+        Ok(_) => panic!("{} loaded, but should have failed", cfg.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Asserts that an error message holds every one of `parts`.
+pub fn assert_has(msg: &str, parts: &[&str]) {
+    for p in parts {
+        assert!(msg.contains(p), "error message lacks `{p}`:\n{msg}");
+    }
+}
