@@ -50,7 +50,8 @@ pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
     let text = read_to_string(path)?;
     let (fm, body) = split_front_matter(path, &text)?;
     let first_line = text[..text.len() - body.len()].matches('\n').count() + 1;
-    let (body, figures) = shortcodes::extract(&body, first_line).map_err(|(line, msg)| Error::at_line(path, Some(line), msg))?;
+    let (body, figures) =
+        shortcodes::extract(&body, first_line).map_err(|(line, msg)| Error::at_line(path, Some(line), msg))?;
     let slug = slug_of(path)?;
     let title = fm
         .title

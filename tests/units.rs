@@ -46,7 +46,12 @@ fn build(dir: &Path) -> (std::path::PathBuf, Value) {
 use common::{assert_has, load_err};
 
 fn artifacts<'a>(m: &'a Value, kind: &str) -> Vec<&'a Value> {
-    m["artifacts"].as_array().unwrap().iter().filter(|a| a["kind"] == kind).collect()
+    m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == kind)
+        .collect()
 }
 
 #[test]
@@ -64,7 +69,11 @@ fn unit_pages_and_the_export_contract() {
         let s = u["selectivity"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&s), "{s}");
         assert_eq!(u["class_means"].as_array().unwrap().len(), 10);
-        let page = format!("models/lenet/layers/{}/units/{}/index.html", u["layer"].as_str().unwrap(), u["unit"]);
+        let page = format!(
+            "models/lenet/layers/{}/units/{}/index.html",
+            u["layer"].as_str().unwrap(),
+            u["unit"]
+        );
         assert!(out.join(&page).is_file(), "{page}");
         assert!(out.join(u["png"].as_str().unwrap()).is_file());
     }
@@ -80,21 +89,46 @@ fn unit_pages_and_the_export_contract() {
     // Dead units have no purity.
     let dead = units
         .iter()
-        .filter(|u| u["layer"] == "relu4" && u["class_means"].as_array().unwrap().iter().all(|v| v.as_f64() == Some(0.0)))
+        .filter(|u| {
+            u["layer"] == "relu4"
+                && u["class_means"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .all(|v| v.as_f64() == Some(0.0))
+        })
         .count();
     assert!(dead > 0);
-    assert_eq!(d["purity_units"].as_array().unwrap().iter().filter(|p| p.is_null()).count(), dead);
+    assert_eq!(
+        d["purity_units"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p.is_null())
+            .count(),
+        dead
+    );
     let a = &artifacts(&m, "ablation")[0];
     assert_eq!(a["k"], serde_json::json!([1, 2, 4, 8, 16]));
     assert_eq!(a["accuracy_units"].as_array().unwrap().len(), 5);
     // The pages link each other.
     let layer = std::fs::read_to_string(out.join("models/lenet/layers/relu4/index.html")).unwrap();
-    assert!(layer.contains(&format!("<strong>{dead} of 84 units are dead</strong>")), "dead count on the layer page");
-    assert!(layer.contains("units/0/index.html") && layer.contains("embedding/index.html") && layer.contains("directions/index.html"));
+    assert!(
+        layer.contains(&format!("<strong>{dead} of 84 units are dead</strong>")),
+        "dead count on the layer page"
+    );
+    assert!(
+        layer.contains("units/0/index.html")
+            && layer.contains("embedding/index.html")
+            && layer.contains("directions/index.html")
+    );
     let model = std::fs::read_to_string(out.join("models/lenet/index.html")).unwrap();
     assert!(model.contains("layers/relu1/index.html"));
     let unit = std::fs::read_to_string(out.join("models/lenet/layers/relu1/units/2/index.html")).unwrap();
-    assert!(unit.contains("filter.png") && unit.contains("context.png"), "first-layer units show their filter and crops");
+    assert!(
+        unit.contains("filter.png") && unit.contains("context.png"),
+        "first-layer units show their filter and crops"
+    );
     assert!(out.join("models/lenet/layers/relu4/directions/index.html").is_file());
 }
 
@@ -123,13 +157,41 @@ fn the_analyses_are_cached_and_reproducible() {
 #[test]
 fn dataset_and_units_errors_name_the_key_and_line() {
     let cases: Vec<(&str, &str, Vec<&str>)> = vec![
-        ("    units:\n      dataset: nope\n", "", vec!["models[0].units.dataset", "unknown dataset `nope`", "held-out"]),
-        ("    units:\n      dataset: held-out\n      layers: [relu9]\n", "", vec!["models[0].units.layers[0]", "no layer `relu9`", "gallery.yaml:13:"]),
-        ("    units:\n      dataset: held-out\n      top: 0\n", "", vec!["models[0].units.top", "between 1 and 100"]),
-        ("    units:\n      dataset: held-out\n      embedding: { layers: [relu4], perplexity: 400 }\n", "", vec!["units.embedding.perplexity", "too large"]),
-        ("    units:\n      dataset: held-out\n      directions: { layer: fc9 }\n", "", vec!["units.directions.layer", "no layer `fc9`"]),
-        ("", "    kind: csv\n", vec!["datasets[0].kind", "unknown dataset kind `csv`", "idx, folder"]),
-        ("", "    offset: 99999\n", vec!["datasets[0].offset", "only 10000 examples"]),
+        (
+            "    units:\n      dataset: nope\n",
+            "",
+            vec!["models[0].units.dataset", "unknown dataset `nope`", "held-out"],
+        ),
+        (
+            "    units:\n      dataset: held-out\n      layers: [relu9]\n",
+            "",
+            vec!["models[0].units.layers[0]", "no layer `relu9`", "gallery.yaml:13:"],
+        ),
+        (
+            "    units:\n      dataset: held-out\n      top: 0\n",
+            "",
+            vec!["models[0].units.top", "between 1 and 100"],
+        ),
+        (
+            "    units:\n      dataset: held-out\n      embedding: { layers: [relu4], perplexity: 400 }\n",
+            "",
+            vec!["units.embedding.perplexity", "too large"],
+        ),
+        (
+            "    units:\n      dataset: held-out\n      directions: { layer: fc9 }\n",
+            "",
+            vec!["units.directions.layer", "no layer `fc9`"],
+        ),
+        (
+            "",
+            "    kind: csv\n",
+            vec!["datasets[0].kind", "unknown dataset kind `csv`", "idx, folder"],
+        ),
+        (
+            "",
+            "    offset: 99999\n",
+            vec!["datasets[0].offset", "only 10000 examples"],
+        ),
     ];
     for (units, extra, want) in cases {
         let dir = site_with_units(300, units);
@@ -137,7 +199,11 @@ fn dataset_and_units_errors_name_the_key_and_line() {
         if !extra.is_empty() {
             let text = std::fs::read_to_string(&cfg).unwrap();
             let key = extra.split(':').next().unwrap();
-            let text = text.lines().filter(|l| !l.starts_with(&format!("{key}:"))).collect::<Vec<_>>().join("\n");
+            let text = text
+                .lines()
+                .filter(|l| !l.starts_with(&format!("{key}:")))
+                .collect::<Vec<_>>()
+                .join("\n");
             std::fs::write(&cfg, format!("{text}\n{extra}")).unwrap();
         }
         let e = match Site::load(&cfg) {
@@ -154,20 +220,35 @@ fn folder_datasets_and_their_errors() {
     let dir = site_with_units(300, "    units:\n      dataset: folder\n      layers: [relu4]\n");
     let cfg = dir.path().join("gallery.yaml");
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}  - id: folder\n    kind: folder\n    images: digits\n")).unwrap();
+    std::fs::write(
+        &cfg,
+        format!("{text}  - id: folder\n    kind: folder\n    images: digits\n"),
+    )
+    .unwrap();
     let digits = dir.path().join("digits");
     // An empty folder.
     std::fs::create_dir_all(&digits).unwrap();
     assert_has(&load_err(&cfg), &["datasets[1].images", "holds no PNG or JPEG"]);
     // Sub-folders that are not classes.
     std::fs::create_dir_all(digits.join("tree")).unwrap();
-    std::fs::copy(common::repo().join("content/images/three.png"), digits.join("tree/a.png")).unwrap();
-    assert_has(&load_err(&cfg), &["models[0].units.dataset", "sub-folder `tree`", "not a class"]);
+    std::fs::copy(
+        common::repo().join("content/images/three.png"),
+        digits.join("tree/a.png"),
+    )
+    .unwrap();
+    assert_has(
+        &load_err(&cfg),
+        &["models[0].units.dataset", "sub-folder `tree`", "not a class"],
+    );
     // Labelled by class name, one upscaled (resized to 28×28 like `images:`).
     std::fs::remove_dir_all(digits.join("tree")).unwrap();
     for (class, file) in [("3", "three.png"), ("7", "seven.png"), ("1", "one.png")] {
         std::fs::create_dir_all(digits.join(class)).unwrap();
-        std::fs::copy(common::repo().join("content/images").join(file), digits.join(class).join(file)).unwrap();
+        std::fs::copy(
+            common::repo().join("content/images").join(file),
+            digits.join(class).join(file),
+        )
+        .unwrap();
     }
     image::open(common::repo().join("content/images/seven.png"))
         .unwrap()
@@ -181,7 +262,9 @@ fn folder_datasets_and_their_errors() {
     let (_, m) = build(dir.path());
     let units = artifacts(&m, "unit");
     assert_eq!(units.len(), 84);
-    assert!(units.iter().all(|u| u["dataset"] == "folder" && u["top"].as_array().unwrap().len() == 4));
+    assert!(units
+        .iter()
+        .all(|u| u["dataset"] == "folder" && u["top"].as_array().unwrap().len() == 4));
     // Class means of the classes present only; absent classes are null.
     let cm = units[0]["class_means"].as_array().unwrap();
     assert!(cm[0].is_null() && !cm[3].is_null());
@@ -199,21 +282,54 @@ fn figures_in_notes_resolve_or_fail_with_the_line() {
     .unwrap();
     let (out, _) = build(dir.path());
     let html = std::fs::read_to_string(out.join("notes/figures/index.html")).unwrap();
-    assert!(html.contains("../../models/lenet/layers/relu4/files/units/5/top.png"), "unit figure");
+    assert!(
+        html.contains("../../models/lenet/layers/relu4/files/units/5/top.png"),
+        "unit figure"
+    );
     assert!(html.contains("../../models/lenet/layers/relu4/units/5/index.html"));
-    assert!(html.contains("<svg") && html.contains("embedding/index.html"), "t-SNE figure");
-    assert!(html.contains("models/lenet/images/three/attributions/index.html"), "map figure");
-    assert!(html.contains("{{ figure(model=&quot;x&quot;) }}") || html.contains("{{ figure(model=\"x\") }}"), "code is left alone");
+    assert!(
+        html.contains("<svg") && html.contains("embedding/index.html"),
+        "t-SNE figure"
+    );
+    assert!(
+        html.contains("models/lenet/images/three/attributions/index.html"),
+        "map figure"
+    );
+    assert!(
+        html.contains("{{ figure(model=&quot;x&quot;) }}") || html.contains("{{ figure(model=\"x\") }}"),
+        "code is left alone"
+    );
     assert!(!html.contains("CNNSCOPEFIGURE"));
     for (figure, want) in [
         ("{{ figure(model=\"nope\", layer=\"relu4\") }}", vec!["no model `nope`"]),
-        ("{{ figure(model=\"lenet\", layer=\"relu4\", unit=84) }}", vec!["84 units", "not unit 84"]),
-        ("{{ figure(model=\"lenet\", layer=\"relu2\") }}", vec!["layer `relu2`", "not among its analysed layers"]),
-        ("{{ figure(model=\"lenet\", layer=\"relu4\", view=\"purity\") }}", vec!["directions layer"]),
-        ("{{ figure(model=\"lenet\", image=\"zebra\") }}", vec!["no image `zebra`"]),
-        ("{{ figure(model=\"lenet\", image=\"three\", method=\"magic\") }}", vec!["draws no map with `magic`"]),
-        ("{{ figure(model=\"lenet\", colour=\"red\") }}", vec!["unknown argument `colour`"]),
-        ("{{ figure(model=\"lenet\", layer=\"relu4\" }}", vec!["expected `figure("]),
+        (
+            "{{ figure(model=\"lenet\", layer=\"relu4\", unit=84) }}",
+            vec!["84 units", "not unit 84"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", layer=\"relu2\") }}",
+            vec!["layer `relu2`", "not among its analysed layers"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", layer=\"relu4\", view=\"purity\") }}",
+            vec!["directions layer"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", image=\"zebra\") }}",
+            vec!["no image `zebra`"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", image=\"three\", method=\"magic\") }}",
+            vec!["draws no map with `magic`"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", colour=\"red\") }}",
+            vec!["unknown argument `colour`"],
+        ),
+        (
+            "{{ figure(model=\"lenet\", layer=\"relu4\" }}",
+            vec!["expected `figure("],
+        ),
     ] {
         std::fs::write(&note, format!("---\ntitle: T\n---\n\nText\n\n{figure}\n")).unwrap();
         let e = load_err(&dir.path().join("gallery.yaml"));
@@ -222,9 +338,16 @@ fn figures_in_notes_resolve_or_fail_with_the_line() {
         assert_has(&e, &want);
     }
     // A target the image does not have fails the build, naming the note and line.
-    std::fs::write(&note, "{{ figure(model=\"lenet\", image=\"three\", method=\"saliency\", target=\"giraffe\") }}\n").unwrap();
+    std::fs::write(
+        &note,
+        "{{ figure(model=\"lenet\", image=\"three\", method=\"saliency\", target=\"giraffe\") }}\n",
+    )
+    .unwrap();
     let site = Site::load(&dir.path().join("gallery.yaml")).unwrap();
-    let e = site.build(&dir.path().join("public2"), &|_| {}).expect_err("unknown target fails").to_string();
+    let e = site
+        .build(&dir.path().join("public2"), &|_| {})
+        .expect_err("unknown target fails")
+        .to_string();
     assert_has(&e, &["figures.md:1:", "target `giraffe`"]);
     assert!(!dir.path().join("public2").exists(), "no output from a failed build");
 }
@@ -236,7 +359,15 @@ fn the_grandmother_neuron_note_quotes_the_gallerys_numbers() {
     let dir = tempfile::tempdir().unwrap();
     let site = Site::load(&common::repo().join("bench/units.yaml")).unwrap();
     let out = dir.path().join("site");
-    site.build_with(&out, &cnnscope::build::BuildOptions { no_cache: true, ..Default::default() }, &|_| {}).unwrap();
+    site.build_with(
+        &out,
+        &cnnscope::build::BuildOptions {
+            no_cache: true,
+            ..Default::default()
+        },
+        &|_| {},
+    )
+    .unwrap();
     let m: Value = serde_json::from_str(&std::fs::read_to_string(out.join("manifest.json")).unwrap()).unwrap();
     let note = std::fs::read_to_string(common::repo().join("content/grandmother-neuron.md")).unwrap();
     let note = note.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -244,7 +375,14 @@ fn the_grandmother_neuron_note_quotes_the_gallerys_numbers() {
     let live = |layer: &str| -> Vec<f64> {
         units
             .iter()
-            .filter(|u| u["layer"] == layer && !u["class_means"].as_array().unwrap().iter().all(|v| v.as_f64() == Some(0.0)))
+            .filter(|u| {
+                u["layer"] == layer
+                    && !u["class_means"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .all(|v| v.as_f64() == Some(0.0))
+            })
             .map(|u| u["selectivity"].as_f64().unwrap())
             .collect()
     };
@@ -255,22 +393,44 @@ fn the_grandmother_neuron_note_quotes_the_gallerys_numbers() {
         format!("**{:.3}**", mean(&live("relu4"))),
         format!("**{:.3}**", mean(&live("relu1"))),
         format!("**{:.3}**", mean(&live("relu2"))),
-        format!("Thirteen of the 84 units of `relu4` (and {} of the 120 of `relu3`)", dead("relu3", 120)),
+        format!(
+            "Thirteen of the 84 units of `relu4` (and {} of the 120 of `relu3`)",
+            dead("relu3", 120)
+        ),
         format!("for the {} live units", live("relu4").len()),
     ];
     assert_eq!(dead("relu4", 84), 13);
     let d = &artifacts(&m, "directions")[0];
-    let pu: Vec<f64> = d["purity_units"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
-    let pd: Vec<f64> = d["purity_directions"].as_array().unwrap().iter().filter_map(Value::as_f64).collect();
+    let pu: Vec<f64> = d["purity_units"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
+    let pd: Vec<f64> = d["purity_directions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_f64)
+        .collect();
     quoted.push(format!("**{:.0}%** for the", 100.0 * mean(&pu)));
     quoted.push(format!("**{:.0}%** for the random", 100.0 * mean(&pd)));
     let t = artifacts(&m, "tsne");
-    let knn = |layer: &str| t.iter().find(|a| a["layer"] == layer).unwrap()["knn_accuracy"].as_f64().unwrap();
+    let knn = |layer: &str| {
+        t.iter().find(|a| a["layer"] == layer).unwrap()["knn_accuracy"]
+            .as_f64()
+            .unwrap()
+    };
     quoted.push(format!("**{:.1}%** of the time", 100.0 * knn("relu4")));
     quoted.push(format!("**{:.1}%**: depth", 100.0 * knn("pool1")));
     let a = &artifacts(&m, "ablation")[0];
     let at = |key: &str, k: u64| {
-        let i = a["k"].as_array().unwrap().iter().position(|v| v.as_u64() == Some(k)).unwrap();
+        let i = a["k"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .position(|v| v.as_u64() == Some(k))
+            .unwrap();
         100.0 * a[key][i].as_f64().unwrap()
     };
     quoted.push(format!("**{:.1}%** with 32 zeroed", at("accuracy_units", 32)));
@@ -300,6 +460,13 @@ fn idx_images_must_fit_the_model() {
     idx.extend(vec![128u8; 5 * 14 * 14]);
     std::fs::write(dir.path().join("data/small-idx3-ubyte"), idx).unwrap();
     let text = std::fs::read_to_string(&cfg).unwrap();
-    std::fs::write(&cfg, format!("{text}  - id: small\n    kind: idx\n    images: data/small-idx3-ubyte\n")).unwrap();
-    assert_has(&load_err(&cfg), &["models[0].units.dataset", "are 14×14", "takes 28×28"]);
+    std::fs::write(
+        &cfg,
+        format!("{text}  - id: small\n    kind: idx\n    images: data/small-idx3-ubyte\n"),
+    )
+    .unwrap();
+    assert_has(
+        &load_err(&cfg),
+        &["models[0].units.dataset", "are 14×14", "takes 28×28"],
+    );
 }

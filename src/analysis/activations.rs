@@ -59,7 +59,12 @@ pub fn collect(model: &dyn Model, x: &Tensor, layers: &[String]) -> Result<(Vec<
             let b = x.narrow(0, s, batch.min(n - s))?;
             let mut tap = Tap::new(Select::Only(layers.to_vec()), Select::None);
             let logits = model.forward(&b, &mut tap)?;
-            let pred: Vec<usize> = logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|v| v as usize).collect();
+            let pred: Vec<usize> = logits
+                .argmax(D::Minus1)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|v| v as usize)
+                .collect();
             let acts = tap
                 .activations
                 .into_iter()
@@ -127,7 +132,11 @@ impl Scores {
                 argmax[i * u + k] = at as u32;
             }
         }
-        Scores { units: u, score, argmax }
+        Scores {
+            units: u,
+            score,
+            argmax,
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -163,7 +172,12 @@ pub fn predict(model: &dyn Model, x: &Tensor, layer: &str, edit: &EditFn) -> Res
                 ..Default::default()
             };
             let logits = model.forward(&b, &mut tap)?;
-            Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?.into_iter().map(|v| v as usize).collect())
+            Ok(logits
+                .argmax(D::Minus1)?
+                .to_vec1::<u32>()?
+                .into_iter()
+                .map(|v| v as usize)
+                .collect())
         })
         .collect::<Result<Vec<_>>>()?;
     Ok(parts.concat())

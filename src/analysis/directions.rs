@@ -164,8 +164,9 @@ pub fn ablation(
             for &j in &order[..k] {
                 keep[j] = 0.0;
             }
-            let mask_shape: Vec<usize> =
-                std::iter::once(1).chain(shape.iter().enumerate().map(|(i, &d)| if i == 0 { d } else { 1 })).collect();
+            let mask_shape: Vec<usize> = std::iter::once(1)
+                .chain(shape.iter().enumerate().map(|(i, &d)| if i == 0 { d } else { 1 }))
+                .collect();
             let mask = Tensor::from_vec(keep, mask_shape, x.device())?;
             let zero: EditFn = std::sync::Arc::new(move |t: &Tensor| t.broadcast_mul(&mask));
             units.push(accuracy(&predict_edited(model, x, l, &zero)?, labels));
@@ -185,7 +186,10 @@ pub fn ablation(
                 if spatial {
                     let (b, c, h, w) = t.dims4()?;
                     let flat = t.permute((0, 2, 3, 1))?.reshape((b * h * w, c))?;
-                    flat.matmul(&p)?.reshape((b, h, w, c))?.permute((0, 3, 1, 2))?.contiguous()
+                    flat.matmul(&p)?
+                        .reshape((b, h, w, c))?
+                        .permute((0, 3, 1, 2))?
+                        .contiguous()
                 } else {
                     t.matmul(&p)
                 }
@@ -249,10 +253,21 @@ mod tests {
     #[test]
     fn ablation_of_known_activations() {
         let labels: Vec<usize> = (0..40).map(|i| i % 4).collect();
-        let values: Vec<f32> = labels.iter().flat_map(|&l| (0..4).map(move |u| (u == l) as u8 as f32)).collect();
-        let l = LayerActivations { name: "h".into(), shape: vec![4], values: values.clone() };
+        let values: Vec<f32> = labels
+            .iter()
+            .flat_map(|&l| (0..4).map(move |u| (u == l) as u8 as f32))
+            .collect();
+        let l = LayerActivations {
+            name: "h".into(),
+            shape: vec![4],
+            values: values.clone(),
+        };
         let x = Tensor::from_vec(values, (40, 4, 1, 1), &candle_core::Device::Cpu).unwrap();
-        let model = Identity(vec![crate::models::LayerInfo::new("h", crate::models::LayerKind::Linear, vec![4])]);
+        let model = Identity(vec![crate::models::LayerInfo::new(
+            "h",
+            crate::models::LayerKind::Linear,
+            vec![4],
+        )]);
         let dirs = random_directions(4, 4, 9);
         let ks = ablation_ks(4);
         assert_eq!(ks, vec![1, 2]);
@@ -278,7 +293,10 @@ mod tests {
         assert!(directions.mean[1] < 1.0);
         // The whole forward pass with the edit tapped in gives the same predictions.
         let zero: EditFn = std::sync::Arc::new(|t: &Tensor| t.zeros_like());
-        assert_eq!(predict(&model, &x, "h", &zero).unwrap(), predict_edited(&model, &x, &l, &zero).unwrap());
+        assert_eq!(
+            predict(&model, &x, "h", &zero).unwrap(),
+            predict_edited(&model, &x, &l, &zero).unwrap()
+        );
     }
 
     #[test]

@@ -5,10 +5,10 @@
 
 use bhtsne::{tSNE, Neighbor};
 use candle_core::{Device, Tensor};
-use rayon::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
 
 /// Optimisation steps, as openTSNE: 250 with early exaggeration, then 750.
 const EPOCHS: usize = 1000;
@@ -22,10 +22,17 @@ pub fn pca2(x: &[f32], n: usize, dim: usize, seed: u64) -> crate::error::Result<
         mean.iter_mut().zip(row).for_each(|(m, &v)| *m += v as f64);
     }
     mean.iter_mut().for_each(|m| *m /= n.max(1) as f64);
-    let c: Vec<f32> = x.chunks(dim).flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m) as f32)).collect();
+    let c: Vec<f32> = x
+        .chunks(dim)
+        .flat_map(|row| row.iter().zip(&mean).map(|(&v, m)| (v as f64 - m) as f32))
+        .collect();
     let t = Tensor::from_vec(c, (n, dim), &Device::Cpu)?;
     let by_covariance = dim <= n;
-    let m = if by_covariance { t.t()?.matmul(&t)? } else { t.matmul(&t.t()?)? };
+    let m = if by_covariance {
+        t.t()?.matmul(&t)?
+    } else {
+        t.matmul(&t.t()?)?
+    };
     let side = if by_covariance { dim } else { n };
     let m: Vec<f64> = m.flatten_all()?.to_vec1::<f32>()?.into_iter().map(f64::from).collect();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -34,7 +41,10 @@ pub fn pca2(x: &[f32], n: usize, dim: usize, seed: u64) -> crate::error::Result<
         let mut v: Vec<f64> = (0..side).map(|_| StandardNormal.sample(&mut rng)).collect();
         let mut lambda = 0.0;
         for _ in 0..500 {
-            let mut w: Vec<f64> = m.chunks(side).map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum()).collect();
+            let mut w: Vec<f64> = m
+                .chunks(side)
+                .map(|row| row.iter().zip(&v).map(|(a, b)| a * b).sum())
+                .collect();
             for (p, _) in &comps {
                 let d: f64 = w.iter().zip(p).map(|(a, b)| a * b).sum();
                 w.iter_mut().zip(p).for_each(|(a, b)| *a -= d * b);
@@ -93,7 +103,9 @@ pub fn neighbours(x: &[f32], n: usize, dim: usize, k: usize) -> crate::error::Re
                 d.truncate(kk);
             }
             d.sort_by(cmp);
-            d.into_iter().map(|(distance, index)| Neighbor { index, distance }).collect()
+            d.into_iter()
+                .map(|(distance, index)| Neighbor { index, distance })
+                .collect()
         })
         .collect())
 }
@@ -151,7 +163,9 @@ pub fn knn_accuracy(points: &[f32], labels: &[usize], k: usize) -> f64 {
         for &(_, j) in &d[..kk] {
             votes[labels[j]] += 1;
         }
-        let best = (0..classes).max_by_key(|&c| (votes[c], std::cmp::Reverse(c))).unwrap_or(0);
+        let best = (0..classes)
+            .max_by_key(|&c| (votes[c], std::cmp::Reverse(c)))
+            .unwrap_or(0);
         right += (best == labels[i]) as usize;
     }
     right as f64 / n.max(1) as f64
@@ -171,7 +185,12 @@ mod tests {
         let x: Vec<f32> = (0..n)
             .flat_map(|i| {
                 let off = if labels[i] == 1 { 8.0 } else { 0.0 };
-                (0..dim).map(|_| { let v: f64 = StandardNormal.sample(&mut rng); off + v as f32 }).collect::<Vec<_>>()
+                (0..dim)
+                    .map(|_| {
+                        let v: f64 = StandardNormal.sample(&mut rng);
+                        off + v as f32
+                    })
+                    .collect::<Vec<_>>()
             })
             .collect();
         let a = tsne(&x, n, dim, 10.0, 0).unwrap();

@@ -21,7 +21,10 @@ pub fn class_means(values: &[f32], labels: &[usize], classes: usize) -> Vec<Opti
         sum[l] += v as f64;
         count[l] += 1;
     }
-    sum.iter().zip(&count).map(|(&s, &c)| (c > 0).then(|| s / c as f64)).collect()
+    sum.iter()
+        .zip(&count)
+        .map(|(&s, &c)| (c > 0).then(|| s / c as f64))
+        .collect()
 }
 
 /// The class-selectivity index (Morcos et al. 2018): (μ_max − μ_−max)/(μ_max + μ_−max)
@@ -74,7 +77,11 @@ pub fn histogram(values: &[f32], bins: usize) -> Histogram {
     let mut counts = vec![0usize; bins];
     let width = (max - min) / bins as f32;
     for &v in values {
-        let b = if width > 0.0 { (((v - min) / width) as usize).min(bins - 1) } else { 0 };
+        let b = if width > 0.0 {
+            (((v - min) / width) as usize).min(bins - 1)
+        } else {
+            0
+        };
         counts[b] += 1;
     }
     Histogram { min, max, counts }
@@ -115,7 +122,13 @@ pub fn cluster_order(rows: &[Vec<f64>]) -> Vec<usize> {
 mod tests {
     #[test]
     fn clustering_puts_alike_rows_together() {
-        let rows = vec![vec![0.0, 1.0], vec![5.0, 5.0], vec![0.1, 1.0], vec![5.0, 5.1], vec![0.0, 0.9]];
+        let rows = vec![
+            vec![0.0, 1.0],
+            vec![5.0, 5.0],
+            vec![0.1, 1.0],
+            vec![5.0, 5.1],
+            vec![0.0, 0.9],
+        ];
         let order = super::cluster_order(&rows);
         let mut sorted = order.clone();
         sorted.sort();

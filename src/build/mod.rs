@@ -146,7 +146,16 @@ impl Site {
                 .filter(|&model| self.units[model].is_some() && owned(Unit::Units { model }))
                 .map(|mi| {
                     let mu = self.units[mi].as_ref().expect("filtered");
-                    units::compute_units(&self.config, mi, &self.models[mi], mu, &self.hashes.weights[mi], out, cache, log)
+                    units::compute_units(
+                        &self.config,
+                        mi,
+                        &self.models[mi],
+                        mu,
+                        &self.hashes.weights[mi],
+                        out,
+                        cache,
+                        log,
+                    )
                 })
                 .collect::<Result<Vec<_>>>()
         })?;

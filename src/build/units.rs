@@ -158,7 +158,13 @@ fn layer_key(mc: &ModelConfig, weights_hash: &str, mu: &ModelUnits, layer: &str)
         .finish()
 }
 
-fn embedding_key(mc: &ModelConfig, weights_hash: &str, mu: &ModelUnits, e: &crate::config::EmbeddingConfig, layer: &str) -> String {
+fn embedding_key(
+    mc: &ModelConfig,
+    weights_hash: &str,
+    mu: &ModelUnits,
+    e: &crate::config::EmbeddingConfig,
+    layer: &str,
+) -> String {
     base_key("embedding", mc, weights_hash, mu)
         .field("layer", layer)
         .field("perplexity", e.perplexity.to_string())
@@ -166,7 +172,12 @@ fn embedding_key(mc: &ModelConfig, weights_hash: &str, mu: &ModelUnits, e: &crat
         .finish()
 }
 
-fn directions_key(mc: &ModelConfig, weights_hash: &str, mu: &ModelUnits, d: &crate::config::DirectionsConfig) -> String {
+fn directions_key(
+    mc: &ModelConfig,
+    weights_hash: &str,
+    mu: &ModelUnits,
+    d: &crate::config::DirectionsConfig,
+) -> String {
     base_key("directions", mc, weights_hash, mu)
         .field("layer", &d.layer)
         .field("count", format!("{:?}", d.count))
@@ -193,7 +204,11 @@ const THUMB: u32 = 48;
 
 fn cell_for(p: &Prepared) -> u32 {
     // Small inputs are enlarged to CELL; photographs shown at up to 112 px.
-    if p.height.max(p.width) <= CELL as usize { CELL } else { 112 }
+    if p.height.max(p.width) <= CELL as usize {
+        CELL
+    } else {
+        112
+    }
 }
 
 /// The region of input a conv unit's maximum sees, when the layer knows its field.
@@ -238,7 +253,11 @@ fn unit_pictures(p: &Prepared, shown: &[Shown], edir: &Path, k: usize) -> Result
                 }
             })
             .collect();
-        Some(save(&pics::grid(&cells, 3, cell), edir, &format!("units/{k}/context.png"))?)
+        Some(save(
+            &pics::grid(&cells, 3, cell),
+            edir,
+            &format!("units/{k}/context.png"),
+        )?)
     } else {
         None
     };
@@ -268,7 +287,9 @@ fn analyse_layer(
     let filters: Option<(Vec<f32>, Vec<usize>, Scale)> = match filters {
         Some(w) if w.dims().len() == 4 && w.dims()[0] == scores.units => {
             let v = crate::render::pictures::values(w)?;
-            let scale = Scale::Diverging { abs: v.iter().fold(0f32, |a, b| a.max(b.abs())).max(1e-12) };
+            let scale = Scale::Diverging {
+                abs: v.iter().fold(0f32, |a, b| a.max(b.abs())).max(1e-12),
+            };
             Some((v, w.dims().to_vec(), scale))
         }
         _ => None,
@@ -292,7 +313,12 @@ fn analyse_layer(
                 } else {
                     (None, None)
                 };
-                Shown { index: i, score: col[i], position, region }
+                Shown {
+                    index: i,
+                    score: col[i],
+                    position,
+                    region,
+                }
             })
             .collect();
         let class_means = p.labels.as_ref().map(|ls| stats::class_means(&col, ls, classes));
@@ -304,7 +330,11 @@ fn analyse_layer(
         };
         if let Some(m) = &class_means {
             let max = m.iter().flatten().copied().fold(0.0f64, f64::max);
-            means_rows.push(m.iter().map(|v| if max > 0.0 { v.unwrap_or(0.0) / max } else { 0.0 }).collect::<Vec<f64>>());
+            means_rows.push(
+                m.iter()
+                    .map(|v| if max > 0.0 { v.unwrap_or(0.0) / max } else { 0.0 })
+                    .collect::<Vec<f64>>(),
+            );
         }
         let hist = stats::histogram(&col, HISTOGRAM_BINS);
         let (top_png, context_png, thumb_png) = unit_pictures(p, &shown, edir, k)?;
@@ -367,7 +397,14 @@ fn analyse_layer(
             }
         }
         let cw = (960 / order.len().max(1) as u32).clamp(3, 24);
-        let img = pics::matrix(&m, classes, order.len(), cw, 16, &Scale::Sequential { min: 0.0, max: 1.0 });
+        let img = pics::matrix(
+            &m,
+            classes,
+            order.len(),
+            cw,
+            16,
+            &Scale::Sequential { min: 0.0, max: 1.0 },
+        );
         let png = save(&img, edir, "class-means.png")?;
         let flat: Vec<f32> = means_rows.iter().flatten().map(|&v| v as f32).collect();
         let p = edir.join("class-means.npy");
@@ -419,7 +456,13 @@ pub fn compute_units(
     };
     // Every layer any analysis reads, once.
     let mut wanted: Vec<String> = mu.layers.clone();
-    for l in mu.config.embedding.iter().flat_map(|e| &e.layers).chain(mu.config.directions.as_ref().map(|d| &d.layer)) {
+    for l in mu
+        .config
+        .embedding
+        .iter()
+        .flat_map(|e| &e.layers)
+        .chain(mu.config.directions.as_ref().map(|d| &d.layer))
+    {
         if !wanted.contains(l) {
             wanted.push(l.clone());
         }
@@ -431,7 +474,11 @@ pub fn compute_units(
         .iter()
         .flat_map(|e| e.layers.iter().map(move |l| embedding_key(mc, weights_hash, mu, e, l)))
         .collect();
-    let directions_key = mu.config.directions.as_ref().map(|d| directions_key(mc, weights_hash, mu, d));
+    let directions_key = mu
+        .config
+        .directions
+        .as_ref()
+        .map(|d| directions_key(mc, weights_hash, mu, d));
     let missing = |k: &String| cache.get(k).is_none();
     // Entries this build writes, so they count as computed when placed below.
     let fresh: std::collections::BTreeSet<String> = layer_keys
@@ -483,20 +530,45 @@ pub fn compute_units(
                     let inf = info(name)?;
                     let filters = first_filters(lm, name);
                     let started = std::time::Instant::now();
-                    cache.put("units", key, |edir| analyse_layer(l, inf, filters, p, classes, mu.config.top, edir))?;
-                    log(&format!("  units: {} {name} ({} units, {:.1} s)", mc.id, l.units(), started.elapsed().as_secs_f64()));
+                    cache.put("units", key, |edir| {
+                        analyse_layer(l, inf, filters, p, classes, mu.config.top, edir)
+                    })?;
+                    log(&format!(
+                        "  units: {} {name} ({} units, {:.1} s)",
+                        mc.id,
+                        l.units(),
+                        started.elapsed().as_secs_f64()
+                    ));
                     Ok(())
                 })
                 .collect::<Result<Vec<()>>>()?;
             if let (Some(d), Some(key)) = (&mu.config.directions, &directions_key) {
                 if missing(key) {
-                    let labels = p.labels.as_ref().ok_or_else(|| Error::msg("directions need a labelled dataset"))?;
+                    let labels = p
+                        .labels
+                        .as_ref()
+                        .ok_or_else(|| Error::msg("directions need a labelled dataset"))?;
                     let (_, predictions) = forward.as_ref().expect("run when an entry is missing");
                     let started = std::time::Instant::now();
                     cache.put("directions", key, |edir| {
-                        directions_entry(lm, acts(&d.layer), p, labels, predictions, classes, d, mu.config.top, edir)
+                        directions_entry(
+                            lm,
+                            acts(&d.layer),
+                            p,
+                            labels,
+                            predictions,
+                            classes,
+                            d,
+                            mu.config.top,
+                            edir,
+                        )
                     })?;
-                    log(&format!("  directions: {} {} ({:.1} s)", mc.id, d.layer, started.elapsed().as_secs_f64()));
+                    log(&format!(
+                        "  directions: {} {} ({:.1} s)",
+                        mc.id,
+                        d.layer,
+                        started.elapsed().as_secs_f64()
+                    ));
                 }
             }
             Ok(())
@@ -583,40 +655,41 @@ fn embedding_entry(
     log: &(dyn Fn(&str) + Sync),
 ) -> Result<()> {
     let name = &l.name;
-    cache.put("embedding", key, |edir| {
-        let started = std::time::Instant::now();
-        let points = embedding::tsne(&l.values, l.len(), l.size(), e.perplexity, e.seed)?;
-        let knn_accuracy = p.labels.as_ref().map(|ls| embedding::knn_accuracy(&points, ls, KNN));
-        let npy_path = edir.join("tsne.npy");
-        std::fs::write(&npy_path, npy::encode(&[l.len(), 2], &points)).at_path(&npy_path)?;
-        let thumbs = pics::scatter(&points, &|i| pics::example(p, i), 960, 24);
-        let thumbs_png = save(&thumbs, edir, "thumbnails.png")?;
-        log(&format!(
-            "  t-SNE: {model} {name} ({} × {}, {:.1} s)",
-            l.len(),
-            l.size(),
-            started.elapsed().as_secs_f64()
-        ));
-        Ok(EmbeddingData {
-            layer: name.clone(),
-            dim: l.size(),
-            perplexity: e.perplexity,
-            seed: e.seed,
-            points,
-            knn_accuracy,
-            thumbs_png: thumbs_png.clone(),
-            artifacts: vec![Artifact {
-                kind: "tsne".into(),
-                layer: Some(name.clone()),
-                npy: Some(format!("{ENTRY}tsne.npy")),
-                png: Some(thumbs_png),
-                shape: vec![l.len(), 2],
+    cache
+        .put("embedding", key, |edir| {
+            let started = std::time::Instant::now();
+            let points = embedding::tsne(&l.values, l.len(), l.size(), e.perplexity, e.seed)?;
+            let knn_accuracy = p.labels.as_ref().map(|ls| embedding::knn_accuracy(&points, ls, KNN));
+            let npy_path = edir.join("tsne.npy");
+            std::fs::write(&npy_path, npy::encode(&[l.len(), 2], &points)).at_path(&npy_path)?;
+            let thumbs = pics::scatter(&points, &|i| pics::example(p, i), 960, 24);
+            let thumbs_png = save(&thumbs, edir, "thumbnails.png")?;
+            log(&format!(
+                "  t-SNE: {model} {name} ({} × {}, {:.1} s)",
+                l.len(),
+                l.size(),
+                started.elapsed().as_secs_f64()
+            ));
+            Ok(EmbeddingData {
+                layer: name.clone(),
+                dim: l.size(),
+                perplexity: e.perplexity,
+                seed: e.seed,
+                points,
                 knn_accuracy,
-                ..Default::default()
-            }],
+                thumbs_png: thumbs_png.clone(),
+                artifacts: vec![Artifact {
+                    kind: "tsne".into(),
+                    layer: Some(name.clone()),
+                    npy: Some(format!("{ENTRY}tsne.npy")),
+                    png: Some(thumbs_png),
+                    shape: vec![l.len(), 2],
+                    knn_accuracy,
+                    ..Default::default()
+                }],
+            })
         })
-    })
-    .map(|_| ())
+        .map(|_| ())
 }
 
 /// The weight of the network's first layer with weights, when it is a convolution and
@@ -628,7 +701,11 @@ fn first_filters<'a>(lm: &'a LoadedModel, layer: &str) -> Option<&'a candle_core
         return None;
     }
     let at = layers.iter().position(|l| l.name == layer)?;
-    let next = layers.iter().skip(first + 1).position(|l| l.weight.is_some()).map(|i| i + first + 1);
+    let next = layers
+        .iter()
+        .skip(first + 1)
+        .position(|l| l.weight.is_some())
+        .map(|i| i + first + 1);
     if at < first || next.is_some_and(|n| at >= n) {
         return None;
     }

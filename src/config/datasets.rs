@@ -70,7 +70,10 @@ pub(super) fn validate(raw: Vec<RawDataset>, check: &Check) -> Result<Vec<Datase
     for (i, d) in raw.into_iter().enumerate() {
         let key = format!("datasets[{i}]");
         if !valid_id(&d.id) {
-            return Err(check.err(&format!("{key}.id"), format!("`{}` is not a valid id: use [a-z0-9-]+", d.id)));
+            return Err(check.err(
+                &format!("{key}.id"),
+                format!("`{}` is not a valid id: use [a-z0-9-]+", d.id),
+            ));
         }
         if let Some(j) = seen.insert(d.id.clone(), i) {
             return Err(check.err(
@@ -125,7 +128,10 @@ pub(super) fn units(raw: &RawUnits, key: &str, datasets: &[DatasetConfig], check
         check.err(
             &format!("{key}.dataset"),
             if known.is_empty() {
-                format!("unknown dataset `{}`: the config has no `datasets` section", raw.dataset)
+                format!(
+                    "unknown dataset `{}`: the config has no `datasets` section",
+                    raw.dataset
+                )
             } else {
                 format!("unknown dataset `{}` (datasets: {})", raw.dataset, known.join(", "))
             },
@@ -138,7 +144,10 @@ pub(super) fn units(raw: &RawUnits, key: &str, datasets: &[DatasetConfig], check
     }
     let top = raw.top.unwrap_or(DEFAULT_TOP);
     if !(1..=PURITY_TOP).contains(&top) {
-        return Err(check.err(&format!("{key}.top"), format!("must be between 1 and {PURITY_TOP}, not {top}")));
+        return Err(check.err(
+            &format!("{key}.top"),
+            format!("must be between 1 and {PURITY_TOP}, not {top}"),
+        ));
     }
     let embedding = match &raw.embedding {
         None => None,

@@ -23,7 +23,8 @@ use crate::methods::MethodSpec;
 use crate::models::Architecture;
 pub use crate::models::Input;
 pub use datasets::{
-    dataset_files, DatasetConfig, DatasetSource, DirectionsConfig, EmbeddingConfig, UnitsConfig, DEFAULT_TOP, PURITY_TOP,
+    dataset_files, DatasetConfig, DatasetSource, DirectionsConfig, EmbeddingConfig, UnitsConfig, DEFAULT_TOP,
+    PURITY_TOP,
 };
 pub use locate::Locations;
 pub use schema::{LabelRef, RawConfig};

@@ -94,7 +94,10 @@ pub fn load(cfg: &DatasetConfig, config: &Config) -> Result<Dataset> {
             if im.dims.len() != 3 {
                 return Err(Error::at(
                     images,
-                    format!("expected an IDX array of images (count, rows, cols), found dimensions {:?}", im.dims),
+                    format!(
+                        "expected an IDX array of images (count, rows, cols), found dimensions {:?}",
+                        im.dims
+                    ),
                 ));
             }
             let (n, rows, cols) = (im.dims[0], im.dims[1], im.dims[2]);
@@ -116,7 +119,10 @@ pub fn load(cfg: &DatasetConfig, config: &Config) -> Result<Dataset> {
             let bytes = im.data[r.start * rows * cols..r.end * rows * cols].to_vec();
             h.update(format!("idx {rows}x{cols}\n").as_bytes());
             h.update(&bytes);
-            let name = images.file_name().map(|f| f.to_string_lossy().to_string()).unwrap_or_default();
+            let name = images
+                .file_name()
+                .map(|f| f.to_string_lossy().to_string())
+                .unwrap_or_default();
             Ok(Dataset {
                 examples: Examples::Grey { rows, cols, bytes },
                 labels,
@@ -128,7 +134,11 @@ pub fn load(cfg: &DatasetConfig, config: &Config) -> Result<Dataset> {
             let mut files = Vec::new();
             for e in walkdir::WalkDir::new(dir).sort_by_file_name() {
                 let e = e.map_err(|e| Error::at(dir, format!("cannot read the folder: {e}")))?;
-                let ext = e.path().extension().and_then(|x| x.to_str()).map(|x| x.to_ascii_lowercase());
+                let ext = e
+                    .path()
+                    .extension()
+                    .and_then(|x| x.to_str())
+                    .map(|x| x.to_ascii_lowercase());
                 if e.file_type().is_file() && matches!(ext.as_deref(), Some("png" | "jpg" | "jpeg")) {
                     files.push(e.into_path());
                 }

@@ -1,6 +1,6 @@
 //! Reading data: IDX digit files and images.
 
-pub mod idx;
 pub mod dataset;
+pub mod idx;
 pub mod image;
 pub mod npy;

@@ -123,7 +123,9 @@ impl LeNet5 {
 }
 
 /// The named layers in order; `stages` runs them from any one on.
-const STAGES: [&str; 11] = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "fc2", "relu4", "fc3"];
+const STAGES: [&str; 11] = [
+    "conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "fc1", "relu3", "fc2", "relu4", "fc3",
+];
 
 impl LeNet5 {
     /// The network from stage `start` (an index into [`STAGES`]) on, `x` being the input
@@ -179,7 +181,14 @@ mod tests {
         // relu2 cell i sees pool1 rows i..i+5: 14 input rows, every 2.
         assert_eq!(field("relu2").span(0), (-2, 12));
         assert_eq!(field("relu2").span(9), (16, 30));
-        assert_eq!(field("pool2"), Field { size: 16, stride: 4, offset: -2 });
+        assert_eq!(
+            field("pool2"),
+            Field {
+                size: 16,
+                stride: 4,
+                offset: -2
+            }
+        );
         assert!(n.layers.iter().find(|l| l.name == "relu3").unwrap().field.is_none());
     }
 
@@ -187,17 +196,31 @@ mod tests {
     fn starting_inside_gives_the_same_logits() {
         use crate::models::Select;
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("models/lenet5-mnist.safetensors");
-        let spec = InputSpec { height: 28, width: 28, channels: 1 };
+        let spec = InputSpec {
+            height: 28,
+            width: 28,
+            channels: 1,
+        };
         let loaded = crate::models::load(&ARCH, &path, &spec, 10).unwrap();
         let m = loaded.model.as_ref();
         let x = Tensor::randn(0f32, 1.0, (3, 1, 28, 28), &candle_core::Device::Cpu).unwrap();
         let names: Vec<String> = STAGES.iter().map(|s| s.to_string()).collect();
         let mut tap = Tap::new(Select::Only(names), Select::None);
-        let logits = m.forward(&x, &mut tap).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let logits = m
+            .forward(&x, &mut tap)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(logits.iter().any(|&v| v != logits[0]));
         for (name, act) in &tap.activations {
             let from = m.forward_from(name, act, &mut Tap::default()).unwrap().unwrap();
-            assert_eq!(from.flatten_all().unwrap().to_vec1::<f32>().unwrap(), logits, "from {name}");
+            assert_eq!(
+                from.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                logits,
+                "from {name}"
+            );
         }
         assert!(m.forward_from("nope", &x, &mut Tap::default()).is_none());
     }

@@ -98,7 +98,11 @@ pub struct Field {
 
 impl Field {
     /// The input itself.
-    pub const INPUT: Field = Field { size: 1, stride: 1, offset: 0 };
+    pub const INPUT: Field = Field {
+        size: 1,
+        stride: 1,
+        offset: 0,
+    };
 
     /// After a window of `kernel` at `stride` with `pad` on this field.
     pub fn then(self, kernel: i64, stride: i64, pad: i64) -> Field {

@@ -112,7 +112,10 @@ pub fn ablation_chart(d: &DirectionsData) -> Result<String> {
         &d.k,
         &[
             ("k units zeroed (mean)", d.accuracy_units.clone()),
-            ("k random directions projected out (mean)", d.accuracy_directions.clone()),
+            (
+                "k random directions projected out (mean)",
+                d.accuracy_directions.clone(),
+            ),
         ],
     )
 }
@@ -204,7 +207,13 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     for u in input.units {
         if let Some(d) = &u.directions {
             let mc = &input.site.config.models[u.model];
-            render(input.site, out, &plan::directions_page(&mc.id, &d.layer), "directions.html", &view(input, u, d)?)?;
+            render(
+                input.site,
+                out,
+                &plan::directions_page(&mc.id, &d.layer),
+                "directions.html",
+                &view(input, u, d)?,
+            )?;
             pages += 1;
         }
     }

@@ -52,8 +52,17 @@ pub fn scatter(site: &crate::build::site::Site, model: usize, e: &EmbeddingData)
         Some(l) => l.clone(),
         None => vec![0; e.points.len() / 2],
     };
-    let by = if mu.prepared.labels.is_some() { ", by true class" } else { "" };
-    scatter_chart(&format!("t-SNE of {} ({} dimensions){by}", e.layer, e.dim), &e.points, &colours, &mc.classes)
+    let by = if mu.prepared.labels.is_some() {
+        ", by true class"
+    } else {
+        ""
+    };
+    scatter_chart(
+        &format!("t-SNE of {} ({} dimensions){by}", e.layer, e.dim),
+        &e.points,
+        &colours,
+        &mc.classes,
+    )
 }
 
 fn view(input: &Input, u: &UnitsResult, e: &EmbeddingData) -> Result<EmbeddingView> {
@@ -101,7 +110,13 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     for u in input.units {
         let mc = &input.site.config.models[u.model];
         for e in &u.embeddings {
-            render(input.site, out, &plan::embedding_page(&mc.id, &e.layer), "embedding.html", &view(input, u, e)?)?;
+            render(
+                input.site,
+                out,
+                &plan::embedding_page(&mc.id, &e.layer),
+                "embedding.html",
+                &view(input, u, e)?,
+            )?;
             pages += 1;
         }
     }

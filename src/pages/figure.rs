@@ -35,9 +35,22 @@ fn text<'a>(args: &'a BTreeMap<String, Arg>, key: &str) -> std::result::Result<O
 
 /// What a figure names, checked against the config and the loaded models.
 enum Target<'a> {
-    Input { model: usize, image: usize },
-    Map { model: usize, image: usize, method: usize, target: Option<&'a Arg> },
-    Layer { model: usize, layer: &'a str, unit: Option<usize>, view: &'a str },
+    Input {
+        model: usize,
+        image: usize,
+    },
+    Map {
+        model: usize,
+        image: usize,
+        method: usize,
+        target: Option<&'a Arg>,
+    },
+    Layer {
+        model: usize,
+        layer: &'a str,
+        unit: Option<usize>,
+        view: &'a str,
+    },
 }
 
 fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>, String> {
@@ -62,9 +75,11 @@ fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>
                 return Err(format!("`{k}` does not go with `image`"));
             }
         }
-        let image = c.images.iter().position(|i| i.id == image_id && i.models.contains(&mc.id)).ok_or_else(|| {
-            format!("no image `{image_id}` shown with model `{model_id}`")
-        })?;
+        let image = c
+            .images
+            .iter()
+            .position(|i| i.id == image_id && i.models.contains(&mc.id))
+            .ok_or_else(|| format!("no image `{image_id}` shown with model `{model_id}`"))?;
         return match text(&code.args, "method")? {
             None => {
                 if code.args.contains_key("target") {
@@ -78,9 +93,17 @@ fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>
                     .find(|&k| mc.methods[k].is_map() && (mc.methods[k].name() == name || slugs[k] == name))
                     .ok_or_else(|| {
                         let maps: Vec<&str> = mc.methods.iter().filter(|m| m.is_map()).map(|m| m.name()).collect();
-                        format!("model `{model_id}` draws no map with `{name}` (its map methods: {})", maps.join(", "))
+                        format!(
+                            "model `{model_id}` draws no map with `{name}` (its map methods: {})",
+                            maps.join(", ")
+                        )
                     })?;
-                Ok(Target::Map { model, image, method, target: code.args.get("target") })
+                Ok(Target::Map {
+                    model,
+                    image,
+                    method,
+                    target: code.args.get("target"),
+                })
             }
         };
     }
@@ -89,7 +112,8 @@ fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>
             return Err(format!("`{k}` needs an `image`"));
         }
     }
-    let layer = text(&code.args, "layer")?.ok_or("give `image` (a picture of an input) or `layer` (of the unit analyses)")?;
+    let layer =
+        text(&code.args, "layer")?.ok_or("give `image` (a picture of an input) or `layer` (of the unit analyses)")?;
     let view = text(&code.args, "view")?.unwrap_or("units");
     if !VIEWS.contains(&view) {
         return Err(format!("unknown view `{view}` (views: {})", VIEWS.join(", ")));
@@ -98,9 +122,15 @@ fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>
         .as_ref()
         .ok_or_else(|| format!("model `{model_id}` has no unit analyses (`units:` in the config)"))?;
     let (ok, what) = match view {
-        "units" => (mu.layers.iter().any(|l| l == layer), "among its analysed layers (`units.layers`)"),
+        "units" => (
+            mu.layers.iter().any(|l| l == layer),
+            "among its analysed layers (`units.layers`)",
+        ),
         "tsne" | "thumbnails" => (
-            mu.config.embedding.as_ref().is_some_and(|e| e.layers.iter().any(|l| l == layer)),
+            mu.config
+                .embedding
+                .as_ref()
+                .is_some_and(|e| e.layers.iter().any(|l| l == layer)),
             "among its embedded layers (`units.embedding.layers`)",
         ),
         _ => (
@@ -123,11 +153,19 @@ fn parse<'a>(site: &Site, code: &'a Shortcode) -> std::result::Result<Target<'a>
             return Err(format!("`unit` does not go with `view=\"{view}\"`"))
         }
         (_, Some(u)) if view == "units" && u >= units => {
-            return Err(format!("layer `{layer}` has {units} units (0..{}), not unit {u}", units.saturating_sub(1)))
+            return Err(format!(
+                "layer `{layer}` has {units} units (0..{}), not unit {u}",
+                units.saturating_sub(1)
+            ))
         }
         _ => {}
     }
-    Ok(Target::Layer { model, layer, unit, view })
+    Ok(Target::Layer {
+        model,
+        layer,
+        unit,
+        view,
+    })
 }
 
 /// Checks every figure of every note (at load, so `check` finds them too).
@@ -141,7 +179,10 @@ pub fn check(site: &Site) -> Result<()> {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 /// A figure's picture (a site path, or an inline SVG), its caption and the page it opens.
@@ -160,18 +201,42 @@ fn draw(input: &Input, note: &Note, code: &Shortcode) -> Result<Drawn> {
     Ok(match target {
         Target::Input { model, image } => {
             let (mc, ic) = (&c.models[model], &c.images[image]);
-            let r = input.pairs.iter().find(|p| p.pair.model == model && p.pair.image == image).ok_or_else(|| missing("the pair"))?;
+            let r = input
+                .pairs
+                .iter()
+                .find(|p| p.pair.model == model && p.pair.image == image)
+                .ok_or_else(|| missing("the pair"))?;
             Drawn {
                 png: Some(r.input_png.clone()),
                 svg: None,
-                caption: format!("{} through {}: {} ({})", ic.id, mc.id, r.top5[0].name, super::pct(r.top5[0].probability)),
+                caption: format!(
+                    "{} through {}: {} ({})",
+                    ic.id,
+                    mc.id,
+                    r.top5[0].name,
+                    super::pct(r.top5[0].probability)
+                ),
                 href: plan::href(&plan::image_page(&mc.id, &ic.id)),
             }
         }
-        Target::Map { model, image, method, target } => {
+        Target::Map {
+            model,
+            image,
+            method,
+            target,
+        } => {
             let (mc, ic) = (&c.models[model], &c.images[image]);
-            let r = input.pairs.iter().find(|p| p.pair.model == model && p.pair.image == image).ok_or_else(|| missing("the pair"))?;
-            let row = r.explained.rows.iter().find(|row| row.method == method).ok_or_else(|| missing("the method's row"))?;
+            let r = input
+                .pairs
+                .iter()
+                .find(|p| p.pair.model == model && p.pair.image == image)
+                .ok_or_else(|| missing("the pair"))?;
+            let row = r
+                .explained
+                .rows
+                .iter()
+                .find(|row| row.method == method)
+                .ok_or_else(|| missing("the method's row"))?;
             let targets = &r.explained.targets;
             let want = target.cloned().unwrap_or(Arg::Str("predicted".into()));
             let t = targets
@@ -181,23 +246,54 @@ fn draw(input: &Input, note: &Note, code: &Shortcode) -> Result<Drawn> {
                     Arg::Str(s) => t.roles.contains(&s.as_str()) || &t.name == s,
                 })
                 .ok_or_else(|| {
-                    let have: Vec<String> = targets.iter().map(|t| format!("{} ({})", t.name, t.roles.join(", "))).collect();
-                    err(note, code, format!("target `{want}` is not among the targets of {} × {}: {}", mc.id, ic.id, have.join("; ")))
+                    let have: Vec<String> = targets
+                        .iter()
+                        .map(|t| format!("{} ({})", t.name, t.roles.join(", ")))
+                        .collect();
+                    err(
+                        note,
+                        code,
+                        format!(
+                            "target `{want}` is not among the targets of {} × {}: {}",
+                            mc.id,
+                            ic.id,
+                            have.join("; ")
+                        ),
+                    )
                 })?;
-            let cell = row.cells.iter().find(|cell| cell.target == targets[t].index).ok_or_else(|| missing("the map"))?;
+            let cell = row
+                .cells
+                .iter()
+                .find(|cell| cell.target == targets[t].index)
+                .ok_or_else(|| missing("the map"))?;
             Drawn {
                 png: Some(cell.overlay.clone()),
                 svg: None,
-                caption: format!("{} of “{}” on {} ({})", mc.methods[method].title(), targets[t].name, ic.id, mc.id),
+                caption: format!(
+                    "{} of “{}” on {} ({})",
+                    mc.methods[method].title(),
+                    targets[t].name,
+                    ic.id,
+                    mc.id
+                ),
                 href: plan::href(&plan::attributions_page(&mc.id, &ic.id)),
             }
         }
-        Target::Layer { model, layer, unit, view } => {
+        Target::Layer {
+            model,
+            layer,
+            unit,
+            view,
+        } => {
             let mc = &c.models[model];
             let u = input.units_of(model).ok_or_else(|| missing("the unit analyses"))?;
             match view {
                 "units" => {
-                    let l = u.layers.iter().find(|l| l.layer == layer).ok_or_else(|| missing("the layer"))?;
+                    let l = u
+                        .layers
+                        .iter()
+                        .find(|l| l.layer == layer)
+                        .ok_or_else(|| missing("the layer"))?;
                     match unit {
                         Some(k) => Drawn {
                             png: Some(l.units[k].top_png.clone()),
@@ -206,7 +302,11 @@ fn draw(input: &Input, note: &Note, code: &Shortcode) -> Result<Drawn> {
                             href: plan::href(&plan::unit_page(&mc.id, layer, k)),
                         },
                         None => Drawn {
-                            png: Some(l.matrix_png.clone().ok_or_else(|| missing("the class × unit matrix (it needs labels)"))?),
+                            png: Some(
+                                l.matrix_png
+                                    .clone()
+                                    .ok_or_else(|| missing("the class × unit matrix (it needs labels)"))?,
+                            ),
                             svg: None,
                             caption: format!("class × unit mean activations of {layer} ({}), units clustered", mc.id),
                             href: plan::href(&plan::layer_page(&mc.id, layer)),
@@ -214,17 +314,33 @@ fn draw(input: &Input, note: &Note, code: &Shortcode) -> Result<Drawn> {
                     }
                 }
                 "tsne" | "thumbnails" => {
-                    let e = u.embeddings.iter().find(|e| e.layer == layer).ok_or_else(|| missing("the embedding"))?;
+                    let e = u
+                        .embeddings
+                        .iter()
+                        .find(|e| e.layer == layer)
+                        .ok_or_else(|| missing("the embedding"))?;
                     let href = plan::href(&plan::embedding_page(&mc.id, layer));
                     let caption = format!(
                         "t-SNE of {layer} ({}){}",
                         mc.id,
-                        e.knn_accuracy.map(|a| format!(", 10-NN accuracy {:.1}%", 100.0 * a)).unwrap_or_default()
+                        e.knn_accuracy
+                            .map(|a| format!(", 10-NN accuracy {:.1}%", 100.0 * a))
+                            .unwrap_or_default()
                     );
                     if view == "tsne" {
-                        Drawn { png: None, svg: Some(super::embedding::scatter(site, u.model, e)?), caption, href }
+                        Drawn {
+                            png: None,
+                            svg: Some(super::embedding::scatter(site, u.model, e)?),
+                            caption,
+                            href,
+                        }
                     } else {
-                        Drawn { png: Some(e.thumbs_png.clone()), svg: None, caption, href }
+                        Drawn {
+                            png: Some(e.thumbs_png.clone()),
+                            svg: None,
+                            caption,
+                            href,
+                        }
                     }
                 }
                 _ => {
@@ -234,19 +350,29 @@ fn draw(input: &Input, note: &Note, code: &Shortcode) -> Result<Drawn> {
                         "purity" => Drawn {
                             png: None,
                             svg: Some(super::directions::purity_chart(d)?),
-                            caption: format!("class purity of the top examples of {layer}'s units and of random directions ({})", mc.id),
+                            caption: format!(
+                                "class purity of the top examples of {layer}'s units and of random directions ({})",
+                                mc.id
+                            ),
                             href,
                         },
                         "ablation" => Drawn {
                             png: None,
                             svg: Some(super::directions::ablation_chart(d)?),
-                            caption: format!("accuracy after removing k units or k random directions of {layer} ({})", mc.id),
+                            caption: format!(
+                                "accuracy after removing k units or k random directions of {layer} ({})",
+                                mc.id
+                            ),
                             href,
                         },
                         _ => {
                             let k = unit.expect("checked");
                             let png = d.direction_pngs.get(k).ok_or_else(|| {
-                                err(note, code, format!("there are {} random directions, not direction {k}", d.count))
+                                err(
+                                    note,
+                                    code,
+                                    format!("there are {} random directions, not direction {k}", d.count),
+                                )
                             })?;
                             Drawn {
                                 png: Some(png.clone()),
@@ -269,8 +395,15 @@ pub fn resolve(input: &Input, note: &Note, page: &str) -> Result<String> {
     for (i, code) in note.figures.iter().enumerate() {
         let d = draw(input, note, code)?;
         let picture = match (&d.png, &d.svg) {
-            (Some(png), _) => format!("<img src=\"{root}{}\" alt=\"{}\" loading=\"lazy\">", escape(png), escape(&d.caption)),
-            (None, Some(svg)) => format!("<span class=\"chart\" role=\"img\" aria-label=\"{}\">{svg}</span>", escape(&d.caption)),
+            (Some(png), _) => format!(
+                "<img src=\"{root}{}\" alt=\"{}\" loading=\"lazy\">",
+                escape(png),
+                escape(&d.caption)
+            ),
+            (None, Some(svg)) => format!(
+                "<span class=\"chart\" role=\"img\" aria-label=\"{}\">{svg}</span>",
+                escape(&d.caption)
+            ),
             (None, None) => String::new(),
         };
         let link = format!("<a href=\"{root}{}\">", escape(&d.href));

@@ -76,7 +76,12 @@ pub fn view(input: &Input) -> Result<HomeView> {
         .collect();
     Ok(HomeView {
         base: Base::new(site, "", &site.config.site.title),
-        intro: site.content.intro.as_ref().map(|n| super::figure::resolve(input, n, "")).transpose()?,
+        intro: site
+            .content
+            .intro
+            .as_ref()
+            .map(|n| super::figure::resolve(input, n, ""))
+            .transpose()?,
         models,
         images,
     })

@@ -93,7 +93,12 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits) -> Result<LayerView> {
     let page = plan::layer_page(&mc.id, &l.layer);
     let info = site.models[u.model].model.layers().iter().find(|x| x.name == l.layer);
     let mu = site.units[u.model].as_ref().expect("a model with results has units");
-    let sel: Vec<f64> = l.units.iter().filter(|x| !x.dead).filter_map(|x| x.selectivity).collect();
+    let sel: Vec<f64> = l
+        .units
+        .iter()
+        .filter(|x| !x.dead)
+        .filter_map(|x| x.selectivity)
+        .collect();
     let selectivity_chart = if sel.is_empty() {
         None
     } else {
@@ -107,7 +112,11 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits) -> Result<LayerView> {
             &[("units", h.counts)],
         )?)
     };
-    let embedded = mu.config.embedding.as_ref().is_some_and(|e| e.layers.contains(&l.layer));
+    let embedded = mu
+        .config
+        .embedding
+        .as_ref()
+        .is_some_and(|e| e.layers.contains(&l.layer));
     let directed = mu.config.directions.as_ref().is_some_and(|d| d.layer == l.layer);
     Ok(LayerView {
         base: Base::new(site, &page, &format!("{} · {}", mc.id, l.layer)),
@@ -151,7 +160,13 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     for u in input.units {
         let mc = &input.site.config.models[u.model];
         for l in &u.layers {
-            render(input.site, out, &plan::layer_page(&mc.id, &l.layer), "layer.html", &view(input, u, l)?)?;
+            render(
+                input.site,
+                out,
+                &plan::layer_page(&mc.id, &l.layer),
+                "layer.html",
+                &view(input, u, l)?,
+            )?;
             pages += 1;
         }
     }

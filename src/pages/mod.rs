@@ -24,9 +24,9 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::build::compute::{ModelResult, PairResult};
-use crate::build::units::UnitsResult;
 use crate::build::output::mkdir;
 use crate::build::site::Site;
+use crate::build::units::UnitsResult;
 use crate::config::{ImageConfig, ModelConfig};
 use crate::error::{Error, IoContext, Result};
 use crate::plan::{self, Pair};

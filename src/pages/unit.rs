@@ -69,7 +69,11 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits, x: &UnitStats) -> Result
     let h = &x.histogram;
     let histogram = histogram_chart(
         &format!("unit {} over {} examples", x.unit, l.examples),
-        if l.shape.len() > 1 { "spatial maximum" } else { "activation" },
+        if l.shape.len() > 1 {
+            "spatial maximum"
+        } else {
+            "activation"
+        },
         h.min as f64,
         h.max as f64,
         &[("examples", h.counts.clone())],
@@ -98,7 +102,10 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits, x: &UnitStats) -> Result
         layer_href: plan::href(&plan::layer_page(&mc.id, &l.layer)),
         unit: x.unit,
         units: l.units.len(),
-        prev: x.unit.checked_sub(1).map(|p| plan::href(&plan::unit_page(&mc.id, &l.layer, p))),
+        prev: x
+            .unit
+            .checked_sub(1)
+            .map(|p| plan::href(&plan::unit_page(&mc.id, &l.layer, p))),
         next: (x.unit + 1 < l.units.len()).then(|| plan::href(&plan::unit_page(&mc.id, &l.layer, x.unit + 1))),
         dataset: ds_id.clone(),
         examples: l.examples,
@@ -119,7 +126,9 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits, x: &UnitStats) -> Result
                 label: labels.map(|ls| mc.classes.get(ls[s.index]).cloned().unwrap_or_default()),
                 source: sources.get(s.index).cloned().unwrap_or_default(),
                 position: s.position.map(|[r, c]| format!("{r}, {c}")),
-                region: s.region.map(|g| format!("rows {}–{}, columns {}–{}", g.y0, g.y1 - 1, g.x0, g.x1 - 1)),
+                region: s
+                    .region
+                    .map(|g| format!("rows {}–{}, columns {}–{}", g.y0, g.y1 - 1, g.x0, g.x1 - 1)),
             })
             .collect(),
         histogram,
@@ -140,7 +149,13 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         let mc = &input.site.config.models[u.model];
         for l in &u.layers {
             for x in &l.units {
-                render(input.site, out, &plan::unit_page(&mc.id, &l.layer, x.unit), "unit.html", &view(input, u, l, x)?)?;
+                render(
+                    input.site,
+                    out,
+                    &plan::unit_page(&mc.id, &l.layer, x.unit),
+                    "unit.html",
+                    &view(input, u, l, x)?,
+                )?;
                 pages += 1;
             }
         }

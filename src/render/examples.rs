@@ -40,11 +40,12 @@ pub fn example(p: &Prepared, i: usize) -> RgbImage {
 /// pixels), smooth when shrinking (so no pixel is dropped).
 pub fn fit(img: &RgbImage, side: u32) -> RgbImage {
     let long = img.width().max(img.height()).max(1);
-    let (w, h) = (
-        (img.width() * side / long).max(1),
-        (img.height() * side / long).max(1),
-    );
-    let filter = if side >= long { FilterType::Nearest } else { FilterType::Triangle };
+    let (w, h) = ((img.width() * side / long).max(1), (img.height() * side / long).max(1));
+    let filter = if side >= long {
+        FilterType::Nearest
+    } else {
+        FilterType::Triangle
+    };
     imageops::resize(img, w, h, filter)
 }
 
@@ -67,8 +68,14 @@ pub fn outlined(img: &RgbImage, r: Region, side: u32) -> RgbImage {
     let sx = big.width() as f64 / img.width() as f64;
     let sy = big.height() as f64 / img.height() as f64;
     let clamp = |v: f64, hi: u32| v.round().clamp(0.0, (hi - 1) as f64) as u32;
-    let (x0, x1) = (clamp(r.x0 as f64 * sx, big.width()), clamp(r.x1 as f64 * sx - 1.0, big.width()));
-    let (y0, y1) = (clamp(r.y0 as f64 * sy, big.height()), clamp(r.y1 as f64 * sy - 1.0, big.height()));
+    let (x0, x1) = (
+        clamp(r.x0 as f64 * sx, big.width()),
+        clamp(r.x1 as f64 * sx - 1.0, big.width()),
+    );
+    let (y0, y1) = (
+        clamp(r.y0 as f64 * sy, big.height()),
+        clamp(r.y1 as f64 * sy - 1.0, big.height()),
+    );
     for t in 0..2u32 {
         for x in x0..=x1 {
             for y in [y0.saturating_add(t).min(y1), y1.saturating_sub(t).max(y0)] {
@@ -95,7 +102,10 @@ pub fn grid(cells: &[RgbImage], cols: usize, cell: u32) -> RgbImage {
     );
     for (k, c) in cells.iter().enumerate() {
         let (gx, gy) = ((k % cols) as u32 * (cell + GAP), (k / cols) as u32 * (cell + GAP));
-        let (ox, oy) = ((cell.saturating_sub(c.width())) / 2, (cell.saturating_sub(c.height())) / 2);
+        let (ox, oy) = (
+            (cell.saturating_sub(c.width())) / 2,
+            (cell.saturating_sub(c.height())) / 2,
+        );
         imageops::overlay(&mut out, c, (gx + ox) as i64, (gy + oy) as i64);
     }
     out

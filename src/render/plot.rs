@@ -141,16 +141,34 @@ fn chart_err(title: &str) -> impl Fn(&dyn std::fmt::Display) -> Error + '_ {
 }
 
 /// The frame the small charts share: title, margins and label areas.
-fn small_chart<'a, 'b>(root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>, title: &str) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
+fn small_chart<'a, 'b>(
+    root: &'a DrawingArea<SVGBackend<'b>, plotters::coord::Shift>,
+    title: &str,
+) -> ChartBuilder<'a, 'b, SVGBackend<'b>> {
     let mut b = ChartBuilder::on(root);
-    b.caption(title, ("sans-serif", 16)).margin(10).x_label_area_size(34).y_label_area_size(48);
+    b.caption(title, ("sans-serif", 16))
+        .margin(10)
+        .x_label_area_size(34)
+        .y_label_area_size(48);
     b
 }
 
 /// Histograms over the same bins `[min, max]`, drawn as overlaid translucent bars.
-pub fn histogram_chart(title: &str, x_label: &str, min: f64, max: f64, series: &[(&str, Vec<usize>)]) -> Result<String> {
+pub fn histogram_chart(
+    title: &str,
+    x_label: &str,
+    min: f64,
+    max: f64,
+    series: &[(&str, Vec<usize>)],
+) -> Result<String> {
     let bins = series.iter().map(|(_, c)| c.len()).max().unwrap_or(1).max(1);
-    let top = series.iter().flat_map(|(_, c)| c.iter()).copied().max().unwrap_or(1).max(1) as f64;
+    let top = series
+        .iter()
+        .flat_map(|(_, c)| c.iter())
+        .copied()
+        .max()
+        .unwrap_or(1)
+        .max(1) as f64;
     let max = if max > min { max } else { min + 1.0 };
     let width = (max - min) / bins as f64;
     let err = chart_err(title);
@@ -215,7 +233,10 @@ pub fn bar_chart(title: &str, y_label: &str, labels: &[String], values: &[f64]) 
             .x_label_formatter(&move |x| {
                 let i = (x - 0.5).round();
                 if (x - 0.5 - i).abs() < 1e-6 && i >= 0.0 {
-                    names.get(i as usize).map(|s| s.chars().take(10).collect()).unwrap_or_default()
+                    names
+                        .get(i as usize)
+                        .map(|s| s.chars().take(10).collect())
+                        .unwrap_or_default()
                 } else {
                     String::new()
                 }
@@ -224,9 +245,12 @@ pub fn bar_chart(title: &str, y_label: &str, labels: &[String], values: &[f64]) 
             .draw()
             .map_err(|e| err(&e))?;
         chart
-            .draw_series(values.iter().enumerate().map(|(i, &v)| {
-                Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)], PALETTE[0].filled())
-            }))
+            .draw_series(
+                values
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &v)| Rectangle::new([(i as f64 + 0.15, 0.0), (i as f64 + 0.85, v)], PALETTE[0].filled())),
+            )
             .map_err(|e| err(&e))?;
         root.present().map_err(|e| err(&e))?;
     }

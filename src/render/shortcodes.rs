@@ -135,7 +135,10 @@ fn parse_call(s: &str) -> Result<BTreeMap<String, Arg>, String> {
                         break;
                     }
                 }
-                Arg::Int(v.parse().map_err(|_| format!("figure(...): `{key}={v}` is not a number"))?)
+                Arg::Int(
+                    v.parse()
+                        .map_err(|_| format!("figure(...): `{key}={v}` is not a number"))?,
+                )
             }
             _ => return Err(format!("figure(...): `{key}=` needs a quoted string or a number")),
         };
@@ -173,7 +176,11 @@ mod tests {
         ] {
             let (line, msg) = extract(body, 1).unwrap_err();
             assert!(msg.contains(want), "{body:?}: {msg}");
-            assert_eq!(line, body.lines().position(|l| l.contains("{{")).unwrap() + 1, "{body:?}");
+            assert_eq!(
+                line,
+                body.lines().position(|l| l.contains("{{")).unwrap() + 1,
+                "{body:?}"
+            );
         }
     }
 }
