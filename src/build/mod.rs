@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod compute;
 pub mod explain;
+pub mod figures;
 pub mod keys;
 pub mod output;
 pub mod site;

@@ -95,7 +95,7 @@ impl Site {
             hashes,
             timings,
         };
-        crate::pages::figure::check(&site)?;
+        super::figures::check(&site)?;
         Ok(site)
     }
 

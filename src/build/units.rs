@@ -325,7 +325,7 @@ fn analyse_layer(
         let selectivity = class_means.as_ref().map(|m| stats::selectivity(m));
         let dead = stats::is_dead(&col);
         let purity = match &p.labels {
-            Some(ls) if !dead => Some(stats::purity(&top[..PURITY_TOP.min(top.len())], ls, classes)),
+            Some(ls) if !dead => Some(stats::purity(&top, ls, classes)),
             _ => None,
         };
         if let Some(m) = &class_means {
