@@ -184,6 +184,8 @@ pub fn histogram_chart(
             .x_desc(x_label)
             .y_desc("examples")
             .x_labels(6)
+            // Counts are whole: no more labels than there are whole numbers to show.
+            .y_labels((top as usize + 1).min(6))
             .x_label_formatter(&|x| format!("{x:.2}"))
             .y_label_formatter(&|y| format!("{y:.0}"))
             .draw()
