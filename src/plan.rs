@@ -53,6 +53,10 @@ pub enum Unit {
     Units {
         model: usize,
     },
+    /// A model's feature visualizations (when `feature_visualization` is given).
+    FeatureVis {
+        model: usize,
+    },
 }
 
 /// Every unit of the plan, in a fixed order: models' weights, then per pair its forward pass
@@ -63,6 +67,11 @@ pub fn units(config: &Config, plan: &Plan) -> Vec<Unit> {
         (0..config.models.len())
             .filter(|&m| config.models[m].units.is_some())
             .map(|model| Unit::Units { model }),
+    );
+    out.extend(
+        (0..config.models.len())
+            .filter(|&m| config.models[m].feature_visualization.is_some())
+            .map(|model| Unit::FeatureVis { model }),
     );
     for (pair, p) in plan.pairs.iter().enumerate() {
         out.push(Unit::Forward { pair });
@@ -161,6 +170,11 @@ pub fn href(page: &str) -> String {
 }
 
 // Where the files of cache entries are placed in the site.
+
+/// A model's feature visualizations at a glance, a few units per layer.
+pub fn featurevis_page(model: &str) -> String {
+    format!("{}/feature-visualization", model_page(model))
+}
 
 /// A layer's unit pictures and arrays.
 pub fn layer_files(model: &str, layer: &str) -> String {

@@ -248,6 +248,7 @@ fn every_page_view_of_the_fixture_site() {
         models: &models,
         pairs: &pairs,
         units: &[],
+        featurevis: &[],
     };
     insta::assert_json_snapshot!("home", home::view(&input).unwrap());
     insta::assert_json_snapshot!("model", model::view(&input, 0).unwrap(), {

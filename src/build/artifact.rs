@@ -89,6 +89,12 @@ pub struct Artifact {
     /// An embedding's 10-nearest-neighbour class accuracy.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub knn_accuracy: Option<f64>,
+    /// A feature visualization: the unit's final mean activation on the optimised input,
+    /// and which of the unit's images (when it has several).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub objective: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub index: Option<usize>,
     /// blake3 of the `.npy` file's bytes.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub blake3: Option<String>,

@@ -6,6 +6,7 @@
 pub mod artifact;
 pub mod compute;
 pub mod explain;
+pub mod featurevis;
 pub mod figures;
 pub mod keys;
 pub mod output;
@@ -161,6 +162,17 @@ impl Site {
                 .collect::<Result<Vec<_>>>()
         })?;
 
+        let fv_results = timed(&mut timings, "feature visualization", || {
+            let jobs: Vec<Option<Vec<featurevis::FvJob>>> = (0..self.models.len())
+                .map(|model| {
+                    self.featurevis[model]
+                        .clone()
+                        .filter(|_| owned(Unit::FeatureVis { model }))
+                })
+                .collect();
+            featurevis::compute_all(&self.config, &self.models, &jobs, &self.hashes.weights, out, cache, log)
+        })?;
+
         let c = &cache.counts;
         let mut report = BuildReport {
             output: None,
@@ -179,6 +191,7 @@ impl Site {
                 models: &models,
                 pairs: &pairs,
                 units: &unit_results,
+                featurevis: &fv_results,
             };
             report.pages = timed(&mut timings, "pages", || pages::write(&input, out))?;
             report.artifacts = timed(&mut timings, "manifest", || pages::manifest::write(&input, out))?;
@@ -270,6 +283,9 @@ impl Site {
             keys.insert(keys::weights(mc, &self.hashes.weights[mi]));
             if let Some(mu) = &self.units[mi] {
                 keys.extend(units::keys(mc, &self.hashes.weights[mi], mu));
+            }
+            if let Some(jobs) = &self.featurevis[mi] {
+                keys.extend(featurevis::keys(mc, &self.hashes.weights[mi], jobs));
             }
         }
         for p in plan::plan(&self.config).pairs {

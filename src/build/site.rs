@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use image::DynamicImage;
 use rayon::prelude::*;
 
+use crate::build::featurevis::{self, FvJob};
 use crate::build::units::ModelUnits;
 use crate::cache;
 use crate::config::{self, Config};
@@ -31,6 +32,8 @@ pub struct Site {
     pub theme: Theme,
     /// Parallel to `config.models`: the unit analyses' layers and dataset, when configured.
     pub units: Vec<Option<ModelUnits>>,
+    /// Parallel to `config.models`: the feature visualizations' layer entries, resolved.
+    pub featurevis: Vec<Option<Vec<FvJob>>>,
     /// blake3 of the inputs: cache keys and provenance.
     pub hashes: Hashes,
     pub timings: Vec<(String, Duration)>,
@@ -74,6 +77,9 @@ impl Site {
                 .collect::<Result<Vec<_>>>()
         })?;
         let units = timed(&mut timings, "datasets", || load_units(&config, &models))?;
+        let featurevis = (0..config.models.len())
+            .map(|mi| featurevis::resolve(&config, mi, &models[mi]))
+            .collect::<Result<Vec<_>>>()?;
         let hashes = timed(&mut timings, "hashes", || hash_inputs(&config))?;
         let content = timed(&mut timings, "notes", || content::load(&config))?;
         let theme_dir = config.root.join("themes").join(&config.site.theme);
@@ -92,6 +98,7 @@ impl Site {
             content,
             theme,
             units,
+            featurevis,
             hashes,
             timings,
         };

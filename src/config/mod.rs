@@ -6,6 +6,7 @@
 
 mod check;
 mod datasets;
+mod featurevis;
 mod images;
 mod locate;
 mod methods;
@@ -26,6 +27,7 @@ pub use datasets::{
     dataset_files, DatasetConfig, DatasetSource, DirectionsConfig, EmbeddingConfig, UnitsConfig, DEFAULT_TOP,
     PURITY_TOP,
 };
+pub use featurevis::{FeatureVisConfig, FvLayer, UnitSelection, MAX_ALL};
 pub use locate::Locations;
 pub use schema::{LabelRef, RawConfig};
 
@@ -115,6 +117,8 @@ pub struct ModelConfig {
     pub metrics_key: String,
     /// Unit analyses over a dataset (`models[i].units`; off when absent).
     pub units: Option<UnitsConfig>,
+    /// Feature visualizations (`models[i].feature_visualization`; off when absent).
+    pub feature_visualization: Option<FeatureVisConfig>,
 }
 
 #[derive(Debug)]

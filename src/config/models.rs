@@ -67,8 +67,18 @@ pub(super) fn validate(
             Some(u) => Some(super::datasets::units(u, &format!("{key}.units"), datasets, check)?),
             None => None,
         };
+        let feature_visualization = match &m.feature_visualization {
+            Some(f) => Some(super::featurevis::resolve(
+                f,
+                &format!("{key}.feature_visualization"),
+                &input,
+                check,
+            )?),
+            None => None,
+        };
         models.push(ModelConfig {
             units,
+            feature_visualization,
             metrics,
             metrics_key,
             methods: method_list,

@@ -135,6 +135,51 @@ pub struct RawModel {
     pub metrics: Option<RawMetrics>,
     /// Unit analyses over a dataset (default: none).
     pub units: Option<RawUnits>,
+    /// Feature visualizations of chosen units (default: none).
+    pub feature_visualization: Option<RawFeatureVis>,
+}
+
+/// `models[i].feature_visualization`: the settings for every listed layer, which each
+/// layer entry may override.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFeatureVis {
+    pub layers: Vec<RawFvLayer>,
+    pub size: Option<usize>,
+    pub steps: Option<usize>,
+    pub lr: Option<f32>,
+    pub seed: Option<u64>,
+    pub parameterisation: Option<String>,
+    pub decay: Option<f32>,
+    pub decorrelate: Option<bool>,
+    pub transforms: Option<serde_yaml::Value>,
+    pub negative: Option<bool>,
+    pub images: Option<usize>,
+    pub diversity: Option<f32>,
+    pub offset: Option<f32>,
+    pub l2: Option<f32>,
+}
+
+/// `feature_visualization.layers[j]`: a layer, its units, and settings of its own.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFvLayer {
+    pub layer: String,
+    /// `all`, a unit, a range `"a-b"`, or a list of units and ranges.
+    pub units: serde_yaml::Value,
+    pub size: Option<usize>,
+    pub steps: Option<usize>,
+    pub lr: Option<f32>,
+    pub seed: Option<u64>,
+    pub parameterisation: Option<String>,
+    pub decay: Option<f32>,
+    pub decorrelate: Option<bool>,
+    pub transforms: Option<serde_yaml::Value>,
+    pub negative: Option<bool>,
+    pub images: Option<usize>,
+    pub diversity: Option<f32>,
+    pub offset: Option<f32>,
+    pub l2: Option<f32>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -161,6 +161,28 @@ pub struct Tap {
     /// An intervention: the layer's output is replaced by `edit(output)` before the network
     /// goes on (ablations).
     pub edit: Option<Edit>,
+    /// Ends the forward pass at this layer (see [`forward_to`]): nothing after it is computed.
+    pub stop: Option<String>,
+    /// Set when the pass ended at `stop`: the error the model returned is then this one.
+    pub stopped: bool,
+}
+
+/// The output of the named layer for `x`, computing nothing after it: the pass is ended by
+/// [`Tap::stop`], so every architecture gets this without code of its own. `tap`'s other
+/// settings (probes, guided) apply; the layer's output stays in the graph for gradients.
+pub fn forward_to(model: &dyn Model, x: &Tensor, layer: &str, tap: &mut Tap) -> candle_core::Result<Tensor> {
+    tap.stop = Some(layer.to_string());
+    tap.stopped = false;
+    let r = model.forward(x, tap);
+    tap.stop = None;
+    let found = tap.activations.iter().rposition(|(n, _)| n == layer);
+    match (r, found) {
+        (Err(_), Some(i)) if tap.stopped => Ok(tap.activations.remove(i).1),
+        (Err(e), _) => Err(e),
+        // The layer is the output itself: the pass ran to the end.
+        (Ok(logits), _) if model.layers().last().is_some_and(|l| l.name == layer) => Ok(logits),
+        (Ok(_), _) => candle_core::bail!("the forward pass never reached layer `{layer}`"),
+    }
 }
 
 /// A function of a layer's output.
@@ -216,8 +238,12 @@ impl Tap {
         } else {
             t
         };
-        if self.keep.contains(name) {
+        if self.keep.contains(name) || self.stop.as_deref() == Some(name) {
             self.activations.push((name.to_string(), t.clone()));
+        }
+        if self.stop.as_deref() == Some(name) {
+            self.stopped = true;
+            candle_core::bail!("forward pass stopped at `{name}`");
         }
         Ok(t)
     }

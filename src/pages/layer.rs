@@ -34,6 +34,8 @@ pub struct LayerView {
     pub matrix: Option<MatrixView>,
     pub embedding: Option<String>,
     pub directions: Option<String>,
+    /// The feature-visualization page, when this layer's units have pictures.
+    pub fv_glance: Option<String>,
     /// Every analysed layer of the model, for navigation.
     pub layers: Vec<LayerNav>,
 }
@@ -49,6 +51,8 @@ pub struct UnitCell {
     pub sort: f64,
     /// The class with the highest mean activation.
     pub preferred: Option<String>,
+    /// The unit's feature visualization, when it has one.
+    pub fv: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -139,8 +143,16 @@ fn view(input: &Input, u: &UnitsResult, l: &LayerUnits) -> Result<LayerView> {
                 selectivity: x.selectivity.filter(|_| !x.dead).map(|s| format!("{s:.2}")),
                 sort: if x.dead { -1.0 } else { x.selectivity.unwrap_or(0.0) },
                 preferred: x.class_means.as_ref().and_then(|m| preferred(m, &mc.classes)),
+                fv: input
+                    .featurevis_of(u.model)
+                    .and_then(|r| r.find(&l.layer, x.unit))
+                    .map(|(_, f)| f.pngs[0].clone()),
             })
             .collect(),
+        fv_glance: input
+            .featurevis_of(u.model)
+            .filter(|r| r.jobs.iter().any(|j| j.layer == l.layer))
+            .map(|_| plan::href(&plan::featurevis_page(&mc.id))),
         dead: l.dead,
         mean_selectivity: (!sel.is_empty()).then(|| format!("{:.2}", sel.iter().sum::<f64>() / sel.len() as f64)),
         selectivity_chart,

@@ -157,6 +157,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         .flat_map(|m| &m.artifacts)
         .chain(input.pairs.iter().flat_map(|p| &p.artifacts))
         .chain(input.units.iter().flat_map(|u| &u.artifacts))
+        .chain(input.featurevis.iter().flat_map(|f| &f.artifacts))
         .collect();
     let count = artifacts.len();
     let manifest = Manifest {

@@ -5,6 +5,7 @@
 pub mod attributions;
 pub mod directions;
 pub mod embedding;
+pub mod featurevis;
 pub mod figure;
 pub mod gradients;
 pub mod home;
@@ -24,6 +25,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::build::compute::{ModelResult, PairResult};
+use crate::build::featurevis::FvResult;
 use crate::build::output::mkdir;
 use crate::build::site::Site;
 use crate::build::units::UnitsResult;
@@ -42,6 +44,8 @@ pub struct Input<'a> {
     pub pairs: &'a [PairResult],
     /// One per model with unit analyses.
     pub units: &'a [UnitsResult],
+    /// One per model with feature visualizations.
+    pub featurevis: &'a [FvResult],
 }
 
 impl Input<'_> {
@@ -54,6 +58,11 @@ impl Input<'_> {
     /// The unit analyses of a model, when it has them.
     pub fn units_of(&self, model: usize) -> Option<&UnitsResult> {
         self.units.iter().find(|u| u.model == model)
+    }
+
+    /// The feature visualizations of a model, when it has them.
+    pub fn featurevis_of(&self, model: usize) -> Option<&FvResult> {
+        self.featurevis.iter().find(|r| r.model == model)
     }
 
     /// The results of every pair of one model.
@@ -246,6 +255,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += unit::write(input, out)?;
     pages += embedding::write(input, out)?;
     pages += directions::write(input, out)?;
+    pages += featurevis::write(input, out)?;
     pages += note::write(input, out)?;
     Ok(pages)
 }

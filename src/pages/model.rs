@@ -26,6 +26,17 @@ pub struct ModelView {
     /// The methods ranked by the faithfulness metrics, when they ran.
     pub leaderboard: Option<String>,
     pub units: Option<UnitsLinks>,
+    /// The feature-visualization page and a few pictures, when configured.
+    pub featurevis: Option<FvLinks>,
+}
+
+#[derive(Serialize)]
+pub struct FvLinks {
+    pub href: String,
+    pub units: usize,
+    pub layers: Vec<String>,
+    pub preview: Vec<super::featurevis::FvCell>,
+    pub pixelated: bool,
 }
 
 /// The model's unit analyses, as its page links them.
@@ -270,10 +281,13 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             layers: layers
                 .iter()
                 .map(|l| LayerRow {
-                    href: input
+                    href: (input
                         .units_of(mi)
-                        .filter(|u| u.layers.iter().any(|x| x.layer == l.name))
-                        .map(|_| plan::href(&plan::layer_page(&mc.id, &l.name))),
+                        .is_some_and(|u| u.layers.iter().any(|x| x.layer == l.name))
+                        || input
+                            .featurevis_of(mi)
+                            .is_some_and(|r| r.jobs.iter().any(|j| j.layer == l.name)))
+                    .then(|| plan::href(&plan::layer_page(&mc.id, &l.name))),
                     name: l.name.clone(),
                     kind: l.kind.as_str(),
                     shape: shape_str(&l.output_shape),
@@ -303,6 +317,16 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
         images: input.pairs_of_model(mi).map(|r| pair_link(site, r)).collect(),
         leaderboard: super::leaderboard::scores(input, mi).map(|_| plan::href(&plan::leaderboard_page(&mc.id))),
         units: units_links(input, mi),
+        featurevis: input.featurevis_of(mi).map(|r| FvLinks {
+            href: plan::href(&plan::featurevis_page(&mc.id)),
+            units: r.units.iter().map(Vec::len).sum(),
+            layers: super::featurevis::layer_navs(r, mc, "")
+                .into_iter()
+                .map(|l| l.name)
+                .collect(),
+            preview: super::featurevis::preview(r, mc, 8),
+            pixelated: r.jobs.iter().all(|j| j.settings.size <= 64),
+        }),
     })
 }
 

@@ -50,6 +50,30 @@ pub fn curves_chart(title: &str, deletion: &[f32], insertion: &[f32]) -> Result<
     )
 }
 
+/// A feature visualization's objective over the optimisation steps (x = 1, 2, …).
+pub fn objective_chart(title: &str, curve: &[f32]) -> Result<String> {
+    let n = curve.len().max(2);
+    let points: Vec<(f64, f64)> = curve
+        .iter()
+        .enumerate()
+        .map(|(k, &y)| ((k + 1) as f64, y as f64))
+        .collect();
+    let axis = Axis {
+        desc: "step",
+        range: (1.0, n as f64),
+        labels: 6,
+        format: |x| format!("{x:.0}"),
+    };
+    xy_chart(
+        title,
+        "mean activation",
+        &[("under that step's transforms", points)],
+        axis,
+        None,
+        (360, 240),
+    )
+}
+
 /// The x axis of a chart.
 struct Axis {
     desc: &'static str,

@@ -30,6 +30,8 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("unit.html"),
     theme_file!("embedding.html"),
     theme_file!("directions.html"),
+    theme_file!("featurevis.html"),
+    theme_file!("fv_layer.html"),
     theme_file!("style.css"),
 ];
 
