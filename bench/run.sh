@@ -11,7 +11,9 @@
 # deletion/insertion and the randomisation test, against peer_metrics.py; it also
 # compares the numbers with bench/compare_metrics.py) or `units` (bench/units.yaml, LeNet-5's
 # units over 2,000 held-out digits with t-SNE and random directions, against
-# `peer_units.py --skip-fv`; compared by bench/compare_units.py).
+# `peer_units.py --skip-fv`; compared by bench/compare_units.py) or `featurevis`
+# (bench/featurevis.yaml, eight EfficientNet-Lite0 channels optimised at 128×128, against
+# `peer_units.py --only-fv` with torch-lucent; compared by bench/compare_featurevis.py).
 #
 # Needs: a release build (cargo build --release), the peer's Python environment in
 # $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md, plus
@@ -31,7 +33,9 @@ case "$workload" in
     metrics) peer_script=${PEER_SCRIPT:-$peer_dir/peer_metrics.py}; config=bench/metrics.yaml ;;
     units) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/units.yaml
         peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --skip-fv) ;;
-    *) echo "unknown workload \`$workload\` (gallery, resnet50, metrics or units)" >&2; exit 1 ;;
+    featurevis) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/featurevis.yaml
+        peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --only-fv) ;;
+    *) echo "unknown workload \`$workload\` (gallery, resnet50, metrics, units or featurevis)" >&2; exit 1 ;;
 esac
 # The photographs without anything else in the folder (the peer opens every file).
 images=${PEER_IMAGES:-../shared/data/images}
@@ -55,7 +59,7 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
-    if [ "$workload" = units ]; then
+    if [ "$workload" = units ] || [ "$workload" = featurevis ]; then
         measure peer "$peer_python" "$peer_script" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
     else
         measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
@@ -67,6 +71,9 @@ if [ "$workload" = metrics ]; then
 fi
 if [ "$workload" = units ]; then
     "$peer_python" bench/compare_units.py "$out/site" "$out/peer"
+fi
+if [ "$workload" = featurevis ]; then
+    "$peer_python" bench/compare_featurevis.py "$out/site" "$out/peer"
 fi
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
