@@ -48,8 +48,15 @@ fn read_npy(b: &[u8]) -> (Vec<usize>, Vec<f32>) {
     let header = std::str::from_utf8(&b[10..10 + len]).unwrap();
     assert!(header.contains("'<f4'"), "{header}");
     let shape = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
-    let shape: Vec<usize> = shape.split(',').filter(|s| !s.trim().is_empty()).map(|s| s.trim().parse().unwrap()).collect();
-    let data = b[10 + len..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let shape: Vec<usize> = shape
+        .split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|s| s.trim().parse().unwrap())
+        .collect();
+    let data = b[10 + len..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     (shape, data)
 }
 
@@ -121,7 +128,12 @@ fn pages_and_the_export_contract() {
     // from the model page.
     let glance = std::fs::read_to_string(out.join("models/lenet/feature-visualization/index.html")).unwrap();
     assert!(glance.contains("layers/fc3/files/fv/3/0.png"), "{glance}");
-    for page in ["layers/relu2", "layers/fc3", "layers/relu2/units/1", "layers/fc3/units/7"] {
+    for page in [
+        "layers/relu2",
+        "layers/fc3",
+        "layers/relu2/units/1",
+        "layers/fc3/units/7",
+    ] {
         let html = std::fs::read_to_string(out.join("models/lenet").join(page).join("index.html")).unwrap();
         assert!(html.contains("fv/"), "{page} shows no picture");
     }
@@ -135,7 +147,18 @@ fn pages_and_the_export_contract() {
 fn the_objective_rises_and_the_result_is_deterministic() {
     let lm = lenet();
     let run = |seed: u64, units: &[usize]| {
-        optimise(lm.model.as_ref(), &NORM, 1, "fc3", "fc3", Follow::Layer, units, &settings(64, seed), &|_| {}).unwrap()
+        optimise(
+            lm.model.as_ref(),
+            &NORM,
+            1,
+            "fc3",
+            "fc3",
+            Follow::Layer,
+            units,
+            &settings(64, seed),
+            &|_| {},
+        )
+        .unwrap()
     };
     let a = run(0, &[1, 4, 8]);
     for v in &a {
@@ -157,12 +180,34 @@ fn negative_and_diversity() {
     let lm = lenet();
     let mut s = settings(48, 0);
     s.negative = true;
-    let v = optimise(lm.model.as_ref(), &NORM, 1, "fc3", "fc3", Follow::Layer, &[2], &s, &|_| {}).unwrap();
+    let v = optimise(
+        lm.model.as_ref(),
+        &NORM,
+        1,
+        "fc3",
+        "fc3",
+        Follow::Layer,
+        &[2],
+        &s,
+        &|_| {},
+    )
+    .unwrap();
     assert!(v[0].objective[0] < v[0].curve[0], "{:?}", v[0].objective);
     let mut s = settings(48, 0);
     s.images = 3;
     s.diversity = 100.0;
-    let v = optimise(lm.model.as_ref(), &NORM, 1, "relu2", "relu2", Follow::Layer, &[0], &s, &|_| {}).unwrap();
+    let v = optimise(
+        lm.model.as_ref(),
+        &NORM,
+        1,
+        "relu2",
+        "relu2",
+        Follow::Layer,
+        &[0],
+        &s,
+        &|_| {},
+    )
+    .unwrap();
     assert_eq!(v[0].images.len(), 3);
     assert_ne!(v[0].images[0], v[0].images[1]);
 }
@@ -175,12 +220,20 @@ fn the_cache_recomputes_only_the_changed_entry() {
     let (again, m2) = build(dir.path());
     assert_eq!(again.computed, 0);
     assert_eq!(fv_artifacts(&m1), fv_artifacts(&m2));
-    common::edit_config(dir.path(), "{ layer: fc3, units: [3, 7] }", "{ layer: fc3, units: [3, 7], steps: 40 }");
+    common::edit_config(
+        dir.path(),
+        "{ layer: fc3, units: [3, 7] }",
+        "{ layer: fc3, units: [3, 7], steps: 40 }",
+    );
     let (third, m3) = build(dir.path());
     // The two fc3 units, and nothing else (no images, no methods).
     assert_eq!(third.computed, 2, "{third:?}");
     let relu2 = |m: &Value| -> Vec<Value> {
-        fv_artifacts(m).into_iter().filter(|a| a["layer"] == "relu2").cloned().collect()
+        fv_artifacts(m)
+            .into_iter()
+            .filter(|a| a["layer"] == "relu2")
+            .cloned()
+            .collect()
     };
     assert_eq!(relu2(&m1), relu2(&m3));
 }
@@ -245,7 +298,14 @@ fn forward_to_stops_at_the_layer_with_the_same_values() {
         lm.model.forward(&x, &mut tap).unwrap();
         let full = tap.activations.pop().unwrap().1;
         let cut = forward_to(lm.model.as_ref(), &x, layer, &mut Tap::default()).unwrap();
-        let d: f32 = (full - cut).unwrap().abs().unwrap().max_all().unwrap().to_scalar().unwrap();
+        let d: f32 = (full - cut)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar()
+            .unwrap();
         assert_eq!(d, 0.0, "{layer}");
     }
     let e = forward_to(lm.model.as_ref(), &x, "nope", &mut Tap::default()).unwrap_err();

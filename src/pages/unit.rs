@@ -301,8 +301,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
             if analysed.is_some_and(|u| u.layers.iter().any(|l| l.layer == r.jobs[ji].layer)) {
                 continue;
             }
-            for i in 0..list.len() {
-                let f = &list[i];
+            for (i, f) in list.iter().enumerate() {
                 let mc = &input.site.config.models[r.model];
                 render(
                     input.site,

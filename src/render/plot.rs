@@ -51,6 +51,7 @@ pub fn curves_chart(title: &str, deletion: &[f32], insertion: &[f32]) -> Result<
 }
 
 /// A feature visualization's objective over the optimisation steps (x = 1, 2, …).
+/// The value of each step is under that step's random transforms.
 pub fn objective_chart(title: &str, curve: &[f32]) -> Result<String> {
     let n = curve.len().max(2);
     let points: Vec<(f64, f64)> = curve
@@ -129,12 +130,15 @@ fn xy_chart(
                 .label(*name)
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], color.stroke_width(2)));
         }
-        chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(|e| err(&e))?;
+        // One unnamed series needs no legend (the title says what it is).
+        if !(series.len() == 1 && series[0].0.is_empty()) {
+            chart
+                .configure_series_labels()
+                .background_style(WHITE.mix(0.85))
+                .border_style(BLACK)
+                .draw()
+                .map_err(|e| err(&e))?;
+        }
         root.present().map_err(|e| err(&e))?;
     }
     Ok(svg)

@@ -158,10 +158,7 @@ pub fn optimise(
         .map(|r| param::Image::new(s.kind, 1, c, n, n, s.decorrelate, 0.01, s.offset, r))
         .collect();
     let mut adams: Vec<param::Adam> = params.iter().map(|p| param::Adam::new(s.lr, p.values.len())).collect();
-    let unit_idx: Vec<u32> = units
-        .iter()
-        .flat_map(|&u| std::iter::repeat(u as u32).take(per))
-        .collect();
+    let unit_idx: Vec<u32> = units.iter().flat_map(|&u| std::iter::repeat_n(u as u32, per)).collect();
     let sign: Vec<f32> = vec![if s.negative { -1.0 } else { 1.0 }; b];
     let sign_t = Tensor::from_vec(sign.clone(), b, &Device::Cpu)?;
     let mut curves = vec![Vec::with_capacity(s.steps); units.len()];

@@ -126,7 +126,11 @@ impl Image {
                     .enumerate()
                     .map(|(i, &f)| {
                         let x = i % half;
-                        let hermitian = if x == 0 || (w % 2 == 0 && x == w / 2) { 1.0 } else { 2.0 };
+                        let hermitian = if x == 0 || (w.is_multiple_of(2) && x == w / 2) {
+                            1.0
+                        } else {
+                            2.0
+                        };
                         hermitian * norm / f.max(floor).powf(decay)
                     })
                     .collect();
@@ -392,9 +396,8 @@ mod tests {
             for r in 0..3 {
                 if r != col {
                     let f = a[r][col];
-                    for k in 0..6 {
-                        a[r][k] -= f * a[col][k];
-                    }
+                    let pivot = a[col];
+                    a[r].iter_mut().zip(pivot).for_each(|(v, p)| *v -= f * p);
                 }
             }
         }

@@ -169,15 +169,14 @@ impl Warp {
     pub fn apply(&self, src: &[f32], out: &mut [f32]) {
         let n = self.h * self.w;
         for (s, o) in src.chunks(n).zip(out.chunks_mut(n)) {
-            for p in 0..n {
-                let mut v = self.fill_wt[p] * self.fill;
-                for k in 0..4 {
-                    let i = self.idx[p][k];
+            for (((o, idx), wt), fill) in o.iter_mut().zip(&self.idx).zip(&self.wt).zip(&self.fill_wt) {
+                let mut v = fill * self.fill;
+                for (&i, w) in idx.iter().zip(wt) {
                     if i != u32::MAX {
-                        v += self.wt[p][k] * s[i as usize];
+                        v += w * s[i as usize];
                     }
                 }
-                o[p] = v;
+                *o = v;
             }
         }
     }
@@ -186,11 +185,10 @@ impl Warp {
     pub fn adjoint(&self, g: &[f32], out: &mut [f32]) {
         let n = self.h * self.w;
         for (g, o) in g.chunks(n).zip(out.chunks_mut(n)) {
-            for p in 0..n {
-                for k in 0..4 {
-                    let i = self.idx[p][k];
+            for ((g, idx), wt) in g.iter().zip(&self.idx).zip(&self.wt) {
+                for (&i, w) in idx.iter().zip(wt) {
                     if i != u32::MAX {
-                        o[i as usize] += self.wt[p][k] * g[p];
+                        o[i as usize] += w * g;
                     }
                 }
             }
