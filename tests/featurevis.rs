@@ -311,3 +311,30 @@ fn forward_to_stops_at_the_layer_with_the_same_values() {
     let e = forward_to(lm.model.as_ref(), &x, "nope", &mut Tap::default()).unwrap_err();
     assert!(e.to_string().contains("never reached layer `nope`"), "{e}");
 }
+
+#[test]
+fn shards_compute_the_visualizations_once() {
+    use cnnscope::build::BuildOptions;
+    use cnnscope::plan::Shard;
+    let dir = site(FV);
+    let cfg = dir.path().join("gallery.yaml");
+    let cache = dir.path().join("cache");
+    let site = Site::load(&cfg).unwrap();
+    let mut computed = 0;
+    for k in 1..=2 {
+        let opts = BuildOptions {
+            cache: Some(cache.clone()),
+            shard: Some(Shard { k, n: 2 }),
+            ..Default::default()
+        };
+        computed += site.build_with(&dir.path().join("never"), &opts, &|_| {}).unwrap().computed;
+    }
+    assert!(computed >= 4, "{computed}");
+    let opts = BuildOptions {
+        cache: Some(cache),
+        ..Default::default()
+    };
+    let r = site.build_with(&dir.path().join("public"), &opts, &|_| {}).unwrap();
+    assert_eq!(r.computed, 0);
+    assert!(dir.path().join("public/models/lenet/layers/fc3/files/fv/7/0.npy").is_file());
+}

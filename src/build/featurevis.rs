@@ -314,9 +314,13 @@ pub fn compute_all(
         )
         .map_err(|e| e.context(format!("model `{}`", mc.id)))?;
         for v in &vs {
-            cache.put("featurevis", &key(mc, &weights[*mi], job, v.unit), |edir| {
+            let stored = cache.put("featurevis", &key(mc, &weights[*mi], job, v.unit), |edir| {
                 entry(v, job, mc.input.channels, edir)
             })?;
+            if out.is_none() {
+                // A shard places nothing, so it counts what it computed here.
+                cache.record(&stored);
+            }
         }
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let shown: Vec<String> = units.iter().map(|u| u.to_string()).collect();
