@@ -156,6 +156,11 @@ pub fn directions_page(model: &str, layer: &str) -> String {
     format!("{}/directions", layer_page(model, layer))
 }
 
+/// The draw-a-digit playground of a model (its network and weights as `net.js` beside it).
+pub fn playground_page(model: &str) -> String {
+    format!("{}/playground", model_page(model))
+}
+
 pub fn note_page(slug: &str) -> String {
     format!("notes/{slug}")
 }

@@ -327,7 +327,10 @@ fn shards_compute_the_visualizations_once() {
             shard: Some(Shard { k, n: 2 }),
             ..Default::default()
         };
-        computed += site.build_with(&dir.path().join("never"), &opts, &|_| {}).unwrap().computed;
+        computed += site
+            .build_with(&dir.path().join("never"), &opts, &|_| {})
+            .unwrap()
+            .computed;
     }
     assert!(computed >= 4, "{computed}");
     let opts = BuildOptions {
@@ -336,5 +339,8 @@ fn shards_compute_the_visualizations_once() {
     };
     let r = site.build_with(&dir.path().join("public"), &opts, &|_| {}).unwrap();
     assert_eq!(r.computed, 0);
-    assert!(dir.path().join("public/models/lenet/layers/fc3/files/fv/7/0.npy").is_file());
+    assert!(dir
+        .path()
+        .join("public/models/lenet/layers/fc3/files/fv/7/0.npy")
+        .is_file());
 }

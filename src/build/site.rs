@@ -64,6 +64,7 @@ impl Site {
         let config = timed(&mut timings, "config", || config::load(config_path))?;
         let models = timed(&mut timings, "weights", || load_weights(&config))?;
         check_methods(&config, &models)?;
+        check_playgrounds(&config, &models)?;
         let training = config
             .models
             .iter()
@@ -148,6 +149,41 @@ fn check_methods(config: &Config, models: &[LoadedModel]) -> Result<()> {
                 let key = format!("{}.randomisation.checkpoints[{i}]", mc.metrics_key);
                 return Err(config.error(&key, format!("{msg} (model `{}`)", mc.id)));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Whether a model gets the draw-a-digit playground: a 28×28 grey input, an architecture
+/// that is a plain chain ([`models::Model::chain`]), and `playground` not `false`.
+pub fn has_playground(mc: &config::ModelConfig, lm: &LoadedModel) -> bool {
+    mc.playground != Some(false) && can_have_playground(mc, lm)
+}
+
+fn can_have_playground(mc: &config::ModelConfig, lm: &LoadedModel) -> bool {
+    let i = &mc.input;
+    i.height == 28 && i.width == 28 && i.channels == 1 && lm.model.chain().is_some()
+}
+
+fn check_playgrounds(config: &Config, models: &[LoadedModel]) -> Result<()> {
+    for (mi, mc) in config.models.iter().enumerate() {
+        if mc.playground == Some(true) && !can_have_playground(mc, &models[mi]) {
+            let i = &mc.input;
+            let why = if (i.height, i.width, i.channels) != (28, 28, 1) {
+                format!(
+                    "it needs a 28×28 grey input, and this one is {}×{} with {} channel(s)",
+                    i.height, i.width, i.channels
+                )
+            } else {
+                format!(
+                    "architecture `{}` does not run in the browser (only plain chains of convolutions, ReLUs, max-pools and linear layers do: lenet5)",
+                    mc.arch.id
+                )
+            };
+            return Err(config.error(
+                &format!("models[{mi}].playground"),
+                format!("model `{}` cannot have a playground: {why}", mc.id),
+            ));
         }
     }
     Ok(())

@@ -119,6 +119,8 @@ pub struct ModelConfig {
     pub units: Option<UnitsConfig>,
     /// Feature visualizations (`models[i].feature_visualization`; off when absent).
     pub feature_visualization: Option<FeatureVisConfig>,
+    /// `models[i].playground` as given: `None` means on where the model can have one.
+    pub playground: Option<bool>,
 }
 
 #[derive(Debug)]

@@ -77,6 +77,7 @@ pub(super) fn validate(
             None => None,
         };
         models.push(ModelConfig {
+            playground: m.playground,
             units,
             feature_visualization,
             metrics,

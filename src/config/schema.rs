@@ -137,10 +137,13 @@ pub struct RawModel {
     pub units: Option<RawUnits>,
     /// Feature visualizations of chosen units (default: none).
     pub feature_visualization: Option<RawFeatureVis>,
+    /// The draw-a-digit playground page (default: on for models that can have one).
+    pub playground: Option<bool>,
 }
 
 /// `models[i].feature_visualization`: the settings for every listed layer, which each
-/// layer entry may override.
+/// layer entry may override. The settings are written out here and in [`RawFvLayer`]
+/// because serde cannot deny unknown fields through a `flatten`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawFeatureVis {

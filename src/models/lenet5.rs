@@ -11,7 +11,7 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{Conv, ConvConfig, Pad};
-use super::{Architecture, Field, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use super::{Architecture, ChainOp, ChainStep, Field, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
 pub const ARCH: Architecture = Architecture {
@@ -163,6 +163,46 @@ impl Model for LeNet5 {
     fn forward_from(&self, layer: &str, x: &Tensor, tap: &mut Tap) -> Option<candle_core::Result<Tensor>> {
         let at = STAGES.iter().position(|s| *s == layer)?;
         Some(self.stages(x.clone(), tap, at + 1))
+    }
+
+    /// [`STAGES`] as plain steps (the flatten before `fc1` is implicit in a linear step).
+    fn chain(&self) -> Option<Vec<ChainStep>> {
+        let conv = |name: &str, out, pad| ChainOp::Conv {
+            weight: format!("{name}.weight"),
+            bias: Some(format!("{name}.bias")),
+            out,
+            kernel: 5,
+            pad,
+            stride: 1,
+        };
+        let linear = |name: &str, out| ChainOp::Linear {
+            weight: format!("{name}.weight"),
+            bias: Some(format!("{name}.bias")),
+            out,
+        };
+        let ops = [
+            conv("conv1", 6, 2),
+            ChainOp::Relu,
+            ChainOp::MaxPool { kernel: 2, stride: 2 },
+            conv("conv2", 16, 0),
+            ChainOp::Relu,
+            ChainOp::MaxPool { kernel: 2, stride: 2 },
+            linear("fc1", 120),
+            ChainOp::Relu,
+            linear("fc2", 84),
+            ChainOp::Relu,
+            linear("fc3", self.classes),
+        ];
+        Some(
+            STAGES
+                .iter()
+                .zip(ops)
+                .map(|(l, op)| ChainStep {
+                    layer: l.to_string(),
+                    op,
+                })
+                .collect(),
+        )
     }
 }
 

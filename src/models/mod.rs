@@ -271,12 +271,50 @@ pub trait Model: Send + Sync {
         self.forward(&region::copies(x, patches, origins)?, &mut Tap::default())
     }
 
+    /// The network as a chain of plain steps, when it is one: what the site's in-browser
+    /// playground runs (`pages::playground`). `None` (the default) leaves the model out.
+    fn chain(&self) -> Option<Vec<ChainStep>> {
+        None
+    }
+
     /// How many copies [`Model::forward_patched`] should get at once, given the batch size
     /// used for full inputs. Models that compute only the patches' reach want more: the
     /// unchanged input's pass is shared by every copy of a call.
     fn patched_batch(&self, batch: usize) -> usize {
         batch
     }
+}
+
+/// One step of [`Model::chain`]: the named layer it outputs, and what it computes. Weights
+/// are named by their state-dict tensors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainStep {
+    pub layer: String,
+    pub op: ChainOp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChainOp {
+    /// A square convolution with symmetric zero padding; `weight` is `out × in × k × k`.
+    Conv {
+        weight: String,
+        bias: Option<String>,
+        out: usize,
+        kernel: usize,
+        pad: usize,
+        stride: usize,
+    },
+    Relu,
+    MaxPool {
+        kernel: usize,
+        stride: usize,
+    },
+    /// `y = W x + b` on the flattened input; `weight` is `out × in`.
+    Linear {
+        weight: String,
+        bias: Option<String>,
+        out: usize,
+    },
 }
 
 /// An architecture the config can name.

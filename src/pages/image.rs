@@ -20,6 +20,8 @@ pub struct PairPages {
     pub attributions: Option<String>,
     pub gradients: Option<String>,
     pub randomisation: Option<String>,
+    /// The model's draw-a-digit playground, when it has one.
+    pub playground: Option<String>,
 }
 
 impl PairPages {
@@ -35,6 +37,8 @@ impl PairPages {
                 .randomisation
                 .as_ref()
                 .map(|_| plan::href(&plan::randomisation_page(&mc.id, &ic.id))),
+            playground: crate::build::site::has_playground(mc, &input.site.models[r.pair.model])
+                .then(|| plan::href(&plan::playground_page(&mc.id))),
         }
     }
 }
@@ -140,10 +144,13 @@ pub fn view(input: &Input, r: &PairResult) -> ImageView {
             .iter()
             .map(|l| {
                 let mut v = layer_view(l);
-                v.units_href = input
+                let analysed = input
                     .units_of(r.pair.model)
-                    .filter(|u| u.layers.iter().any(|x| x.layer == l.name))
-                    .map(|_| plan::href(&plan::layer_page(&mc.id, &l.name)));
+                    .is_some_and(|u| u.layers.iter().any(|x| x.layer == l.name));
+                let visualised = input
+                    .featurevis_of(r.pair.model)
+                    .is_some_and(|f| f.jobs.iter().any(|j| j.layer == l.name));
+                v.units_href = (analysed || visualised).then(|| plan::href(&plan::layer_page(&mc.id, &l.name)));
                 v
             })
             .collect(),

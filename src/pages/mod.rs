@@ -17,6 +17,7 @@ pub mod method;
 pub mod model;
 pub mod note;
 pub mod pictures;
+pub mod playground;
 pub mod randomisation;
 pub mod unit;
 
@@ -256,6 +257,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += embedding::write(input, out)?;
     pages += directions::write(input, out)?;
     pages += featurevis::write(input, out)?;
+    pages += playground::write(input, out)?;
     pages += note::write(input, out)?;
     Ok(pages)
 }

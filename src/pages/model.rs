@@ -25,6 +25,8 @@ pub struct ModelView {
     pub images: Vec<PairLink>,
     /// The methods ranked by the faithfulness metrics, when they ran.
     pub leaderboard: Option<String>,
+    /// The draw-a-digit playground, when the model has one.
+    pub playground: Option<String>,
     pub units: Option<UnitsLinks>,
     /// The feature-visualization page and a few pictures, when configured.
     pub featurevis: Option<FvLinks>,
@@ -316,6 +318,8 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             .collect(),
         images: input.pairs_of_model(mi).map(|r| pair_link(site, r)).collect(),
         leaderboard: super::leaderboard::scores(input, mi).map(|_| plan::href(&plan::leaderboard_page(&mc.id))),
+        playground: crate::build::site::has_playground(mc, &site.models[mi])
+            .then(|| plan::href(&plan::playground_page(&mc.id))),
         units: units_links(input, mi),
         featurevis: input.featurevis_of(mi).map(|r| FvLinks {
             href: plan::href(&plan::featurevis_page(&mc.id)),
