@@ -156,6 +156,11 @@ pub fn directions_page(model: &str, layer: &str) -> String {
     format!("{}/directions", layer_page(model, layer))
 }
 
+/// The whole network on one image, layer by layer.
+pub fn overview_page(model: &str, image: &str) -> String {
+    format!("{}/overview", image_page(model, image))
+}
+
 /// The draw-a-digit playground of a model (its network and weights as `net.js` beside it).
 pub fn playground_page(model: &str) -> String {
     format!("{}/playground", model_page(model))

@@ -183,3 +183,42 @@ fn forward_passes_the_listed_layers_with_their_shapes() {
         assert_eq!(got, want, "{}", arch.id);
     }
 }
+
+/// What the network overview draws: stages and skip connections as each architecture
+/// states them, against the published structures.
+#[test]
+fn stages_and_skip_connections() {
+    let summary = |id: &str| {
+        let arch = models::architecture(id).unwrap();
+        let (m, _) = build(arch, &small_input(arch), 10);
+        let layers = m.layers().to_vec();
+        let mut groups: Vec<String> = Vec::new();
+        for g in layers.iter().filter_map(|l| l.group.clone()) {
+            if groups.last() != Some(&g) {
+                groups.push(g);
+            }
+        }
+        let residual: Vec<String> = layers.iter().filter(|l| l.residual).map(|l| l.name.clone()).collect();
+        (groups, residual)
+    };
+    // EfficientNet-Lite0: 7 stages of 1, 2, 2, 3, 3, 4, 1 blocks; a block keeps its input
+    // when its stride is 1 and its width unchanged: every block but the first of a stage.
+    let (g, r) = summary("efficientnet-lite0");
+    assert_eq!(g, (1..=7).map(|s| format!("stage {s}")).collect::<Vec<_>>());
+    let want: Vec<String> = [2, 4, 6, 7, 9, 10, 12, 13, 14]
+        .iter()
+        .map(|i| format!("_blocks.{i}"))
+        .collect();
+    assert_eq!(r, want);
+    // MobileNetV2: 17 inverted residual blocks in 7 stages, 10 with the identity skip.
+    let (g, r) = summary("mobilenet_v2");
+    assert_eq!(g.len(), 7);
+    assert_eq!(r.len(), 10, "{r:?}");
+    // ResNets: every stage is residual blocks; LeNet-5, VGG and AlexNet have no skips.
+    for id in ["resnet18", "resnet50"] {
+        assert_eq!(summary(id).1, ["layer1", "layer2", "layer3", "layer4"]);
+    }
+    for id in ["lenet5", "vgg11", "alexnet"] {
+        assert_eq!(summary(id), (vec![], vec![]), "{id}");
+    }
+}

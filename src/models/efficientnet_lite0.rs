@@ -164,11 +164,19 @@ fn net(input: &InputSpec, classes: usize) -> Net {
         BatchNorm::tensors("_bn0", STEM),
     );
     net.layer(LayerInfo::new("stem", LayerKind::Relu6, vec![STEM, h, w]));
+    let stage_of: Vec<usize> = STAGES
+        .iter()
+        .enumerate()
+        .flat_map(|(k, st)| std::iter::repeat_n(k + 1, st.0))
+        .collect();
     for (i, s) in blocks().iter().enumerate() {
         let name = format!("_blocks.{i}");
         (h, w) = (h.div_ceil(s.stride), w.div_ceil(s.stride));
         let tensors = s.tensors(&name);
-        net.owning(LayerInfo::new(name, LayerKind::Block, vec![s.cout, h, w]), tensors);
+        let info = LayerInfo::new(name, LayerKind::Block, vec![s.cout, h, w])
+            .group(format!("stage {}", stage_of[i]))
+            .residual(s.skip());
+        net.owning(info, tensors);
     }
     net.owning(
         LayerInfo::new("_conv_head", LayerKind::Conv, vec![HEAD, h, w]),

@@ -36,12 +36,26 @@ impl LayerInfo {
             weight: None,
             tensors: Vec::new(),
             field: None,
+            group: None,
+            residual: false,
         }
     }
 
     /// Sets the layer's receptive field.
     pub fn field(mut self, field: super::Field) -> Self {
         self.field = Some(field);
+        self
+    }
+
+    /// Puts the layer in a named stage.
+    pub fn group(mut self, group: impl Into<String>) -> Self {
+        self.group = Some(group.into());
+        self
+    }
+
+    /// Marks the layer as adding its input to its output (a skip connection).
+    pub fn residual(mut self, residual: bool) -> Self {
+        self.residual = residual;
         self
     }
 

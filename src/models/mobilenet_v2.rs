@@ -177,16 +177,24 @@ fn tensors(input: &InputSpec, classes: usize) -> Tensors {
 fn net(input: &InputSpec, classes: usize) -> Net {
     let (mut h, mut w) = (input.height, input.width);
     let mut net = Net::default();
-    for (i, f) in features().iter().enumerate() {
+    // The stage of each inverted residual block: one per entry of SETTING.
+    let stage_of: Vec<usize> = SETTING
+        .iter()
+        .enumerate()
+        .flat_map(|(k, st)| std::iter::repeat_n(k + 1, st.2))
+        .collect();
+    let all = features();
+    for (i, f) in all.iter().enumerate() {
         if f.stride == 2 {
             // 3×3, padding 1, stride 2.
             (h, w) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
         }
         let c = f.units.last().map_or(0, |u| u.cout);
-        net.owning(
-            LayerInfo::new(format!("features.{i}"), LayerKind::Block, vec![c, h, w]),
-            f.units.iter().flat_map(Unit::tensors).collect(),
-        );
+        let mut info = LayerInfo::new(format!("features.{i}"), LayerKind::Block, vec![c, h, w]).residual(f.residual);
+        if (1..all.len() - 1).contains(&i) {
+            info = info.group(format!("stage {}", stage_of[i - 1]));
+        }
+        net.owning(info, f.units.iter().flat_map(Unit::tensors).collect());
     }
     net.layer(LayerInfo::new("avgpool", LayerKind::AvgPool, vec![LAST]));
     net.owning(

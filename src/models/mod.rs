@@ -84,6 +84,13 @@ pub struct LayerInfo {
     /// Where each output position looks in the input, when the architecture says.
     #[serde(skip)]
     pub field: Option<Field>,
+    /// The stage the layer belongs to, for drawings that fold a stage's blocks together.
+    #[serde(skip)]
+    pub group: Option<String>,
+    /// The layer adds its input (or a projection of it) to its output: a residual block,
+    /// or a stage of them. Layers otherwise feed the next layer only, in order.
+    #[serde(skip)]
+    pub residual: bool,
 }
 
 /// A layer's receptive field along each axis: output row `i` sees input rows

@@ -224,7 +224,8 @@ fn net(depth: usize, input: &InputSpec, classes: usize) -> Net {
         }
         let c = blocks[0].main.last().map_or(0, |u| u.cout);
         net.owning(
-            LayerInfo::new(format!("layer{}", s + 1), LayerKind::Block, vec![c, h, w]),
+            // A stage of residual blocks, each adding its input (or its projection) back.
+            LayerInfo::new(format!("layer{}", s + 1), LayerKind::Block, vec![c, h, w]).residual(true),
             blocks.iter().flat_map(BlockSpec::tensors).collect(),
         );
     }

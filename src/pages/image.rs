@@ -22,6 +22,7 @@ pub struct PairPages {
     pub randomisation: Option<String>,
     /// The model's draw-a-digit playground, when it has one.
     pub playground: Option<String>,
+    pub overview: String,
 }
 
 impl PairPages {
@@ -39,6 +40,7 @@ impl PairPages {
                 .map(|_| plan::href(&plan::randomisation_page(&mc.id, &ic.id))),
             playground: crate::build::site::has_playground(mc, &input.site.models[r.pair.model])
                 .then(|| plan::href(&plan::playground_page(&mc.id))),
+            overview: plan::href(&plan::overview_page(&mc.id, &ic.id)),
         }
     }
 }

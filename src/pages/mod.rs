@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod method;
 pub mod model;
 pub mod note;
+pub mod overview;
 pub mod pictures;
 pub mod playground;
 pub mod randomisation;
@@ -185,6 +186,8 @@ pub struct PairLink {
     pub top1: String,
     pub top1_probability: String,
     pub correct: Option<bool>,
+    /// The whole network on this image.
+    pub overview: String,
 }
 
 pub fn pair_link(site: &Site, r: &PairResult) -> PairLink {
@@ -199,6 +202,7 @@ pub fn pair_link(site: &Site, r: &PairResult) -> PairLink {
         top1: top.name.clone(),
         top1_probability: pct(top.probability),
         correct: ic.label_index(mc).map(|l| l == top.index),
+        overview: plan::href(&plan::overview_page(&mc.id, &ic.id)),
     }
 }
 
@@ -258,6 +262,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += directions::write(input, out)?;
     pages += featurevis::write(input, out)?;
     pages += playground::write(input, out)?;
+    pages += overview::write(input, out)?;
     pages += note::write(input, out)?;
     Ok(pages)
 }
