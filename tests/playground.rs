@@ -99,6 +99,7 @@ fn the_browser_network_matches_rust_on_the_held_out_digits() {
         "check_net.mjs",
         &[pg.to_str().unwrap(), net.to_str().unwrap(), cases.to_str().unwrap()],
     );
+    eprintln!("JS against Rust: {r}");
     assert_eq!(r["n"], 2000);
     assert_eq!(r["mismatches"], 0, "{r}");
     assert!(r["maxDiff"].as_f64().unwrap() < 1e-4, "logits differ: {r}");
