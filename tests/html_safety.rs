@@ -69,7 +69,12 @@ fn scripts_in_the_config_are_escaped_everywhere() {
         let theirs = html
             .split("<script")
             .skip(1)
-            .filter(|s| !(s.starts_with(" src=\"net.js\">") || s.split('>').next().is_some_and(|t| t.ends_with("static/playground.js\""))))
+            .filter(|s| {
+                !(s.starts_with(" src=\"net.js\">")
+                    || s.split('>')
+                        .next()
+                        .is_some_and(|t| t.ends_with("static/playground.js\"")))
+            })
             .count();
         assert_eq!(theirs, 0, "{name} holds a raw <script>");
         assert!(!html.contains("javascript:"), "{name} holds a javascript: link");
