@@ -7,12 +7,7 @@ use cnnscope::build::Site;
 
 #[test]
 fn every_layer_in_order_with_working_links() {
-    let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n",
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n    methods: [{ name: saliency }]\n",
-    );
+    let (dir, cfg) = common::fixture_with_model_keys("    methods: [{ name: saliency }]\n");
     let site = Site::load(&cfg).unwrap();
     let out = dir.path().join("public");
     site.build(&out, &|_| {}).unwrap();

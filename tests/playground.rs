@@ -116,12 +116,7 @@ fn the_browser_network_matches_rust_on_the_held_out_digits() {
 
 /// Builds the fixture site (LeNet-5 with a playground) and returns its folder.
 fn built_site() -> (tempfile::TempDir, PathBuf) {
-    let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n",
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n    methods: [{ name: saliency }]\n",
-    );
+    let (dir, cfg) = common::fixture_with_model_keys("    methods: [{ name: saliency }]\n");
     let site = Site::load(&cfg).unwrap();
     let out = dir.path().join("public");
     site.build(&out, &|_| {}).unwrap();
@@ -254,12 +249,7 @@ fn which_models_get_a_playground() {
             "224×224 with 3",
         ],
     );
-    let dir = common::fixture("basic");
-    let cfg = common::edit_config(
-        dir.path(),
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n",
-        "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n    methods: [{ name: saliency }]\n    playground: false\n",
-    );
+    let (dir, cfg) = common::fixture_with_model_keys("    methods: [{ name: saliency }]\n    playground: false\n");
     let site = Site::load(&cfg).unwrap();
     let out = dir.path().join("public");
     site.build(&out, &|_| {}).unwrap();

@@ -72,3 +72,12 @@ pub fn assert_has(msg: &str, parts: &[&str]) {
         assert!(msg.contains(p), "error message lacks `{p}`:\n{msg}");
     }
 }
+
+/// The fixture site with `extra` keys added to its LeNet-5 model (after `input:`), e.g.
+/// `"    methods: [{ name: saliency }]\n"`; returns the folder and the config's path.
+pub fn fixture_with_model_keys(extra: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = fixture("basic");
+    let input = "    input: { size: [28, 28], channels: 1, mean: [0.1307], std: [0.3081] }\n";
+    let cfg = edit_config(dir.path(), input, &format!("{input}{extra}"));
+    (dir, cfg)
+}
