@@ -65,14 +65,7 @@ pub fn objective_chart(title: &str, curve: &[f32]) -> Result<String> {
         labels: 6,
         format: |x| format!("{x:.0}"),
     };
-    xy_chart(
-        title,
-        "mean activation",
-        &[("under that step's transforms", points)],
-        axis,
-        None,
-        (360, 240),
-    )
+    xy_chart(title, "mean activation", &[("", points)], axis, None, (360, 240))
 }
 
 /// The x axis of a chart.

@@ -111,7 +111,10 @@ fn stream(seed: u64, layer: &str, unit: usize, image: usize) -> ChaCha8Rng {
 /// The per-image objective at `target` (see [`Follow`]) and the unit means after the layer.
 fn objective(act: &Tensor, units: &[u32], follow: Follow) -> candle_core::Result<(Tensor, Tensor)> {
     let post = match follow {
-        Follow::Layer => return Ok((unit_means(act, units)?, unit_means(act, units)?)),
+        Follow::Layer => {
+            let m = unit_means(act, units)?;
+            return Ok((m.clone(), m));
+        }
         Follow::BeforeRelu => act.relu()?,
         Follow::BeforeRelu6 => act.clamp(0f32, 6f32)?,
     };
