@@ -6,7 +6,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::model::input_shape;
-use super::pictures::{layer_view, LayerView};
+use super::pictures::{layer_view_of, LayerView};
 use super::{pct, render, Base, Input};
 use crate::build::compute::PairResult;
 use crate::error::Result;
@@ -144,8 +144,11 @@ pub fn view(input: &Input, r: &PairResult) -> ImageView {
         layers: r
             .layers
             .iter()
-            .map(|l| {
-                let mut v = layer_view(l);
+            .enumerate()
+            .map(|(k, l)| {
+                // The last layer's units are the classes: name them.
+                let logits = k + 1 == r.layers.len() && l.shape == [mc.classes.len()];
+                let mut v = layer_view_of(l, logits.then_some(mc.classes.as_slice()));
                 let analysed = input
                     .units_of(r.pair.model)
                     .is_some_and(|u| u.layers.iter().any(|x| x.layer == l.name));

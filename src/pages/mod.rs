@@ -94,6 +94,10 @@ pub struct SiteView {
 pub struct Nav {
     pub models: Vec<ModelLink>,
     pub notes: Vec<NoteLink>,
+    /// The header link of the page itself (`aria-current="page"`), and of the model or
+    /// note the page belongs to (marked as the current section).
+    pub current: Option<String>,
+    pub section: Option<String>,
 }
 
 #[derive(Serialize, Clone)]
@@ -145,6 +149,14 @@ impl Base {
                         href: plan::href(&plan::note_page(&n.slug)),
                     })
                     .collect(),
+                current: Some(plan::href(page)),
+                section: c
+                    .models
+                    .iter()
+                    .map(|m| plan::model_page(&m.id))
+                    .chain(site.content.notes.iter().map(|n| plan::note_page(&n.slug)))
+                    .find(|p| page == p || page.starts_with(&format!("{p}/")))
+                    .map(|p| plan::href(&p)),
             },
             provenance: Footer {
                 tool: tool(),

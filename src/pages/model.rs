@@ -245,8 +245,8 @@ fn training_view(mc: &ModelConfig, log: &TrainLog) -> Result<TrainingView> {
         confusion,
         accuracy: pct(log.test_accuracy as f32),
         epochs: log.epochs.len(),
-        train_digits: log.train_digits.clone(),
-        test_digits: log.test_digits.clone(),
+        train_digits: example_range(&log.train_digits),
+        test_digits: example_range(&log.test_digits),
         seed: log.seed,
         optimizer: log.optimizer.clone(),
         learning_rate: log.learning_rate,
@@ -264,6 +264,18 @@ fn training_view(mc: &ModelConfig, log: &TrainLog) -> Result<TrainingView> {
             })
             .collect(),
     })
+}
+
+/// A training log's `a..b` as words: which examples of the file, and how many (so that
+/// "0..8000" does not read as digit values).
+fn example_range(r: &str) -> String {
+    match r
+        .split_once("..")
+        .map(|(a, b)| (a.trim().parse::<usize>(), b.trim().parse::<usize>()))
+    {
+        Some((Ok(a), Ok(b))) if b > a => format!("the {} examples {a}–{} of the file", b - a, b - 1),
+        _ => r.to_string(),
+    }
 }
 
 pub fn view(input: &Input, mi: usize) -> Result<ModelView> {

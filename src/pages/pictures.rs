@@ -32,7 +32,7 @@ pub fn weight_caption(layout: &WeightLayout) -> String {
             drawn_inputs: si,
         } => {
             if (so, si) != (o, i) {
-                format!("{o} outputs (rows) × {i} inputs (columns); the first {so} × {si} are drawn and in the .npy")
+                format!("{o} outputs (rows) × {i} inputs (columns); the drawing and the .npy hold a part, the first {so} outputs × {si} inputs")
             } else {
                 format!("{o} outputs (rows) × {i} inputs (columns)")
             }
@@ -46,7 +46,7 @@ pub fn weight_caption(layout: &WeightLayout) -> String {
             drawn_channels: si,
         } => {
             let part = if (so, si) != (o, i) {
-                format!(" (first {so} filters × {si} channels shown)")
+                format!("; the drawing shows a part, the first {so} filters × {si} channels (the .npy holds all)")
             } else {
                 String::new()
             };
@@ -59,13 +59,28 @@ pub fn weight_caption(layout: &WeightLayout) -> String {
     }
 }
 
+/// The whole tensor's shape (the picture and a large matrix's `.npy` may hold a part).
+fn tensor_shape(p: &WeightPicture) -> Vec<usize> {
+    match p.layout {
+        WeightLayout::Matrix { outputs, inputs, .. } if p.conv => vec![outputs, inputs, 1, 1],
+        WeightLayout::Matrix { outputs, inputs, .. } => vec![outputs, inputs],
+        WeightLayout::Filters {
+            filters,
+            channels,
+            kh,
+            kw,
+            ..
+        } => vec![filters, channels, kh, kw],
+    }
+}
+
 pub fn weight_view(p: &WeightPicture) -> WeightView {
     let (min, max) = p.scale.range();
     WeightView {
         layer: p.layer.clone(),
         kind: if p.conv { "filters" } else { "weights" },
         tensor: p.tensor.clone(),
-        shape: shape_str(&p.shape),
+        shape: shape_str(&tensor_shape(p)),
         caption: weight_caption(&p.layout),
         png: p.png.clone(),
         npy: p.npy.clone(),
@@ -95,11 +110,17 @@ pub struct LayerView {
     pub value_max: f32,
     pub colormap: &'static str,
     pub colorbar: &'static str,
-    pub strongest: Option<Vec<usize>>,
+    /// The strongest units, with their class names at the output layer.
+    pub strongest: Option<Vec<String>>,
     pub shown: Option<usize>,
 }
 
 pub fn layer_view(p: &LayerPicture) -> LayerView {
+    layer_view_of(p, None)
+}
+
+/// [`layer_view`] for a layer whose units are the classes (the output layer).
+pub fn layer_view_of(p: &LayerPicture, classes: Option<&[String]>) -> LayerView {
     let (min, max) = p.scale.range();
     LayerView {
         units_href: None,
@@ -115,7 +136,14 @@ pub fn layer_view(p: &LayerPicture) -> LayerView {
         value_max: p.value_max,
         colormap: p.scale.name(),
         colorbar: colorbar(&p.scale),
-        strongest: p.strongest.clone(),
+        strongest: p.strongest.as_ref().map(|v| {
+            v.iter()
+                .map(|&u| match classes.and_then(|c| c.get(u)) {
+                    Some(name) => format!("{u} ({name})"),
+                    None => u.to_string(),
+                })
+                .collect()
+        }),
         shown: p.shown,
     }
 }
