@@ -58,7 +58,7 @@ fn efficientnet_labels_name_classes_and_true_shapes() {
 #[test]
 fn the_drawing_box_groups_occlusion_apart_and_training_reads_as_examples() {
     let (dir, cfg) = common::fixture_with_model_keys(
-        "    methods: [{ name: saliency }, { name: occlusion }, { name: activation-gradients }]\n",
+        "    methods: [{ name: saliency }, { name: occlusion }, { name: activation-gradients }, { name: integrated-gradients, steps: 2 }]\n",
     );
     let site = Site::load(&cfg).unwrap();
     let out = dir.path().join("public");
@@ -81,7 +81,7 @@ fn the_drawing_box_groups_occlusion_apart_and_training_reads_as_examples() {
     assert!(gradients.contains("viridis from 0 when it takes one sign only"));
     let model = read(&out, "models/lenet");
     assert!(
-        model.contains("Trained on the 8000 examples 0–7999 of the file"),
+        model.contains("Trained on the 8,000 examples 0–7,999 of the file"),
         "training range in words"
     );
 }

@@ -100,9 +100,15 @@ pub struct CellView {
     pub colorbar: &'static str,
     pub shape: String,
     pub metrics: Vec<MetricView>,
+    /// Integrated Gradients' completeness gap, when it is above [`GAP_FLAG`]: too few steps
+    /// for this input (the attributions do not add up to the score difference).
+    pub gap_flag: Option<String>,
     /// Deletion and insertion, where the metrics ask for them.
     pub faithfulness: Option<FaithfulnessView>,
 }
+
+/// The completeness gap above which an Integrated Gradients cell is flagged.
+pub const GAP_FLAG: f64 = 0.05;
 
 #[derive(Serialize)]
 pub struct FaithfulnessView {
@@ -174,6 +180,11 @@ pub fn cell_view(c: &MapCell, curves: Option<&Curves>, title: &str) -> Result<Ce
         colorbar: colorbar(&c.scale),
         shape: shape_str(&c.shape),
         metrics: c.metrics.iter().map(|(k, v)| metric_view(k, *v)).collect(),
+        gap_flag: c
+            .metrics
+            .get("completeness_gap")
+            .filter(|g| g.abs() > GAP_FLAG)
+            .map(|g| format!("{:.1}%", 100.0 * g)),
     })
 }
 

@@ -223,6 +223,19 @@ pub fn pct(p: f32) -> String {
     format!("{:.1}%", 100.0 * p)
 }
 
+/// A count as pages show it: `12,345`.
+pub fn thousands(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// A shape as pages show it: `6×14×14`.
 pub fn shape_str(shape: &[usize]) -> String {
     shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")

@@ -273,7 +273,12 @@ fn example_range(r: &str) -> String {
         .split_once("..")
         .map(|(a, b)| (a.trim().parse::<usize>(), b.trim().parse::<usize>()))
     {
-        Some((Ok(a), Ok(b))) if b > a => format!("the {} examples {a}–{} of the file", b - a, b - 1),
+        Some((Ok(a), Ok(b))) if b > a => format!(
+            "the {} examples {}–{} of the file",
+            super::thousands(b - a),
+            super::thousands(a),
+            super::thousands(b - 1)
+        ),
         _ => r.to_string(),
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{model_link, pct, render, shape_str, Base, Input, ModelLink};
+use super::{model_link, pct, render, shape_str, thousands, Base, Input, ModelLink};
 use crate::build::PairResult;
 use crate::error::Result;
 use crate::plan;
@@ -59,19 +59,6 @@ pub struct OutputClass {
     pub name: String,
     pub probability: String,
     pub width: String,
-}
-
-/// `12,345`.
-fn thousands(n: usize) -> String {
-    let s = n.to_string();
-    let mut out = String::new();
-    for (i, c) in s.chars().enumerate() {
-        if i > 0 && (s.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn view(input: &Input, r: &PairResult) -> OverviewView {
