@@ -85,3 +85,40 @@ fn the_drawing_box_groups_occlusion_apart_and_training_reads_as_examples() {
         "training range in words"
     );
 }
+
+#[test]
+fn method_pages_define_their_method_and_thumbnails_open_cells() {
+    let (dir, cfg) = common::fixture_with_model_keys("    methods: [{ name: saliency }, { name: gradcam }]\n");
+    let site = Site::load(&cfg).unwrap();
+    let out = dir.path().join("public");
+    site.build(&out, &|_| {}).unwrap();
+    let method = read(&out, "models/lenet/methods/gradcam");
+    assert!(
+        method.contains("<p class=\"definition\">The layer&#39;s feature maps, each weighted"),
+        "no definition"
+    );
+    assert!(method.contains("static/colorbar-sequential.png"), "no colour bar");
+    // A thumbnail opens its cell: the matrix has the cell's id.
+    let link = method
+        .split("<a href=\"")
+        .find(|s| s.contains("attributions/index.html#gradcam-"))
+        .and_then(|s| s.split('"').next())
+        .expect("a thumbnail links its cell");
+    let id = link.split('#').nth(1).unwrap();
+    let matrix = read(&out, "models/lenet/images/three/attributions");
+    assert!(
+        matrix.contains(&format!("<td id=\"{id}\">"))
+            || read(&out, "models/lenet/images/seven-large/attributions").contains(&format!("<td id=\"{id}\">"))
+    );
+    // Image pages lead to the model's other images; home thumbnails are links.
+    let three = read(&out, "models/lenet/images/three");
+    assert!(
+        three.contains("rel=\"next\"") && three.contains("seven-large"),
+        "no next image"
+    );
+    let home = std::fs::read_to_string(out.join("index.html")).unwrap();
+    assert!(
+        home.contains("<a href=\"models/lenet/images/three/index.html\"><img"),
+        "home thumbnails are not links"
+    );
+}

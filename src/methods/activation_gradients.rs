@@ -16,6 +16,9 @@ impl Method for ActivationGradients {
     fn title(&self) -> &'static str {
         "Activation gradients"
     }
+    fn definition(&self) -> &'static str {
+        "The gradient of the class score with respect to every layer's output: how the score would change if a unit's value changed, layer by layer."
+    }
     fn output(&self) -> OutputKind {
         OutputKind::Layers
     }

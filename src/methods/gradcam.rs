@@ -67,6 +67,8 @@ fn cam(data: Tensor, layer: &str) -> Output {
 pub trait CamRule: std::fmt::Debug + Clone + Default + Send + Sync + 'static {
     const NAME: &'static str;
     const TITLE: &'static str;
+    /// What the method computes, in a sentence or two (the method page's opening).
+    const DEFINITION: &'static str;
     fn map(a: &Tensor, g: &Tensor) -> Result<Tensor>;
 }
 
@@ -96,6 +98,9 @@ impl<R: CamRule> Method for Cam<R> {
     fn title(&self) -> &'static str {
         R::TITLE
     }
+    fn definition(&self) -> &'static str {
+        R::DEFINITION
+    }
     fn params(&self, model: &ModelInfo) -> Value {
         json!({"layer": cam_layer(&self.layer, model)})
     }
@@ -116,6 +121,8 @@ pub struct GradCamRule;
 impl CamRule for GradCamRule {
     const NAME: &'static str = "gradcam";
     const TITLE: &'static str = "Grad-CAM";
+    const DEFINITION: &'static str =
+        "The layer's feature maps, each weighted by the spatial mean of the class score's gradient on it, summed and passed through a ReLU: a coarse map, at the layer's resolution, of where the evidence for the class lies (Selvaraju et al. 2017).";
     fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
         weighted_map(a, &g.mean((1, 2))?)
     }

@@ -38,6 +38,8 @@ pub struct GradCamPlusPlusRule;
 impl CamRule for GradCamPlusPlusRule {
     const NAME: &'static str = "gradcam++";
     const TITLE: &'static str = "Grad-CAM++";
+    const DEFINITION: &'static str =
+        "Grad-CAM with each map's weight a weighted average of its positive gradients, the weights from higher-order terms of the score: meant to cover several instances of a class better (Chattopadhay et al. 2018).";
     fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
         weighted_map(a, &weights(a, g)?)
     }

@@ -16,6 +16,9 @@ impl Method for GradientXInput {
     fn title(&self) -> &'static str {
         "Gradient × input"
     }
+    fn definition(&self) -> &'static str {
+        "The input gradient times the input, x ⊙ ∂S_c/∂x, summed over channels: a first-order estimate of how much each pixel contributes to the score, signed (Shrikumar et al. 2016)."
+    }
     fn run(&self, cx: &Ctx) -> Result<Output> {
         let g = (&cx.shared()?.input * cx.x)?;
         Ok(input_map(g.squeeze(0)?, View::Signed))

@@ -19,6 +19,9 @@ impl Method for GuidedBackprop {
     fn title(&self) -> &'static str {
         "Guided backprop"
     }
+    fn definition(&self) -> &'static str {
+        "The input gradient with every ReLU passing back only positive gradients, and only where its input was positive: sharp, edge-like maps which, the randomisation test shows, depend little on the class or the weights (Springenberg et al. 2015; Adebayo et al. 2018)."
+    }
     fn run(&self, cx: &Ctx) -> Result<Output> {
         super::count_pass();
         let g = guided_gradients(cx.model.model.as_ref(), cx.x, &[cx.target], Select::None)?;

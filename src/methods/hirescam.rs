@@ -17,6 +17,8 @@ pub struct HiResCamRule;
 impl CamRule for HiResCamRule {
     const NAME: &'static str = "hirescam";
     const TITLE: &'static str = "HiResCAM";
+    const DEFINITION: &'static str =
+        "The layer's feature maps multiplied position by position with the class score's gradient, summed over the maps: unlike Grad-CAM it keeps where in each map the gradient is large (Draelos & Carin 2020).";
     fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
         Ok((a * g)?.sum(0)?.relu()?)
     }

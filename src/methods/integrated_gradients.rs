@@ -54,6 +54,9 @@ impl Method for IntegratedGradients {
     fn title(&self) -> &'static str {
         "Integrated Gradients"
     }
+    fn definition(&self) -> &'static str {
+        "The input gradient averaged along the straight path from a baseline (black by default) to the input, times input − baseline: the attributions add up to the score's difference between the two (completeness; Sundararajan et al. 2017)."
+    }
     fn params(&self, _: &ModelInfo) -> Value {
         json!({"steps": self.steps, "baseline": self.baseline, "rule": "trapezoid"})
     }

@@ -16,6 +16,8 @@ pub struct LayerCamRule;
 impl CamRule for LayerCamRule {
     const NAME: &'static str = "layercam";
     const TITLE: &'static str = "LayerCAM";
+    const DEFINITION: &'static str =
+        "Every position of every feature map weighted by the positive part of its own gradient, summed over the maps: finer than Grad-CAM, and usable at early layers too (Jiang et al. 2021).";
     fn map(a: &Tensor, g: &Tensor) -> Result<Tensor> {
         Ok((a * g.relu()?)?.sum(0)?.relu()?)
     }

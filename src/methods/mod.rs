@@ -38,6 +38,9 @@ pub trait Method: std::fmt::Debug + Send + Sync {
     fn name(&self) -> &'static str;
     /// A human title for pages (`Integrated Gradients`).
     fn title(&self) -> &'static str;
+    /// What the method computes, in a sentence or two, with its reference (the opening of
+    /// its method page).
+    fn definition(&self) -> &'static str;
     /// What the method produces.
     fn output(&self) -> OutputKind {
         OutputKind::Map

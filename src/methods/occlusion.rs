@@ -47,6 +47,9 @@ impl Method for Occlusion {
     fn title(&self) -> &'static str {
         "Occlusion"
     }
+    fn definition(&self) -> &'static str {
+        "Each window of the input is replaced by a baseline, and the drop in the class score is credited to the window's pixels: what the score does when evidence is removed, with no gradient at all (Zeiler & Fergus 2014)."
+    }
     fn params(&self, model: &ModelInfo) -> Value {
         let (w, s) = self.geometry(model.input);
         json!({"window": w, "stride": s, "baseline": self.baseline})

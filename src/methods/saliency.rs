@@ -17,6 +17,9 @@ impl Method for Saliency {
     fn title(&self) -> &'static str {
         "Saliency"
     }
+    fn definition(&self) -> &'static str {
+        "The gradient of the class score with respect to every input pixel, ∂S_c/∂x, drawn as its magnitude (the largest over channels): how strongly a small change of that pixel would move the score (Simonyan et al. 2014)."
+    }
     fn run(&self, cx: &Ctx) -> Result<Output> {
         Ok(input_map(cx.shared()?.input.squeeze(0)?, View::Unsigned))
     }

@@ -42,6 +42,9 @@ impl Method for SmoothGrad {
     fn title(&self) -> &'static str {
         "SmoothGrad"
     }
+    fn definition(&self) -> &'static str {
+        "The saliency map averaged over copies of the input with Gaussian noise added (σ = 0.15 × the input's range by default), which averages away much of the gradient's pixel-to-pixel noise (Smilkov et al. 2017)."
+    }
     fn params(&self, _: &ModelInfo) -> Value {
         json!({"samples": self.samples, "noise": self.noise, "seed": self.seed})
     }

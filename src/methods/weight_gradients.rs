@@ -25,6 +25,9 @@ impl Method for WeightGradients {
     fn title(&self) -> &'static str {
         "Weight gradients"
     }
+    fn definition(&self) -> &'static str {
+        "The gradient of the cross-entropy loss with respect to every weight: what one step of training on this image would change."
+    }
     fn output(&self) -> OutputKind {
         OutputKind::Weights
     }

@@ -57,6 +57,15 @@ pub struct ImageView {
     /// The first target's row of overlays, as a preview of the matrix.
     pub preview: Vec<PreviewCell>,
     pub preview_target: Option<String>,
+    /// The model's previous and next images, in config order.
+    pub prev: Option<NeighbourLink>,
+    pub next: Option<NeighbourLink>,
+}
+
+#[derive(Serialize)]
+pub struct NeighbourLink {
+    pub id: String,
+    pub href: String,
 }
 
 #[derive(Serialize)]
@@ -106,6 +115,17 @@ pub fn view(input: &Input, r: &PairResult) -> ImageView {
     let page = plan::image_page(&mc.id, &ic.id);
     let label = ic.label_index(mc);
     let ex = &r.explained;
+    let siblings: Vec<&PairResult> = input.pairs_of_model(r.pair.model).collect();
+    let at = siblings.iter().position(|p| p.pair == r.pair).unwrap_or(0);
+    let neighbour = |step: isize| {
+        let j = at.checked_add_signed(step)?;
+        let p = siblings.get(j)?;
+        let id = &site.config.images[p.pair.image].id;
+        Some(NeighbourLink {
+            id: id.clone(),
+            href: plan::href(&plan::image_page(&mc.id, id)),
+        })
+    };
     ImageView {
         base: Base::new(
             site,
@@ -172,6 +192,8 @@ pub fn view(input: &Input, r: &PairResult) -> ImageView {
             })
             .collect(),
         preview_target: ex.targets.first().map(|t| t.name.clone()),
+        prev: neighbour(-1),
+        next: neighbour(1),
     }
 }
 

@@ -37,8 +37,13 @@ pub struct MethodScore {
 pub struct MethodHeader {
     pub id: &'static str,
     pub title: &'static str,
+    /// What it computes (two lines).
+    pub definition: &'static str,
     /// The parameters as applied.
     pub params: Value,
+    /// The colour map its pictures use, and its bar.
+    pub colormap: Option<&'static str>,
+    pub colorbar: Option<&'static str>,
 }
 
 #[derive(Serialize)]
@@ -50,6 +55,8 @@ pub struct ImageRow {
 
 #[derive(Serialize)]
 pub struct Thumb {
+    /// The cell in the image's attribution matrix (opened there).
+    pub href: String,
     pub overlay: String,
     pub target: String,
     pub roles: String,
@@ -79,6 +86,11 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
                     .iter()
                     .zip(&r.explained.targets)
                     .map(|(c, t)| Thumb {
+                        href: format!(
+                            "{}#{slug}-{}",
+                            plan::href(&plan::attributions_page(&mc.id, &ic.id)),
+                            t.index
+                        ),
                         overlay: c.overlay.clone(),
                         target: t.name.clone(),
                         roles: t.roles.join(", "),
@@ -88,6 +100,16 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
             })
         })
         .collect();
+    // Every cell of a method uses one kind of scale; the first says which.
+    let scale = input.pairs_of_model(mi).find_map(|r| {
+        r.explained
+            .rows
+            .iter()
+            .find(|row| row.slug == slug)?
+            .cells
+            .first()
+            .map(|c| c.scale)
+    });
     MethodView {
         base: Base::new(
             site,
@@ -108,7 +130,10 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
         method: MethodHeader {
             id: method.name(),
             title: method.title(),
+            definition: method.definition(),
             params: method.params(&info),
+            colormap: scale.as_ref().map(|s| s.name()),
+            colorbar: scale.as_ref().map(super::colorbar),
         },
         images,
     }
