@@ -89,6 +89,12 @@ fn the_drawing_box_groups_occlusion_apart_and_training_reads_as_examples() {
 #[test]
 fn method_pages_define_their_method_and_thumbnails_open_cells() {
     let (dir, cfg) = common::fixture_with_model_keys("    methods: [{ name: saliency }, { name: gradcam }]\n");
+    // A note with a section for Grad-CAM: the matrix row links it.
+    std::fs::write(
+        dir.path().join("content/guide.md"),
+        "# Guide\n\n### Grad-CAM {#method-gradcam}\n\nCoarse.\n",
+    )
+    .unwrap();
     let site = Site::load(&cfg).unwrap();
     let out = dir.path().join("public");
     site.build(&out, &|_| {}).unwrap();
@@ -109,6 +115,14 @@ fn method_pages_define_their_method_and_thumbnails_open_cells() {
     assert!(
         matrix.contains(&format!("<td id=\"{id}\">"))
             || read(&out, "models/lenet/images/seven-large/attributions").contains(&format!("<td id=\"{id}\">"))
+    );
+    assert!(
+        matrix.contains("notes/guide/index.html#method-gradcam\">how to read it</a>"),
+        "no note link"
+    );
+    assert!(
+        !matrix.contains("#method-saliency"),
+        "a link to a section that does not exist"
     );
     // Image pages lead to the model's other images; home thumbnails are links.
     let three = read(&out, "models/lenet/images/three");

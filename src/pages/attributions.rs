@@ -80,6 +80,8 @@ pub struct RowView {
     pub title: &'static str,
     /// The method's page.
     pub href: String,
+    /// The section of a note that discusses it (a heading with id `method-<slug>`).
+    pub note: Option<String>,
     /// Its maps barely change when the weights are randomised (see the leaderboard).
     pub insensitive: bool,
     /// The parameters as applied, `key = value, …`.
@@ -155,6 +157,19 @@ pub fn drawing_note(d: &Drawing) -> String {
 }
 
 /// A metric's name and value as shown (the completeness gap as a percentage).
+/// The note section that discusses a method: the first note with a heading whose id is
+/// `method-<slug>` (`### Grad-CAM {#method-gradcam}`).
+pub fn note_section(input: &Input, slug: &str) -> Option<String> {
+    let id = format!("method-{slug}");
+    let note = input
+        .site
+        .content
+        .notes
+        .iter()
+        .find(|n| n.html.contains(&format!("id=\"{id}\"")))?;
+    Some(format!("{}#{id}", plan::href(&plan::note_page(&note.slug))))
+}
+
 pub fn metric_view(name: &str, v: f64) -> MetricView {
     MetricView {
         name: name.replace('_', " "),
@@ -217,6 +232,7 @@ pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
                 id: m.name(),
                 title: m.title(),
                 href: plan::href(&plan::method_page(&mc.id, &row.slug)),
+                note: note_section(input, &row.slug),
                 insensitive: scores.iter().any(|s| s.method == row.method && s.insensitive()),
                 params: methods::params_text(&m.params(&info)),
                 cells,
