@@ -16,7 +16,7 @@ use crate::plan;
 /// Units per layer on the glance page.
 pub const GLANCE: usize = 6;
 
-#[derive(Serialize)]
+#[derive(Serialize, Clone)]
 pub struct FvCell {
     pub unit: usize,
     pub href: String,
@@ -108,12 +108,7 @@ pub fn preview(r: &FvResult, mc: &ModelConfig, n: usize) -> Vec<FvCell> {
         for c in &per {
             if out.len() < n {
                 if let Some(x) = c.get(i) {
-                    out.push(FvCell {
-                        unit: x.unit,
-                        href: x.href.clone(),
-                        png: x.png.clone(),
-                        objective: x.objective.clone(),
-                    });
+                    out.push(x.clone());
                 }
             }
         }

@@ -162,8 +162,7 @@ pub fn optimise(
         .collect();
     let mut adams: Vec<param::Adam> = params.iter().map(|p| param::Adam::new(s.lr, p.values.len())).collect();
     let unit_idx: Vec<u32> = units.iter().flat_map(|&u| std::iter::repeat_n(u as u32, per)).collect();
-    let sign: Vec<f32> = vec![if s.negative { -1.0 } else { 1.0 }; b];
-    let sign_t = Tensor::from_vec(sign.clone(), b, &Device::Cpu)?;
+    let sign_t = Tensor::from_vec(vec![if s.negative { -1f32 } else { 1.0 }; b], b, &Device::Cpu)?;
     let mut curves = vec![Vec::with_capacity(s.steps); units.len()];
     let mut pixels = vec![Vec::new(); b];
     let mut x = vec![0f32; b * c * plane];

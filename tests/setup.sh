@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The test command (README.md): installs what the browser tests need when it is missing —
-# Debian's Chromium, and tests/browser's npm packages (playwright-core, pinned by its
-# package-lock.json) — then runs `cargo test --release` with any arguments given.
+# What the browser tests need, installed when missing: Debian's Chromium, and
+# tests/browser's npm packages (playwright-core, pinned by its package-lock.json).
+# The test command (README.md) is `tests/setup.sh && cargo test --release`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v chromium > /dev/null && [ -z "${CHROMIUM:-}" ]; then
@@ -15,4 +15,3 @@ command -v node > /dev/null || { echo "the browser tests need Node.js (node) on 
 if [ ! -d tests/browser/node_modules/playwright-core ] || [ tests/browser/package-lock.json -nt tests/browser/node_modules ]; then
     npm ci --prefix tests/browser --no-audit --no-fund --loglevel=error
 fi
-cargo test --release "$@"
