@@ -19,10 +19,10 @@ use crate::metrics::deletion::{self, Curves};
 use crate::metrics::randomisation::{self, Randomised};
 use crate::models::{LayerInfo, LoadedModel};
 use crate::plan;
-use crate::render::attribution::{heatmap, overlay, prepare, Drawing, Prepared};
+use crate::render::attribution::{heatmap, overlay, prepare, Drawing, Placement, Prepared};
 use crate::render::colormap::Scale;
-use crate::render::grid;
 use crate::render::pictures::{layer_picture, values, weight_picture, LayerPicture, WeightPicture};
+use crate::render::{self, grid};
 
 /// A class the methods explain, and why it was chosen.
 #[derive(Debug, Clone)]
@@ -58,6 +58,64 @@ pub struct MethodRow {
     pub cells: Vec<MapCell>,
     /// Deletion and insertion per cell, where the metrics ask for them.
     pub curves: Vec<Option<Curves>>,
+    /// The same maps on one scale for the whole row, when it has several targets.
+    pub shared: Option<RowScale>,
+}
+
+/// A row's maps drawn on one colour scale, so that cells compare across targets (as cached).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RowScale {
+    /// CAMs: 0 to the row's largest raw value; input-space maps: the largest of the cells'
+    /// own clips.
+    pub scale: Scale,
+    /// In the row's order: `<class>-row.png`, `<class>-row-overlay.png`.
+    pub cells: Vec<SharedCell>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SharedCell {
+    pub target: usize,
+    pub heatmap: String,
+    pub overlay: String,
+}
+
+/// Draws a row's maps, read from their method entries, on the row's common range.
+fn draw_row(cells: &[(MapCell, std::path::PathBuf)], draw: &Drawn, edir: &Path) -> Result<RowScale> {
+    let mut maps = Vec::new();
+    for (cell, dir) in cells {
+        let t = Tensor::read_npy(dir.join(format!("{}.npy", cell.target)))?;
+        let (view, placement) = match cell.drawing {
+            Drawing::Cam { placement, .. } => (View::Cam, placement),
+            Drawing::Signed { .. } => (View::Signed, Placement::Stretch),
+            Drawing::Unsigned { .. } => (View::Unsigned, Placement::Stretch),
+        };
+        maps.push((cell.target, t.dims().to_vec(), values(&t)?, view, placement));
+    }
+    let top = maps
+        .iter()
+        .map(|(_, dims, raw, view, _)| render::attribution::own_range(raw, dims, *view))
+        .fold(0f32, f32::max);
+    let mut scale = None;
+    let mut out = Vec::new();
+    for (target, dims, raw, view, placement) in maps {
+        let p = render::attribution::prepare_scaled(&raw, &dims, view, draw.input_hw, placement, Some(top));
+        let heat = heatmap(&p, draw.zoom);
+        grid::save_png(&heat, &edir.join(format!("{target}-row.png")))?;
+        grid::save_png(
+            &overlay(draw.shown, &heat),
+            &edir.join(format!("{target}-row-overlay.png")),
+        )?;
+        scale = Some(p.scale);
+        out.push(SharedCell {
+            target,
+            heatmap: format!("{ENTRY}{target}-row.png"),
+            overlay: format!("{ENTRY}{target}-row-overlay.png"),
+        });
+    }
+    Ok(RowScale {
+        scale: scale.unwrap_or(Scale::Sequential { min: 0.0, max: 1.0 }),
+        cells: out,
+    })
 }
 
 /// The randomisation test of one pair, as cached (paths start with [`ENTRY`]).
@@ -167,12 +225,17 @@ pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fke
     for (k, method) in mc.methods.iter().enumerate() {
         let params = method.params(&info);
         if method.per_target() {
+            let mut row = Vec::new();
             for t in &targets {
                 let mkey = keys::method(fkey, method, &params, t.index);
                 if let Some(f) = mc.metrics.faithfulness.as_ref().filter(|f| f.methods.contains(&k)) {
                     keys.push(keys::faithfulness(&mkey, f.steps));
                 }
+                row.push(mkey.clone());
                 keys.push(mkey);
+            }
+            if method.is_map() && row.len() > 1 {
+                keys.push(keys::row_scale(&row));
             }
         } else {
             keys.push(keys::method(
@@ -239,11 +302,11 @@ fn faithfulness(
     let stored = cache.get_or_put("faithfulness", &keys::faithfulness(&method_entry.key, steps), |_| {
         let map = Tensor::read_npy(method_entry.dir.join(format!("{}.npy", cell.target)))?;
         let (dims, raw) = (map.dims().to_vec(), values(&map)?);
-        let view = match cell.drawing {
-            Drawing::Cam { .. } => View::Cam,
-            _ => View::Signed,
+        let (view, placement) = match cell.drawing {
+            Drawing::Cam { placement, .. } => (View::Cam, placement),
+            _ => (View::Signed, Placement::Stretch),
         };
-        let values = crate::metrics::pixel_values(&raw, &dims, view, input_hw);
+        let values = crate::metrics::pixel_values(&raw, &dims, view, input_hw, placement);
         deletion::curves(p.model.model.as_ref(), p.x, cell.target, &values, steps)
     })?;
     Ok((stored.placed("")?, stored.fresh, stored.key.clone()))
@@ -253,7 +316,7 @@ fn faithfulness(
 /// heatmap.
 fn heat(map: &methods::Map, draw: &Drawn) -> Result<(Vec<f32>, Prepared, image::RgbImage)> {
     let raw = values(&map.data)?;
-    let prepared = prepare(&raw, map.data.dims(), map.view, draw.input_hw);
+    let prepared = prepare(&raw, map.data.dims(), map.view, draw.input_hw, map.placement);
     let picture = heatmap(&prepared, draw.zoom);
     Ok((raw, prepared, picture))
 }
@@ -268,6 +331,7 @@ fn draw_map(map: &methods::Map, draw: &Drawn, edir: &Path, name: &str) -> Result
         map.data.dims(),
         map.view,
         draw.input_hw,
+        map.placement,
     ))
 }
 
@@ -498,6 +562,8 @@ pub fn explain(
     };
     let mut ex = Explained::default();
     let mut cells: Vec<Vec<MapCell>> = vec![Vec::new(); mc.methods.len()];
+    // Each cell's method entry: its folder and key, for the row's shared scale.
+    let mut entries: Vec<Vec<(std::path::PathBuf, String)>> = vec![Vec::new(); mc.methods.len()];
     let mut curves: Vec<Vec<Option<Curves>>> = vec![Vec::new(); mc.methods.len()];
     // Seconds spent on the metrics, when computed.
     let (mut faith_time, mut rand_time): (Option<f64>, Option<f64>) = (None, None);
@@ -580,6 +646,7 @@ pub fn explain(
                         None => None,
                     };
                     cells[mi].push(cell);
+                    entries[mi].push((stored.dir.clone(), stored.key.clone()));
                     curves[mi].push(found);
                     ex.artifacts.push(complete(artifact));
                 }
@@ -656,15 +723,45 @@ pub fn explain(
         }
     }
 
-    for (mi, ((method, cells), curves)) in mc.methods.iter().zip(cells).zip(curves).enumerate() {
-        if method.is_map() {
-            ex.rows.push(MethodRow {
-                method: mi,
-                slug: slugs[mi].clone(),
-                cells,
-                curves,
-            });
+    for (mi, (((method, cells), curves), entries)) in mc.methods.iter().zip(cells).zip(curves).zip(entries).enumerate()
+    {
+        if !method.is_map() {
+            continue;
         }
+        let shared = if cells.len() > 1 {
+            let keys: Vec<String> = entries.iter().map(|(_, k)| k.clone()).collect();
+            let stored = cache
+                .get_or_put("row-scale", &keys::row_scale(&keys), |edir| {
+                    let placed: Vec<(MapCell, std::path::PathBuf)> = cells
+                        .iter()
+                        .cloned()
+                        .zip(entries.iter().map(|(d, _)| d.clone()))
+                        .collect();
+                    draw_row(&placed, &draw, edir)
+                })
+                .map_err(|e| {
+                    e.context(format!(
+                        "model `{}` × image `{}`, method `{}`: the row's shared scale",
+                        mc.id,
+                        ic.id,
+                        method.name()
+                    ))
+                })?;
+            let prefix = plan::attribution_files(&mc.id, &ic.id, &slugs[mi]);
+            if let Some(out) = out {
+                stored.link_into(out, &prefix)?;
+            }
+            Some(stored.placed::<RowScale>(&prefix)?)
+        } else {
+            None
+        };
+        ex.rows.push(MethodRow {
+            method: mi,
+            slug: slugs[mi].clone(),
+            cells,
+            curves,
+            shared,
+        });
     }
     ex.targets = targets;
     ex.timings = slugs.into_iter().zip(times).collect();

@@ -39,6 +39,13 @@ pub fn method(forward: &str, method: &MethodSpec, params: &Value, class: usize) 
         .finish()
 }
 
+/// A matrix row's maps drawn on one scale: the row's method entries, in order.
+pub fn row_scale(method_keys: &[String]) -> String {
+    KeyHasher::new("row-scale")
+        .field("maps", method_keys.join(","))
+        .finish()
+}
+
 /// A map's deletion and insertion curves: the map's key and the number of steps.
 pub fn faithfulness(method_key: &str, steps: usize) -> String {
     KeyHasher::new("faithfulness")

@@ -8,7 +8,7 @@ use candle_core::Tensor;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{layer_of, Ctx, Map, Method, ModelInfo, Output, ParamError, View};
+use super::{layer_of, Ctx, Map, Method, ModelInfo, Output, ParamError, Placement, View};
 use crate::error::Result;
 
 /// `relu(Σ_k w_k A_k)` for activations `A` `(K, h, w)` and weights `(K)`.
@@ -50,14 +50,36 @@ fn check_cam_layer(layer: &Option<String>, model: &ModelInfo) -> std::result::Re
     }
 }
 
-/// A CAM at `layer`, drawn over the input.
-fn cam(data: Tensor, layer: &str) -> Output {
+/// A CAM at `layer`, drawn over the input with its cells at `placement`.
+fn cam(data: Tensor, layer: &str, placement: Placement) -> Output {
     Output::Map(Map {
         data,
         view: View::Cam,
         layer: Some(layer.to_string()),
+        placement,
         metrics: BTreeMap::new(),
     })
+}
+
+/// How a CAM is laid over the input (`placement:`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PlaceBy {
+    /// Each cell at the centre of its receptive field, where the layer's geometry is known
+    /// (else stretched).
+    #[default]
+    Field,
+    /// Stretched over the whole input, as pytorch-grad-cam resizes.
+    Stretch,
+}
+
+/// The placement a CAM at `layer` gets: by its receptive fields when asked for and known.
+fn placement_of(by: PlaceBy, layer: &str, model: &ModelInfo) -> Placement {
+    let field = model.layers.iter().find(|l| l.name == layer).and_then(|l| l.field);
+    match (by, field) {
+        (PlaceBy::Field, Some(f)) => Placement::of_field(&f),
+        _ => Placement::Stretch,
+    }
 }
 
 /// What distinguishes one CAM method from another: how a layer's activations `A` and the
@@ -77,6 +99,8 @@ pub trait CamRule: std::fmt::Debug + Clone + Default + Send + Sync + 'static {
 #[serde(deny_unknown_fields, bound = "")]
 pub struct Cam<R: CamRule> {
     pub layer: Option<String>,
+    #[serde(default)]
+    pub placement: PlaceBy,
     #[serde(skip)]
     rule: std::marker::PhantomData<R>,
 }
@@ -86,6 +110,7 @@ impl<R: CamRule> Cam<R> {
     pub fn at(layer: Option<&str>) -> Self {
         Cam {
             layer: layer.map(str::to_string),
+            placement: PlaceBy::Field,
             rule: std::marker::PhantomData,
         }
     }
@@ -102,15 +127,21 @@ impl<R: CamRule> Method for Cam<R> {
         R::DEFINITION
     }
     fn params(&self, model: &ModelInfo) -> Value {
-        json!({"layer": cam_layer(&self.layer, model)})
+        let layer = cam_layer(&self.layer, model);
+        let placement = match placement_of(self.placement, layer, model) {
+            Placement::Stretch => "stretch",
+            Placement::Field { .. } => "field",
+        };
+        json!({"layer": layer, "placement": placement})
     }
     fn validate(&self, model: &ModelInfo) -> std::result::Result<(), ParamError> {
         check_cam_layer(&self.layer, model)
     }
     fn run(&self, cx: &Ctx) -> Result<Output> {
-        let layer = cam_layer(&self.layer, &cx.info());
+        let info = cx.info();
+        let layer = cam_layer(&self.layer, &info);
         let (a, g) = layer_of(cx.shared()?, layer)?;
-        Ok(cam(R::map(&a, &g)?, layer))
+        Ok(cam(R::map(&a, &g)?, layer, placement_of(self.placement, layer, &info)))
     }
 }
 

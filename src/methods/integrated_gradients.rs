@@ -12,7 +12,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, View};
+use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, Placement, View};
 use crate::error::Result;
 use crate::models::Input;
 use crate::models::{gradients, Select};
@@ -187,6 +187,7 @@ fn run(cx: &Ctx, steps: usize, kind: Baseline) -> Result<Output> {
         data: attr,
         view: View::Signed,
         layer: None,
+        placement: Placement::Stretch,
         metrics,
     }))
 }

@@ -29,6 +29,7 @@ use serde_json::Value;
 
 use crate::error::Result;
 use crate::models::{self, Architecture, Gradients, Input, LayerInfo, LoadedModel, Select};
+pub use crate::render::attribution::Placement;
 
 pub use integrated_gradients::Baseline;
 
@@ -302,6 +303,8 @@ pub struct Map {
     pub data: Tensor,
     pub view: View,
     pub layer: Option<String>,
+    /// Where a CAM's cells sit on the input (input-space maps: unused).
+    pub placement: Placement,
     /// Checks that come with the map (Integrated Gradients' completeness gap).
     pub metrics: BTreeMap<String, f64>,
 }
@@ -396,6 +399,7 @@ pub(crate) fn input_map(data: Tensor, view: View) -> Output {
         data,
         view,
         layer: None,
+        placement: Placement::Stretch,
         metrics: BTreeMap::new(),
     })
 }

@@ -15,7 +15,7 @@ use rayon::prelude::*;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, View};
+use super::{Ctx, Map, Method, ModelInfo, Output, ParamError, Placement, View};
 use crate::error::Result;
 use crate::models::{Input, Tap};
 
@@ -132,6 +132,7 @@ fn run(cx: &Ctx, window: usize, stride: usize, baseline: f32) -> Result<Output> 
         data: Tensor::from_vec(map, (h, w), &Device::Cpu)?,
         view: View::Signed,
         layer: None,
+        placement: Placement::Stretch,
         metrics,
     }))
 }

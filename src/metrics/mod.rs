@@ -10,7 +10,7 @@ pub mod deletion;
 pub mod randomisation;
 
 use crate::methods::View;
-use crate::render::attribution::prepare;
+use crate::render::attribution::{prepare, Placement};
 
 /// What a model's metrics compute (`metrics:` in `gallery.yaml`); absent parts are off.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +59,11 @@ pub const INSENSITIVE_ABOVE: f64 = 0.5;
 
 /// A map reduced to one value per input pixel, as it is drawn: input-space maps as the sum
 /// of |·| over channels, class activation maps as drawn (ReLU, min–max, bilinear onto the
-/// input). These values order the pixels for deletion and insertion and are compared in
+/// input at `placement`). These values order the pixels for deletion and insertion and are compared in
 /// the randomisation test.
-pub fn pixel_values(raw: &[f32], dims: &[usize], view: View, input: (usize, usize)) -> Vec<f32> {
+pub fn pixel_values(raw: &[f32], dims: &[usize], view: View, input: (usize, usize), placement: Placement) -> Vec<f32> {
     match view {
-        View::Cam => prepare(raw, dims, view, input).values,
+        View::Cam => prepare(raw, dims, view, input, placement).values,
         View::Signed | View::Unsigned => {
             let hw = input.0 * input.1;
             let c = raw.len() / hw.max(1);
@@ -129,11 +129,11 @@ mod tests {
     fn pixel_values_sum_magnitudes_over_channels() {
         let raw = [1.0, -2.0, 3.0, -4.0, 0.5, 0.5, -0.5, 0.5];
         assert_eq!(
-            pixel_values(&raw, &[2, 2, 2], View::Signed, (2, 2)),
+            pixel_values(&raw, &[2, 2, 2], View::Signed, (2, 2), Placement::Stretch),
             vec![1.5, 2.5, 3.5, 4.5]
         );
         assert_eq!(
-            pixel_values(&raw[..4], &[2, 2], View::Signed, (2, 2)),
+            pixel_values(&raw[..4], &[2, 2], View::Signed, (2, 2), Placement::Stretch),
             vec![1.0, 2.0, 3.0, 4.0]
         );
     }

@@ -7,12 +7,12 @@ use serde::Serialize;
 use super::image::PairPages;
 use super::{colorbar, model_link, pct, render, shape_str, Base, Input, ModelLink};
 use crate::build::compute::PairResult;
-use crate::build::explain::{MapCell, TargetInfo};
+use crate::build::explain::{MapCell, RowScale, TargetInfo};
 use crate::error::Result;
 use crate::methods::{self, ModelInfo};
 use crate::metrics::deletion::Curves;
 use crate::plan;
-use crate::render::attribution::Drawing;
+use crate::render::attribution::{Drawing, Placement};
 use crate::render::plot::curves_chart;
 
 /// The header every page about one pair shares (attributions, gradients).
@@ -87,6 +87,18 @@ pub struct RowView {
     /// The parameters as applied, `key = value, …`.
     pub params: String,
     pub cells: Vec<CellView>,
+    /// The row's common colour scale, when it has several targets.
+    pub shared: Option<SharedView>,
+}
+
+/// A row's common colour scale, which the matrix can switch to.
+#[derive(Serialize)]
+pub struct SharedView {
+    pub min: f32,
+    pub max: f32,
+    pub colorbar: &'static str,
+    /// How the shared pictures are made, in words.
+    pub note: String,
 }
 
 #[derive(Serialize)]
@@ -94,11 +106,21 @@ pub struct CellView {
     pub target: usize,
     pub heatmap: String,
     pub overlay: String,
+    /// The same map on the row's shared scale.
+    pub row_heatmap: Option<String>,
+    pub row_overlay: Option<String>,
+    /// A signed map: its heatmap is shown beside the overlay, where the grey input
+    /// cannot wash it out.
+    pub signed: bool,
     pub npy: String,
     /// The drawing steps with their numbers.
     pub note: String,
+    /// The colour bar's ends in raw units (for a CAM: its raw minimum and maximum, which
+    /// min–max scaling paints as the two ends).
     pub min: f32,
     pub max: f32,
+    /// A CAM whose smallest value is well above 0: how high its floor is, painted dark.
+    pub floor: Option<String>,
     pub colorbar: &'static str,
     pub shape: String,
     pub metrics: Vec<MetricView>,
@@ -147,16 +169,44 @@ pub fn drawing_note(d: &Drawing) -> String {
             raw_max,
             from,
             to,
+            placement,
         } => format!(
-            "ReLU, min–max to 0..1 (raw range {raw_min:.4} … {raw_max:.4}), bilinear {}×{} → {}×{}",
-            from[0], from[1], to[0], to[1]
+            "ReLU, min–max to 0..1 (raw range {raw_min:.4} … {raw_max:.4}), bilinear {}×{} → {}×{} {}",
+            from[0],
+            from[1],
+            to[0],
+            to[1],
+            placement_words(&placement)
         ),
         Drawing::Signed { clip } => format!("sum over channels, clipped at ±{clip:.4} (99th percentile of |·|)"),
         Drawing::Unsigned { clip } => format!("max of |·| over channels, clipped at {clip:.4} (99th percentile)"),
     }
 }
 
-/// A metric's name and value as shown (the completeness gap as a percentage).
+/// How a CAM's cells were laid over the input, in words.
+pub fn placement_words(p: &Placement) -> String {
+    match *p {
+        Placement::Field { first, step } => format!(
+            "with each cell at the centre of its receptive field (cell i at input pixel {} + {}·i)",
+            num(first),
+            num(step)
+        ),
+        Placement::Stretch => "stretched over the whole input (as pytorch-grad-cam resizes)".to_string(),
+    }
+}
+
+/// A number without a needless `.0`.
+fn num(v: f32) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+/// A CAM floor above this fraction of its maximum is pointed out.
+const FLOOR_NOTE: f32 = 0.05;
+
 /// The note section that discusses a method: the first note with a heading whose id is
 /// `method-<slug>` (`### Grad-CAM {#method-gradcam}`).
 pub fn note_section(input: &Input, slug: &str) -> Option<String> {
@@ -170,6 +220,7 @@ pub fn note_section(input: &Input, slug: &str) -> Option<String> {
     Some(format!("{}#{id}", plan::href(&plan::note_page(&note.slug))))
 }
 
+/// A metric's name and value as shown (the completeness gap as a percentage).
 pub fn metric_view(name: &str, v: f64) -> MetricView {
     MetricView {
         name: name.replace('_', " "),
@@ -182,16 +233,26 @@ pub fn metric_view(name: &str, v: f64) -> MetricView {
 }
 
 pub fn cell_view(c: &MapCell, curves: Option<&Curves>, title: &str) -> Result<CellView> {
-    let (min, max) = c.scale.range();
+    let ((min, max), floor) = match c.drawing {
+        Drawing::Cam { raw_min, raw_max, .. } => (
+            (raw_min, raw_max),
+            (raw_max > 0.0 && raw_min > FLOOR_NOTE * raw_max).then(|| format!("{:.0}%", 100.0 * raw_min / raw_max)),
+        ),
+        _ => (c.scale.range(), None),
+    };
     Ok(CellView {
         faithfulness: curves.map(|k| faithfulness_view(k, title)).transpose()?,
         target: c.target,
         heatmap: c.heatmap.clone(),
         overlay: c.overlay.clone(),
+        row_heatmap: None,
+        row_overlay: None,
+        signed: matches!(c.drawing, Drawing::Signed { .. }),
         npy: c.npy.clone(),
         note: drawing_note(&c.drawing),
         min,
         max,
+        floor,
         colorbar: colorbar(&c.scale),
         shape: shape_str(&c.shape),
         metrics: c.metrics.iter().map(|(k, v)| metric_view(k, *v)).collect(),
@@ -201,6 +262,40 @@ pub fn cell_view(c: &MapCell, curves: Option<&Curves>, title: &str) -> Result<Ce
             .filter(|g| g.abs() > GAP_FLAG)
             .map(|g| format!("{:.1}%", 100.0 * g)),
     })
+}
+
+/// Adds a row's shared-scale pictures to its cells.
+fn with_shared(mut cells: Vec<CellView>, shared: Option<&RowScale>, cam: bool) -> (Vec<CellView>, Option<SharedView>) {
+    let Some(s) = shared else {
+        return (cells, None);
+    };
+    for c in &mut cells {
+        if let Some(sc) = s.cells.iter().find(|sc| sc.target == c.target) {
+            c.row_heatmap = Some(sc.heatmap.clone());
+            c.row_overlay = Some(sc.overlay.clone());
+        }
+    }
+    let (min, max) = s.scale.range();
+    let note = match s.scale {
+        crate::render::colormap::Scale::Diverging { abs } => {
+            format!("every map of the row clipped at ±{abs:.4}, the largest of the cells' own clips")
+        }
+        crate::render::colormap::Scale::Sequential { max, .. } if cam => {
+            format!("every map of the row on 0 … {max:.4}, the row's largest raw value; nothing subtracted, so a weak class's map stays dark")
+        }
+        crate::render::colormap::Scale::Sequential { max, .. } => {
+            format!("every map of the row on 0 … {max:.4}, the largest of the cells' own clips")
+        }
+    };
+    (
+        cells,
+        Some(SharedView {
+            min,
+            max,
+            colorbar: colorbar(&s.scale),
+            note,
+        }),
+    )
 }
 
 pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
@@ -227,6 +322,8 @@ pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
                     cell_view(c, row.curves.get(k).and_then(Option::as_ref), &title)
                 })
                 .collect::<Result<Vec<_>>>()?;
+            let cam = row.cells.iter().any(|c| matches!(c.drawing, Drawing::Cam { .. }));
+            let (cells, shared) = with_shared(cells, row.shared.as_ref(), cam);
             Ok(RowView {
                 slug: row.slug.clone(),
                 id: m.name(),
@@ -236,6 +333,7 @@ pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
                 insensitive: scores.iter().any(|s| s.method == row.method && s.insensitive()),
                 params: methods::params_text(&m.params(&info)),
                 cells,
+                shared,
             })
         })
         .collect::<Result<Vec<_>>>()?;
