@@ -23,7 +23,7 @@ use crate::error::{Error, IoContext, Result};
 
 /// Changes whenever the arrays or pictures the compute code produces change, so that
 /// entries written by older code are not reused.
-pub const COMPUTE_VERSION: &str = "3";
+pub const COMPUTE_VERSION: &str = "4";
 
 /// The prefix of file paths inside an entry's data.
 pub const ENTRY: &str = "@entry/";

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use super::{colorbar, shape_str};
+use crate::render::grid::Layout;
 use crate::render::pictures::{LayerPicture, WeightLayout, WeightPicture};
 
 #[derive(Serialize)]
@@ -113,6 +114,42 @@ pub struct LayerView {
     /// The strongest units, with their class names at the output layer.
     pub strongest: Option<Vec<String>>,
     pub shown: Option<usize>,
+    /// Grids: each map's number at its top-left corner, in percent of the picture.
+    pub numbers: Vec<MapNumber>,
+    /// Grids: the same maps, each on its own scale.
+    pub per_map: Option<String>,
+    /// Most maps are faint on the shared scale: how many, said on the page.
+    pub faint: Option<String>,
+    /// Short strips (up to [`LABELLED`] units): one label per cell, the class names at the
+    /// output layer.
+    pub labels: Vec<String>,
+    /// An id for the page's switches (the layer name, without dots).
+    pub key: String,
+}
+
+/// A feature map's number where the grid draws it.
+#[derive(Serialize)]
+pub struct MapNumber {
+    pub n: usize,
+    pub left: String,
+    pub top: String,
+}
+
+/// Strips of at most this many units get a label under each cell.
+pub const LABELLED: usize = 20;
+
+/// Numbers for the maps of a grid.
+fn numbers(l: &Layout) -> Vec<MapNumber> {
+    (0..l.count)
+        .map(|m| {
+            let (x, y) = l.corner(m);
+            MapNumber {
+                n: m,
+                left: format!("{:.3}%", 100.0 * x as f64 / l.size[0] as f64),
+                top: format!("{:.3}%", 100.0 * y as f64 / l.size[1] as f64),
+            }
+        })
+        .collect()
 }
 
 pub fn layer_view(p: &LayerPicture) -> LayerView {
@@ -145,5 +182,22 @@ pub fn layer_view_of(p: &LayerPicture, classes: Option<&[String]>) -> LayerView 
                 .collect()
         }),
         shown: p.shown,
+        numbers: p.grid.as_ref().map(numbers).unwrap_or_default(),
+        per_map: p.per_map.clone(),
+        faint: p
+            .grid
+            .as_ref()
+            .filter(|g| 2 * p.faint > g.count)
+            .map(|g| format!("{} of the {} maps shown", p.faint, g.count)),
+        labels: match *p.shape.as_slice() {
+            [n] if n <= LABELLED => (0..n)
+                .map(|u| match classes.and_then(|c| c.get(u)) {
+                    Some(name) => name.clone(),
+                    None => u.to_string(),
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
+        key: p.name.replace(|c: char| !c.is_ascii_alphanumeric(), "-"),
     }
 }

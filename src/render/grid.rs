@@ -16,6 +16,54 @@ const BACKGROUND: Rgb<u8> = Rgb([255, 255, 255]);
 /// `count` maps of `h × w` values (row-major, one after another) in a grid of `cols`
 /// columns, each value drawn as a `zoom × zoom` block.
 pub fn maps(data: &[f32], count: usize, h: usize, w: usize, cols: usize, zoom: u32, scale: &Scale) -> RgbImage {
+    maps_each(data, count, h, w, cols, zoom, |_| *scale)
+}
+
+/// Where the maps of a grid drawn by [`maps`] are, for labelling them on the page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Layout {
+    pub count: usize,
+    pub cols: usize,
+    /// One map's size in pixels, and the picture's.
+    pub cell: [u32; 2],
+    pub size: [u32; 2],
+}
+
+impl Layout {
+    pub fn of(count: usize, h: usize, w: usize, cols: usize, zoom: u32) -> Layout {
+        let cols = cols.clamp(1, count.max(1));
+        let rows = count.div_ceil(cols);
+        let (cw, ch) = (w as u32 * zoom, h as u32 * zoom);
+        Layout {
+            count,
+            cols,
+            cell: [cw, ch],
+            size: [
+                (cols as u32 * (cw + GAP) - GAP).max(1),
+                (rows as u32 * (ch + GAP)).saturating_sub(GAP).max(1),
+            ],
+        }
+    }
+
+    /// The top-left corner of map `m`, in pixels.
+    pub fn corner(&self, m: usize) -> (u32, u32) {
+        (
+            (m % self.cols) as u32 * (self.cell[0] + GAP),
+            (m / self.cols) as u32 * (self.cell[1] + GAP),
+        )
+    }
+}
+
+/// [`maps`] with a scale per map (`scale_of(m)`).
+pub fn maps_each(
+    data: &[f32],
+    count: usize,
+    h: usize,
+    w: usize,
+    cols: usize,
+    zoom: u32,
+    scale_of: impl Fn(usize) -> Scale,
+) -> RgbImage {
     let cols = cols.clamp(1, count.max(1));
     let rows = count.div_ceil(cols);
     let (cw, ch) = (w as u32 * zoom, h as u32 * zoom);
@@ -24,6 +72,7 @@ pub fn maps(data: &[f32], count: usize, h: usize, w: usize, cols: usize, zoom: u
     let mut img = RgbImage::from_pixel(width.max(1), height, BACKGROUND);
     for m in 0..count {
         let (gx, gy) = ((m % cols) as u32 * (cw + GAP), (m / cols) as u32 * (ch + GAP));
+        let scale = scale_of(m);
         for y in 0..h {
             for x in 0..w {
                 let c = Rgb(scale.color(data[m * h * w + y * w + x]));
@@ -101,5 +150,8 @@ mod tests {
         // 4 columns of 6 px with 2 px gaps; 2 rows.
         assert_eq!((img.width(), img.height()), (4 * 6 + 3 * 2, 2 * 6 + 2));
         assert_eq!(zoom_for(28, 28, 84), 3);
+        let l = Layout::of(6, 2, 2, 4, 3);
+        assert_eq!(l.size, [img.width(), img.height()]);
+        assert_eq!((l.corner(0), l.corner(5)), ((0, 0), (8, 8)));
     }
 }

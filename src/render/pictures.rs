@@ -9,7 +9,7 @@ use candle_core::Tensor;
 use serde::{Deserialize, Serialize};
 
 use super::colormap::Scale;
-use super::grid;
+use super::grid::{self, Layout};
 use crate::cache::ENTRY;
 use crate::error::Result;
 use crate::models::{LayerInfo, LayerKind};
@@ -66,7 +66,16 @@ pub struct LayerPicture {
     pub strongest: Option<Vec<usize>>,
     /// How many maps are drawn when the layer has more than [`MAX_MAPS`].
     pub shown: Option<usize>,
+    /// Grids: where each map is, the same maps each on its own scale (`<base>-maps.png`),
+    /// and how many drawn maps stay below [`FAINT`] of the layer's scale.
+    pub grid: Option<Layout>,
+    pub per_map: Option<String>,
+    pub faint: usize,
 }
+
+/// A map whose 99th percentile of |·| is below this fraction of its layer's largest
+/// magnitude is faint: nearly white (or nearly dark) on the shared scale.
+pub const FAINT: f32 = 0.2;
 
 /// The most rows and columns of a weight matrix drawn and exported.
 const MAX_ROWS: usize = 512;
@@ -158,9 +167,34 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
     let dims = a.dims().to_vec();
     let data = values(a)?;
     let scale = Scale::fit(&data);
+    let (mut grid_layout, mut per_map, mut faint) = (None, None, 0);
     let picture = match *dims.as_slice() {
         // Wide layers show their first 64 maps; the .npy holds all of them.
-        [c, h, w] => grid::maps(&data, c.min(MAX_MAPS), h, w, c.min(8), grid::zoom_for(h, w, 84), &scale),
+        [c, h, w] => {
+            let (count, cols, zoom) = (c.min(MAX_MAPS), c.min(8), grid::zoom_for(h, w, 84));
+            // Each map on its own scale: what the shared scale hides in weak maps.
+            // Each map on its own scale (of the layer's kind, so colours keep their meaning):
+            // what the shared scale hides in weak maps.
+            let top = scale.range().1.abs().max(scale.range().0.abs());
+            let peaks: Vec<f32> = (0..count)
+                .map(|m| data[m * h * w..(m + 1) * h * w].iter().fold(0f32, |p, v| p.max(v.abs())))
+                .collect();
+            let own: Vec<Scale> = peaks
+                .iter()
+                .map(|&p| match scale {
+                    Scale::Diverging { .. } => Scale::Diverging { abs: p.max(1e-12) },
+                    Scale::Sequential { .. } => Scale::Sequential { min: 0.0, max: p.max(1e-12) },
+                })
+                .collect();
+            faint = (0..count)
+                .filter(|&m| super::attribution::percentile_abs(&data[m * h * w..(m + 1) * h * w], 0.99) < FAINT * top)
+                .count();
+            let each = grid::maps_each(&data, count, h, w, cols, zoom, |m| own[m]);
+            grid::save_png(&each, &edir.join(format!("{base}-maps.png")))?;
+            per_map = Some(format!("{ENTRY}{base}-maps.png"));
+            grid_layout = Some(Layout::of(count, h, w, cols, zoom));
+            grid::maps(&data, count, h, w, cols, zoom, &scale)
+        }
         [n] => grid::strip(&data, (720 / n as u32).clamp(3, 24), 28, &scale),
         _ => return Ok(None),
     };
@@ -189,5 +223,8 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
         value_min,
         value_max,
         strongest,
+        grid: grid_layout,
+        per_map,
+        faint,
     }))
 }

@@ -17,6 +17,7 @@ macro_rules! theme_file {
 /// The built-in theme: (file name, contents).
 pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("base.html"),
+    theme_file!("macros.html"),
     theme_file!("index.html"),
     theme_file!("model.html"),
     theme_file!("image.html"),
