@@ -212,6 +212,37 @@ fn loss_class(probs: &[f32], classes: &[String], label: Option<usize>) -> usize 
     label.unwrap_or_else(|| targets_for(&[TargetSpec::Predicted], probs, classes, None)[0].index)
 }
 
+/// Whether a `targets:` list of a method or metric picks `class` (no list: every target).
+fn picks(specs: Option<&Vec<TargetSpec>>, mc: &ModelConfig, probs: &[f32], label: Option<usize>, class: usize) -> bool {
+    specs.is_none_or(|specs| {
+        targets_for(specs, probs, &mc.classes, label)
+            .iter()
+            .any(|t| t.index == class)
+    })
+}
+
+/// Whether method `mi` explains `class`: always, unless its own `targets:` leave it out.
+pub fn method_explains(mc: &ModelConfig, mi: usize, probs: &[f32], label: Option<usize>, class: usize) -> bool {
+    picks(
+        mc.method_targets.get(mi).and_then(Option::as_ref),
+        mc,
+        probs,
+        label,
+        class,
+    )
+}
+
+/// Whether the faithfulness metrics `f` take curves of `class`.
+fn curves_for(
+    f: &crate::metrics::Faithfulness,
+    mc: &ModelConfig,
+    probs: &[f32],
+    label: Option<usize>,
+    class: usize,
+) -> bool {
+    picks(f.targets.as_ref(), mc, probs, label, class)
+}
+
 /// Every method entry key of a pair, given its class probabilities (for `cache gc`).
 pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fkey: &str, probs: &[f32]) -> Vec<String> {
     let label = ic.label_index(mc);
@@ -226,9 +257,10 @@ pub fn method_keys(mc: &ModelConfig, ic: &ImageConfig, layers: &[LayerInfo], fke
         let params = method.params(&info);
         if method.per_target() {
             let mut row = Vec::new();
-            for t in &targets {
+            for t in targets.iter().filter(|t| method_explains(mc, k, probs, label, t.index)) {
                 let mkey = keys::method(fkey, method, &params, t.index);
-                if let Some(f) = mc.metrics.faithfulness.as_ref().filter(|f| f.methods.contains(&k)) {
+                let wants = mc.metrics.faithfulness.as_ref();
+                if let Some(f) = wants.filter(|f| f.methods.contains(&k) && curves_for(f, mc, probs, label, t.index)) {
                     keys.push(keys::faithfulness(&mkey, f.steps));
                 }
                 row.push(mkey.clone());
@@ -576,7 +608,10 @@ pub fn explain(
         // One context per class, so methods computed together share its forward + backward pass.
         let cx = Ctx::new(p.model, mc.arch, &mc.input, p.x, class, loss_class);
         for (mi, method) in mc.methods.iter().enumerate() {
-            if method.per_target() != per_target || !wanted.get(mi).copied().unwrap_or(false) {
+            if method.per_target() != per_target
+                || !wanted.get(mi).copied().unwrap_or(false)
+                || (per_target && !method_explains(mc, mi, p.probs, label, class))
+            {
                 continue;
             }
             let params = method.params(&info);
@@ -608,7 +643,11 @@ pub fn explain(
             let complete = |a: Artifact| a.complete(&stored, &prefix, &mc.id, Some(&ic.id), &mc.classes);
             match stored.placed::<MethodData>(&prefix)? {
                 MethodData::Map { cell, artifact } => {
-                    let wants = mc.metrics.faithfulness.as_ref().filter(|f| f.methods.contains(&mi));
+                    let wants = mc
+                        .metrics
+                        .faithfulness
+                        .as_ref()
+                        .filter(|f| f.methods.contains(&mi) && curves_for(f, mc, p.probs, label, class));
                     let found = match wants {
                         Some(f) => {
                             let started = std::time::Instant::now();

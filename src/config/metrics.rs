@@ -46,6 +46,7 @@ pub(super) fn resolve(
     key: &str,
     methods: &[MethodSpec],
     input: &Input,
+    classes: &[String],
     check: &Check,
 ) -> Result<Metrics> {
     let maps: Vec<usize> = (0..methods.len()).filter(|&k| methods[k].is_map()).collect();
@@ -65,7 +66,15 @@ pub(super) fn resolve(
                 Some(names) => pick(names, &format!("{fkey}.methods"), methods, check)?,
                 None => maps.clone(),
             };
-            Some(Faithfulness { steps, methods })
+            let targets = match &f.targets {
+                Some(l) => Some(super::targets::resolve(l, &format!("{fkey}.targets"), classes, check)?),
+                None => None,
+            };
+            Some(Faithfulness {
+                steps,
+                methods,
+                targets,
+            })
         }
     };
     let randomisation = match &raw.randomisation {

@@ -108,6 +108,9 @@ pub struct ModelConfig {
     pub training_log: Option<PathBuf>,
     pub description: String,
     pub methods: Vec<MethodSpec>,
+    /// Per method, its own `targets:` when given: it explains only those of the model's
+    /// targets that this list also picks.
+    pub method_targets: Vec<Option<Vec<TargetSpec>>>,
     /// Where the methods were listed: `methods` or `models[i].methods`.
     pub methods_key: String,
     pub targets: Vec<TargetSpec>,

@@ -43,12 +43,19 @@ pub(super) fn validate(
         };
         let (method_list, methods_key) = match (&m.methods, &methods) {
             (Some(l), _) => (
-                method_list::resolve(l, &format!("{key}.methods"), check)?,
+                method_list::resolve(l, &format!("{key}.methods"), &classes, check)?,
                 format!("{key}.methods"),
             ),
-            (None, Some(l)) => (method_list::resolve(l, "methods", check)?, "methods".to_string()),
-            (None, None) => (methods::all_defaults(), "methods".to_string()),
+            (None, Some(l)) => (
+                method_list::resolve(l, "methods", &classes, check)?,
+                "methods".to_string(),
+            ),
+            (None, None) => (
+                methods::all_defaults().into_iter().map(|m| (m, None)).collect(),
+                "methods".to_string(),
+            ),
         };
+        let (method_list, method_targets): (Vec<_>, Vec<_>) = method_list.into_iter().unzip();
         let targets = match (&m.targets, &targets) {
             (Some(l), _) => targets::resolve(l, &format!("{key}.targets"), &classes, check)?,
             (None, Some(l)) => targets::resolve(l, "targets", &classes, check)?,
@@ -60,7 +67,7 @@ pub(super) fn validate(
             (None, None) => (None, "metrics".to_string()),
         };
         let metrics = match metrics {
-            Some(r) => metric_list::resolve(r, &metrics_key, &method_list, &input, check)?,
+            Some(r) => metric_list::resolve(r, &metrics_key, &method_list, &input, &classes, check)?,
             None => Default::default(),
         };
         let units = match &m.units {
@@ -83,6 +90,7 @@ pub(super) fn validate(
             metrics,
             metrics_key,
             methods: method_list,
+            method_targets,
             methods_key,
             targets,
             id: m.id,

@@ -87,6 +87,8 @@ pub struct RawFaithfulness {
     pub steps: Option<usize>,
     /// Method names of the model's list (default: every map method).
     pub methods: Option<Vec<String>>,
+    /// Which of the model's targets get curves (default: all of them).
+    pub targets: Option<Vec<LabelRef>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

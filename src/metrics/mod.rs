@@ -19,13 +19,15 @@ pub struct Metrics {
     pub randomisation: Option<Randomisation>,
 }
 
-/// Deletion and insertion curves for some of a model's map methods, every target.
+/// Deletion and insertion curves for some of a model's map methods and targets.
 #[derive(Debug, Clone)]
 pub struct Faithfulness {
     /// Steps of equal size from no pixel to every pixel (`steps + 1` inputs per curve).
     pub steps: usize,
     /// Indices into the model's methods.
     pub methods: Vec<usize>,
+    /// Only the model's targets that this list also picks (`None`: every target).
+    pub targets: Option<Vec<crate::config::TargetSpec>>,
 }
 
 /// The cascading randomisation test for some of a model's map methods, predicted class.

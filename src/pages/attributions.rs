@@ -86,9 +86,17 @@ pub struct RowView {
     pub insensitive: bool,
     /// The parameters as applied, `key = value, …`.
     pub params: String,
-    pub cells: Vec<CellView>,
+    /// One per target (column), in order.
+    pub cells: Vec<CellSlot>,
     /// The row's common colour scale, when it has several targets.
     pub shared: Option<SharedView>,
+}
+
+/// A matrix cell: the map, or none where the method's own `targets:` leave this class out.
+#[derive(Serialize)]
+pub struct CellSlot {
+    pub target: usize,
+    pub cell: Option<CellView>,
 }
 
 /// A row's common colour scale, which the matrix can switch to.
@@ -323,7 +331,18 @@ pub fn view(input: &Input, r: &PairResult) -> Result<AttributionsView> {
                 })
                 .collect::<Result<Vec<_>>>()?;
             let cam = row.cells.iter().any(|c| matches!(c.drawing, Drawing::Cam { .. }));
-            let (cells, shared) = with_shared(cells, row.shared.as_ref(), cam);
+            let (mut cells, shared) = with_shared(cells, row.shared.as_ref(), cam);
+            let cells = ex
+                .targets
+                .iter()
+                .map(|t| CellSlot {
+                    target: t.index,
+                    cell: cells
+                        .iter()
+                        .position(|c| c.target == t.index)
+                        .map(|k| cells.swap_remove(k)),
+                })
+                .collect();
             Ok(RowView {
                 slug: row.slug.clone(),
                 id: m.name(),

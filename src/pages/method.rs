@@ -84,7 +84,7 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
                 cells: row
                     .cells
                     .iter()
-                    .zip(&r.explained.targets)
+                    .filter_map(|c| Some((c, r.explained.targets.iter().find(|t| t.index == c.target)?)))
                     .map(|(c, t)| Thumb {
                         href: format!(
                             "{}#{slug}-{}",

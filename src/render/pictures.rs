@@ -177,13 +177,20 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
             // what the shared scale hides in weak maps.
             let top = scale.range().1.abs().max(scale.range().0.abs());
             let peaks: Vec<f32> = (0..count)
-                .map(|m| data[m * h * w..(m + 1) * h * w].iter().fold(0f32, |p, v| p.max(v.abs())))
+                .map(|m| {
+                    data[m * h * w..(m + 1) * h * w]
+                        .iter()
+                        .fold(0f32, |p, v| p.max(v.abs()))
+                })
                 .collect();
             let own: Vec<Scale> = peaks
                 .iter()
                 .map(|&p| match scale {
                     Scale::Diverging { .. } => Scale::Diverging { abs: p.max(1e-12) },
-                    Scale::Sequential { .. } => Scale::Sequential { min: 0.0, max: p.max(1e-12) },
+                    Scale::Sequential { .. } => Scale::Sequential {
+                        min: 0.0,
+                        max: p.max(1e-12),
+                    },
                 })
                 .collect();
             faint = (0..count)
