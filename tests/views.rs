@@ -8,7 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 
 use cnnscope::build::explain::{
-    Explained, MapCell, MethodRow, RandomisationResult, RandomisationRow, TargetInfo, TargetLayers, WeightGradients,
+    Explained, MapCell, MethodRow, RandomisationResult, RandomisationRow, RowScale, SharedCell, TargetInfo,
+    TargetLayers, WeightGradients,
 };
 use cnnscope::build::{ClassProb, ModelResult, PairResult, Site};
 use cnnscope::metrics::deletion::Curves;
@@ -61,6 +62,7 @@ fn weights() -> ModelResult {
 
 fn layer(dir: &str, name: &str, kind: &str, shape: Vec<usize>, scale: Scale) -> LayerPicture {
     let vector = shape.len() == 1;
+    let shape_of = shape.clone();
     LayerPicture {
         name: name.into(),
         kind: kind.into(),
@@ -72,6 +74,12 @@ fn layer(dir: &str, name: &str, kind: &str, shape: Vec<usize>, scale: Scale) -> 
         value_max: 4.25,
         strongest: vector.then(|| vec![3, 5, 8]),
         shown: None,
+        grid: match *shape_of.as_slice() {
+            [c, h, w] => Some(cnnscope::render::grid::Layout::of(c, h, w, c.min(8), 4)),
+            _ => None,
+        },
+        per_map: (!vector).then(|| format!("{dir}/{name}-maps.png")),
+        faint: 0,
     }
 }
 
@@ -124,6 +132,7 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
                                 raw_max: 2.5,
                                 from: [10, 10],
                                 to: [28, 28],
+                                placement: cnnscope::render::attribution::Placement::Field { first: 4.5, step: 2.0 },
                             }
                         } else {
                             Drawing::Signed { clip: 0.125 }
@@ -159,6 +168,21 @@ fn pair(site: &Site, image: usize, top: usize) -> PairResult {
                     })
                 })
                 .collect(),
+            // A shared scale for the CAM rows.
+            shared: m.name().contains("cam").then(|| RowScale {
+                scale: Scale::Sequential { min: 0.0, max: 2.5 },
+                cells: targets
+                    .iter()
+                    .map(|t| {
+                        let files = plan::attribution_files(&mc.id, &ic.id, &slugs[k]);
+                        SharedCell {
+                            target: t.index,
+                            heatmap: format!("{files}/{}-row.png", t.index),
+                            overlay: format!("{files}/{}-row-overlay.png", t.index),
+                        }
+                    })
+                    .collect(),
+            }),
         })
         .collect();
     let files = plan::randomisation_files(&mc.id, &ic.id);
@@ -257,7 +281,7 @@ fn every_page_view_of_the_fixture_site() {
     });
     insta::assert_json_snapshot!("image", image::view(&input, &pairs[1]));
     insta::assert_json_snapshot!("attributions", attributions::view(&input, &pairs[1]).unwrap(), {
-        ".rows[].cells[].faithfulness.chart" => "[svg]",
+        ".rows[].cells[].cell.faithfulness.chart" => "[svg]",
     });
     insta::assert_json_snapshot!("gradients", gradients::view(&input, &pairs[0]));
     let slugs = cnnscope::methods::slugs(&site.config.models[0].methods);
