@@ -100,9 +100,27 @@ fn a_note_edit_reuses_every_artifact_and_a_parameter_change_recomputes_only_its_
                - name: hirescam\n  - name: layercam\n  - name: occlusion\n  - name: activation-gradients\n  - name: weight-gradients\n",
     )
     .unwrap();
+    // Its rows' shared-scale pictures are redrawn too: one per image with several targets.
+    let mut targets_per_image = std::collections::BTreeMap::<String, usize>::new();
+    for a in m["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["method"] == "smoothgrad")
+    {
+        *targets_per_image
+            .entry(a["image"].as_str().unwrap().to_string())
+            .or_default() += 1;
+    }
+    let rows = targets_per_image.values().filter(|&&n| n > 1).count();
+    assert!(rows >= 1);
     let changed = build(&cfg, &out, with_cache(&cache));
-    assert_eq!(changed.computed, smoothgrad, "only the SmoothGrad maps are recomputed");
-    assert_eq!(changed.reused, cold.computed - smoothgrad);
+    assert_eq!(
+        changed.computed,
+        smoothgrad + rows,
+        "only the SmoothGrad maps and their rows are recomputed"
+    );
+    assert_eq!(changed.reused, cold.computed - smoothgrad - rows);
     let m = manifest(&out);
     let sg = m["artifacts"]
         .as_array()
@@ -112,12 +130,12 @@ fn a_note_edit_reuses_every_artifact_and_a_parameter_change_recomputes_only_its_
         .unwrap();
     assert_eq!(sg["params"]["samples"], 7);
 
-    // gc removes the old SmoothGrad entries and nothing the config still uses.
+    // gc removes the old SmoothGrad entries (maps and rows) and nothing the config still uses.
     let site = Site::load(&cfg).unwrap();
     let c = cnnscope::cache::Cache::open(&cache).unwrap();
     let keep = site.referenced_keys(&c).unwrap();
     let (removed, _) = c.gc(&keep).unwrap();
-    assert_eq!(removed, smoothgrad);
+    assert_eq!(removed, smoothgrad + rows);
     let again = build(&cfg, &out, with_cache(&cache));
     assert_eq!(again.computed, 0, "gc kept every entry in use");
 }
