@@ -13,6 +13,8 @@ pub struct Note {
     pub slug: String,
     pub title: String,
     pub weight: Option<i64>,
+    /// `draft: true` in the front matter: published only with `--drafts`.
+    pub draft: bool,
     /// HTML with a marker for every `{{ figure(...) }}` (resolved by the note's page).
     pub html: String,
     pub figures: Vec<Shortcode>,
@@ -61,6 +63,7 @@ pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
         slug,
         title,
         weight: fm.weight,
+        draft: fm.draft,
         html: note_html(&body, safe_html),
         figures,
         source: path.to_path_buf(),

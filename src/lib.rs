@@ -13,6 +13,7 @@ pub mod config;
 pub mod content;
 pub mod data;
 pub mod error;
+pub mod init;
 pub mod methods;
 pub mod metrics;
 pub mod models;
@@ -20,6 +21,7 @@ pub mod ops;
 pub mod pages;
 pub mod plan;
 pub mod render;
+pub mod serve;
 pub mod train;
 
 pub use error::{Error, Result};

@@ -19,6 +19,40 @@ struct Cli {
     command: Command,
 }
 
+/// What a build publishes, shared by `build` and `serve`.
+#[derive(clap::Args, Clone)]
+struct Publish {
+    /// Where the site will be published (`https://user.github.io/repo`): written into
+    /// `sitemap.xml`, `robots.txt`, canonical links and the 404 page; pages keep relative links.
+    #[arg(long, value_name = "URL")]
+    base_url: Option<String>,
+    /// Also publish the notes marked `draft: true` in their front matter.
+    #[arg(long)]
+    drafts: bool,
+    /// Print only errors and the final line (for CI logs).
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+impl Publish {
+    /// Checks the base URL: an absolute http(s) address.
+    fn base_url(&self) -> cnnscope::Result<Option<String>> {
+        match &self.base_url {
+            None => Ok(None),
+            Some(u)
+                if (u.starts_with("https://") || u.starts_with("http://"))
+                    && u.len() > 8
+                    && !u.contains(char::is_whitespace) =>
+            {
+                Ok(Some(u.trim_end_matches('/').to_string()))
+            }
+            Some(u) => Err(cnnscope::Error::msg(format!(
+                "--base-url `{u}`: expected an absolute address such as https://user.github.io/repo"
+            ))),
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum CacheAction {
     /// Remove entries the config no longer refers to, and leftovers of interrupted builds.
@@ -59,7 +93,32 @@ enum Command {
         /// a cache holding every part's entries then assembles the site without computing.
         #[arg(long, value_name = "K/N")]
         shard: Option<cnnscope::plan::Shard>,
+        #[command(flatten)]
+        publish: Publish,
     },
+    /// Build, serve the site on loopback, rebuild on every change to the config, notes,
+    /// theme, images, datasets or weights, and reload the open pages.
+    Serve {
+        #[arg(long, short, default_value = "gallery.yaml")]
+        config: PathBuf,
+        /// Output folder [default: `public/` next to the config], as for `build`.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Cache folder [default: `.cnnscope-cache/` next to the config].
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// The port to listen on (0: any free port; the address is printed).
+        #[arg(long, default_value_t = 1111)]
+        port: u16,
+        /// The address to listen on; the default serves this machine only.
+        #[arg(long, default_value = "127.0.0.1")]
+        bind: String,
+        #[command(flatten)]
+        publish: Publish,
+    },
+    /// Write a new gallery that builds as it is (a config, notes, the trained LeNet-5 with
+    /// three digits, a copy of the theme) into DIR, which must be new or empty.
+    Init { dir: PathBuf },
     /// Inspect or prune the artifact cache.
     Cache {
         #[command(subcommand)]
@@ -117,23 +176,24 @@ fn secs(d: std::time::Duration) -> String {
     format!("{:.2} s", d.as_secs_f64())
 }
 
-fn load(config: &Path) -> cnnscope::Result<Site> {
-    eprintln!("loading {}", config.display());
-    let site = Site::load(config)?;
+fn load(config: &Path, drafts: bool, say: &dyn Fn(&str)) -> cnnscope::Result<Site> {
+    say(&format!("loading {}", config.display()));
+    let site = Site::load_with(config, &cnnscope::build::LoadOptions { drafts })?;
     for (phase, t) in &site.timings {
-        eprintln!("  {phase:<10} {}", secs(*t));
+        say(&format!("  {phase:<10} {}", secs(*t)));
     }
     if !site.theme.overridden.is_empty() {
-        eprintln!(
+        say(&format!(
             "  theme files overriding the defaults: {}",
             site.theme.overridden.join(", ")
-        );
+        ));
     }
     Ok(site)
 }
 
 fn check(config: &Path) -> cnnscope::Result<()> {
-    let site = load(config)?;
+    // Drafts are checked too: they are published with `--drafts`.
+    let site = load(config, true, &|l| eprintln!("{l}"))?;
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
     eprintln!(
         "ok: {} model(s), {} image(s), {} model × image page(s), {} note(s)",
@@ -145,37 +205,45 @@ fn check(config: &Path) -> cnnscope::Result<()> {
     Ok(())
 }
 
-fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions) -> cnnscope::Result<()> {
+fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions, publish: &Publish) -> cnnscope::Result<()> {
     let start = Instant::now();
-    let site = load(config)?;
+    let quiet = publish.quiet;
+    let say = |l: &str| {
+        if !quiet {
+            eprintln!("{l}")
+        }
+    };
+    let base_url = publish.base_url()?;
+    let mut site = load(config, publish.drafts, &say)?;
+    site.base_url = base_url;
     let output = output.unwrap_or_else(|| site.config.root.join("public"));
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
     let cache = opts.cache.clone().unwrap_or_else(|| site.default_cache_dir());
     match opts.shard {
-        Some(s) => eprintln!(
+        Some(s) => say(&format!(
             "computing shard {}/{} of {pairs} model × image pair(s) into {}",
             s.k,
             s.n,
             cache.display()
-        ),
-        None if opts.no_cache => eprintln!(
+        )),
+        None if opts.no_cache => say(&format!(
             "building {pairs} model × image page(s) into {} (no cache)",
             output.display()
-        ),
-        None => eprintln!(
+        )),
+        None => say(&format!(
             "building {pairs} model × image page(s) into {} (cache {})",
             output.display(),
             cache.display()
-        ),
+        )),
     }
-    let report = site.build_with(&output, &opts, &|line| eprintln!("{line}"))?;
+    let report = site.build_with(&output, &opts, &|line| say(line))?;
     for (phase, t) in &report.timings {
-        eprintln!("  {phase:<28} {}", secs(*t));
+        say(&format!("  {phase:<28} {}", secs(*t)));
     }
-    eprintln!(
+    say(&format!(
         "cache: {} entries computed ({} files), {} reused ({} files)",
         report.computed, report.files_computed, report.reused, report.files_reused
-    );
+    ));
     match &report.output {
         Some(out) => eprintln!(
             "done: {} pages, {} artifacts in {} ({} in all); open {}",
@@ -190,6 +258,38 @@ fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions) -> cnnscope
     Ok(())
 }
 
+fn serve(
+    config: PathBuf,
+    output: Option<PathBuf>,
+    cache: Option<PathBuf>,
+    port: u16,
+    bind: String,
+    publish: &Publish,
+) -> cnnscope::Result<()> {
+    let quiet = publish.quiet;
+    let base_url = publish.base_url()?;
+    cnnscope::serve::serve(
+        cnnscope::serve::ServeOptions {
+            config,
+            output,
+            build: BuildOptions {
+                cache,
+                ..Default::default()
+            },
+            load: cnnscope::build::LoadOptions { drafts: publish.drafts },
+            base_url,
+            bind,
+            port,
+            max_rebuilds: None,
+        },
+        &|l| {
+            if !quiet || l.starts_with("serving") || l.starts_with("error") {
+                eprintln!("{l}")
+            }
+        },
+    )
+}
+
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
@@ -199,7 +299,7 @@ fn cache_command(action: CacheAction) -> cnnscope::Result<()> {
         CacheAction::Gc { config, cache } => (config, cache, true),
         CacheAction::Info { config, cache } => (config, cache, false),
     };
-    let site = load(&config)?;
+    let site = load(&config, false, &|l| eprintln!("{l}"))?;
     let dir = dir.unwrap_or_else(|| site.default_cache_dir());
     if !dir.is_dir() {
         eprintln!("no cache at {}", dir.display());
@@ -264,7 +364,25 @@ fn main() -> ExitCode {
             cache,
             no_cache,
             shard,
-        } => build(&config, output, BuildOptions { cache, no_cache, shard }),
+            publish,
+        } => build(&config, output, BuildOptions { cache, no_cache, shard }, &publish),
+        Command::Serve {
+            config,
+            output,
+            cache,
+            port,
+            bind,
+            publish,
+        } => serve(config, output, cache, port, bind, &publish),
+        Command::Init { dir } => cnnscope::init::init(&dir).map(|files| {
+            eprintln!(
+                "wrote a new gallery ({} files) into {}; build it with `cnnscope build -c {}`, or serve it with `cnnscope serve -c {}`",
+                files.len(),
+                dir.display(),
+                dir.join("gallery.yaml").display(),
+                dir.join("gallery.yaml").display()
+            )
+        }),
         Command::Cache { action } => cache_command(action),
         Command::Check { config } => check(&config),
         Command::Bench { weights, repeat, only } => {

@@ -22,7 +22,7 @@ use rayon::prelude::*;
 
 pub use artifact::{Artifact, ClassRef};
 pub use compute::{ClassProb, ModelResult, PairResult};
-pub use site::{Hashes, Site};
+pub use site::{Hashes, LoadOptions, Site};
 
 use crate::cache::Cache;
 use crate::error::{Error, Result};

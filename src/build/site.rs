@@ -37,6 +37,16 @@ pub struct Site {
     /// blake3 of the inputs: cache keys and provenance.
     pub hashes: Hashes,
     pub timings: Vec<(String, Duration)>,
+    /// `--base-url`: where the site will be published, for the sitemap and canonical links
+    /// (pages keep relative links).
+    pub base_url: Option<String>,
+}
+
+/// What `Site::load_with` keeps.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Keep notes marked `draft: true` (`--drafts`).
+    pub drafts: bool,
 }
 
 /// blake3 of every input file, in config order.
@@ -60,6 +70,11 @@ impl Site {
     /// Reads and checks everything: config, weights against their architectures, images,
     /// training logs, notes and theme. Writes nothing.
     pub fn load(config_path: &Path) -> Result<Site> {
+        Site::load_with(config_path, &LoadOptions::default())
+    }
+
+    /// [`Site::load`], keeping drafts when asked.
+    pub fn load_with(config_path: &Path, opts: &LoadOptions) -> Result<Site> {
         let mut timings = Vec::new();
         let config = timed(&mut timings, "config", || config::load(config_path))?;
         let models = timed(&mut timings, "weights", || load_weights(&config))?;
@@ -82,7 +97,11 @@ impl Site {
             .map(|mi| featurevis::resolve(&config, mi, &models[mi]))
             .collect::<Result<Vec<_>>>()?;
         let hashes = timed(&mut timings, "hashes", || hash_inputs(&config))?;
-        let content = timed(&mut timings, "notes", || content::load(&config))?;
+        let mut content = timed(&mut timings, "notes", || content::load(&config))?;
+        if !opts.drafts {
+            content.notes.retain(|n| !n.draft);
+            content.intro = content.intro.filter(|n| !n.draft);
+        }
         let theme_dir = config.root.join("themes").join(&config.site.theme);
         if config.site.theme != "default" && !theme_dir.is_dir() {
             return Err(config.error(
@@ -102,6 +121,7 @@ impl Site {
             featurevis,
             hashes,
             timings,
+            base_url: None,
         };
         super::figures::check(&site)?;
         Ok(site)

@@ -19,6 +19,7 @@ pub mod note;
 pub mod overview;
 pub mod pictures;
 pub mod playground;
+pub mod publish;
 pub mod randomisation;
 pub mod unit;
 
@@ -78,6 +79,8 @@ impl Input<'_> {
 pub struct Base {
     /// The relative prefix from the page back to the site root.
     pub root: String,
+    /// The page's absolute address, when the build has a `--base-url`.
+    pub canonical: Option<String>,
     pub page_title: String,
     pub site: SiteView,
     pub nav: Nav,
@@ -133,6 +136,7 @@ impl Base {
         let c = &site.config;
         Base {
             root: plan::root_from(page),
+            canonical: site.base_url.as_ref().map(|b| publish::url(b, page)),
             page_title: title.to_string(),
             site: SiteView {
                 title: c.site.title.clone(),
@@ -289,5 +293,6 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     pages += playground::write(input, out)?;
     pages += overview::write(input, out)?;
     pages += note::write(input, out)?;
+    pages += publish::write(input, out)?;
     Ok(pages)
 }

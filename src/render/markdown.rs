@@ -14,6 +14,9 @@ pub struct FrontMatter {
     pub title: Option<String>,
     /// Lower weights come first in the navigation; notes without one come last, by name.
     pub weight: Option<i64>,
+    /// Left out of the site unless the build is run with `--drafts`.
+    #[serde(default)]
+    pub draft: bool,
 }
 
 /// Splits `---\n…\n---` front matter from the body. Returns the parsed front matter and

@@ -35,6 +35,7 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("fv_layer.html"),
     theme_file!("playground.html"),
     theme_file!("overview.html"),
+    theme_file!("404.html"),
     theme_file!("playground.js"),
     theme_file!("favicon.svg"),
     theme_file!("style.css"),

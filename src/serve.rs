@@ -1,0 +1,447 @@
+//! `cnnscope serve`: builds the site, serves it on loopback, rebuilds through the cache when
+//! an input changes, and reloads the open pages. Pages get a small live-reload script at
+//! response time only, so the files on disk stay what `build` writes. A failed rebuild
+//! leaves the last good site in place (the build's atomic output) and shows its error over
+//! the open pages.
+
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use notify_debouncer_mini::notify::RecursiveMode;
+
+use crate::build::{BuildOptions, LoadOptions, Site};
+use crate::error::{Error, Result};
+
+/// Where the server's own files live; no site path starts with `__`.
+const PREFIX: &str = "/__cnnscope/";
+
+/// How often the open pages ask whether the site changed (the script's poll interval).
+const POLL_MS: u32 = 300;
+
+/// Worker threads answering requests: a browser with many tabs open asks in parallel.
+const WORKERS: usize = 16;
+
+pub struct ServeOptions {
+    pub config: PathBuf,
+    pub output: Option<PathBuf>,
+    pub build: BuildOptions,
+    pub load: LoadOptions,
+    pub base_url: Option<String>,
+    pub bind: String,
+    pub port: u16,
+    /// Build, serve and watch until this many rebuilds have run (for tests); `None`: forever.
+    pub max_rebuilds: Option<usize>,
+}
+
+/// What the open pages poll: the build number and the last build's error.
+#[derive(Default)]
+struct Status {
+    version: u64,
+    error: Option<String>,
+}
+
+/// Serves until interrupted. `log` receives progress lines.
+pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
+    let status = Arc::new(Mutex::new(Status::default()));
+    // The first build decides the output folder and what to watch; if it fails, whatever
+    // the output already holds is served and the error shown.
+    let built_at = std::time::SystemTime::now();
+    let (site, first) = build_once(&opts, log);
+    let output = match (&opts.output, &site) {
+        (Some(o), _) => o.clone(),
+        (None, Some(s)) => s.config.root.join("public"),
+        (None, None) => config_root(&opts.config).join("public"),
+    };
+    let mut watched = inputs(&opts.config, site.as_ref());
+    set(&status, first);
+
+    let server = tiny_http::Server::http(format!("{}:{}", opts.bind, opts.port))
+        .map_err(|e| Error::msg(format!("cannot listen on {}:{}: {e}", opts.bind, opts.port)))?;
+    let addr = server
+        .server_addr()
+        .to_ip()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|| format!("{}:{}", opts.bind, opts.port));
+    log(&format!(
+        "serving {} at http://{addr}/ (Ctrl-C to stop)",
+        output.display()
+    ));
+    let server = Arc::new(server);
+    for _ in 0..WORKERS {
+        let (server, status, output) = (server.clone(), status.clone(), output.clone());
+        std::thread::spawn(move || {
+            while let Ok(req) = server.recv() {
+                respond(req, &output, &status);
+            }
+        });
+    }
+
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut debouncer = notify_debouncer_mini::new_debouncer(Duration::from_millis(80), tx)
+        .map_err(|e| Error::msg(format!("cannot watch the inputs: {e}")))?;
+    watch(&mut debouncer, &watched, log);
+    let ignored = ignored(&opts, &output, site.as_ref());
+    let mut rebuilds = 0;
+    let mut since = built_at;
+    while opts.max_rebuilds.is_none_or(|m| rebuilds < m) {
+        let Ok(events) = rx.recv() else { break };
+        let Ok(events) = events else { continue };
+        // The watcher also reports reads (the build's own); a file changed when it is newer
+        // than the last build's start, or gone. Folders change when the build swaps its
+        // output in; their files' own events are what matters.
+        let changed: Vec<&Path> = events
+            .iter()
+            .map(|e| e.path.as_path())
+            .filter(|p| !ignored(p) && !editor_scratch(p) && !p.is_dir() && modified_since(p, since))
+            .collect();
+        let Some(first_change) = changed.first() else {
+            continue;
+        };
+        log(&format!("changed: {}; rebuilding", first_change.display()));
+        let started = Instant::now();
+        since = std::time::SystemTime::now();
+        let (site, result) = build_once(&opts, log);
+        if let Some(s) = &site {
+            let now = inputs(&opts.config, Some(s));
+            if now != watched {
+                watch(&mut debouncer, &now, log);
+                watched = now;
+            }
+        }
+        let ok = result.is_ok();
+        set(&status, result);
+        rebuilds += 1;
+        log(&format!(
+            "{} in {:.2} s",
+            if ok {
+                "rebuilt"
+            } else {
+                "rebuild failed; serving the last good site"
+            },
+            started.elapsed().as_secs_f64()
+        ));
+    }
+    Ok(())
+}
+
+fn config_root(config: &Path) -> PathBuf {
+    absolute(
+        config
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new(".")),
+    )
+}
+
+/// Loads and builds once; the error as the pages show it.
+fn build_once(opts: &ServeOptions, log: &(dyn Fn(&str) + Sync)) -> (Option<Site>, std::result::Result<(), String>) {
+    let mut site = match Site::load_with(&opts.config, &opts.load) {
+        Ok(s) => s,
+        Err(e) => {
+            log(&format!("error: {e}"));
+            return (None, Err(e.to_string()));
+        }
+    };
+    site.base_url = opts.base_url.clone();
+    let output = opts.output.clone().unwrap_or_else(|| site.config.root.join("public"));
+    let result = site.build_with(&output, &opts.build, log).map(|_| ()).map_err(|e| {
+        log(&format!("error: {e}"));
+        e.to_string()
+    });
+    (Some(site), result)
+}
+
+fn set(status: &Mutex<Status>, result: std::result::Result<(), String>) {
+    let mut s = status.lock().expect("not poisoned");
+    match result {
+        Ok(()) => {
+            s.version += 1;
+            s.error = None;
+        }
+        Err(e) => s.error = Some(e),
+    }
+}
+
+/// What a rebuild reads: the config, the notes and the theme (recursively), and every
+/// weights, classes, log, image and dataset file (by its folder, which catches editors that
+/// save by renaming).
+fn inputs(config: &Path, site: Option<&Site>) -> Vec<(PathBuf, RecursiveMode)> {
+    let root = config_root(config);
+    let mut out = vec![
+        (root.clone(), RecursiveMode::NonRecursive),
+        (root.join("content"), RecursiveMode::Recursive),
+        (root.join("themes"), RecursiveMode::Recursive),
+    ];
+    if let Some(site) = site {
+        let c = &site.config;
+        let mut files: Vec<&Path> = Vec::new();
+        for m in &c.models {
+            files.extend([m.weights.as_path(), m.classes_path.as_path()]);
+            files.extend(m.training_log.as_deref());
+        }
+        files.extend(c.images.iter().map(|i| i.path.as_path()));
+        for d in &c.datasets {
+            match &d.source {
+                crate::config::DatasetSource::Idx { images, labels } => {
+                    files.push(images);
+                    files.extend(labels.as_deref());
+                }
+                crate::config::DatasetSource::Folder { dir } => out.push((absolute(dir), RecursiveMode::Recursive)),
+            }
+        }
+        for f in files {
+            if let Some(parent) = f.parent() {
+                out.push((absolute(parent), RecursiveMode::NonRecursive));
+            }
+        }
+    }
+    out.retain(|(p, _)| p.is_dir());
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out.dedup_by(|a, b| a.0 == b.0);
+    out
+}
+
+fn watch(
+    debouncer: &mut notify_debouncer_mini::Debouncer<notify_debouncer_mini::notify::RecommendedWatcher>,
+    paths: &[(PathBuf, RecursiveMode)],
+    log: &(dyn Fn(&str) + Sync),
+) {
+    for (p, mode) in paths {
+        // Watching a folder twice is harmless; a folder that vanished is skipped.
+        if let Err(e) = debouncer.watcher().watch(p, *mode) {
+            log(&format!("warning: cannot watch {}: {e}", p.display()));
+        }
+    }
+}
+
+/// Whether a changed path is the build's own doing: the output, its staging and backup
+/// folders (`.public.*` beside it), the cache.
+fn ignored(opts: &ServeOptions, output: &Path, site: Option<&Site>) -> impl Fn(&Path) -> bool {
+    let output = absolute(output);
+    let name = output
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("public")
+        .to_string();
+    let cache = absolute(&match (&opts.build.cache, site) {
+        (Some(c), _) => c.clone(),
+        (None, Some(s)) => s.default_cache_dir(),
+        (None, None) => config_root(&opts.config).join(crate::cache::DEFAULT_DIR),
+    });
+    move |p: &Path| {
+        p.starts_with(&output)
+            || p.starts_with(&cache)
+            || p.components().any(|c| {
+                c.as_os_str()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&format!(".{name}.")))
+            })
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// Whether `p` was written at or after `since`, or no longer exists.
+fn modified_since(p: &Path, since: std::time::SystemTime) -> bool {
+    match std::fs::metadata(p).and_then(|m| m.modified()) {
+        Ok(t) => t >= since,
+        Err(_) => true,
+    }
+}
+
+/// Swap and backup files editors write next to the file being saved.
+fn editor_scratch(p: &Path) -> bool {
+    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    name.ends_with('~') || name.ends_with(".swp") || name.ends_with(".swx") || name.starts_with(".#") || name == "4913"
+}
+
+/// Why a URL path names no file to send.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refused {
+    /// It leaves the site: `..`, an absolute component, a link out of the folder.
+    Outside,
+    Missing,
+}
+
+/// The site file a URL path names.
+pub fn resolve(root: &Path, url_path: &str) -> std::result::Result<PathBuf, Refused> {
+    let decoded = percent_decode(url_path.split(['?', '#']).next().unwrap_or_default()).ok_or(Refused::Missing)?;
+    let mut path = root.to_path_buf();
+    for c in Path::new(decoded.trim_start_matches('/')).components() {
+        match c {
+            Component::Normal(part) => path.push(part),
+            Component::CurDir => {}
+            _ => return Err(Refused::Outside),
+        }
+    }
+    if path.is_dir() {
+        path.push("index.html");
+    }
+    let real = path.canonicalize().map_err(|_| Refused::Missing)?;
+    let real_root = root.canonicalize().map_err(|_| Refused::Missing)?;
+    // A symbolic link inside the site must not lead out of it.
+    if real.starts_with(&real_root) {
+        Ok(real)
+    } else {
+        Err(Refused::Outside)
+    }
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The content type of a site file, by extension.
+pub fn content_type(path: &Path) -> &'static str {
+    match path.extension().and_then(|e| e.to_str()).unwrap_or_default() {
+        "html" => "text/html; charset=utf-8",
+        "css" => "text/css; charset=utf-8",
+        "js" => "text/javascript; charset=utf-8",
+        "json" => "application/json",
+        "svg" => "image/svg+xml",
+        "png" => "image/png",
+        "jpg" | "jpeg" => "image/jpeg",
+        "xml" => "application/xml",
+        "txt" | "md" => "text/plain; charset=utf-8",
+        // NumPy arrays and anything else: bytes to download.
+        _ => "application/octet-stream",
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
+}
+
+fn respond(req: tiny_http::Request, root: &Path, status: &Mutex<Status>) {
+    let url = req.url().to_string();
+    let no_store = header("Cache-Control", "no-store");
+    let reply = |code: u16, ctype: &str, body: Vec<u8>| {
+        tiny_http::Response::from_data(body)
+            .with_status_code(code)
+            .with_header(header("Content-Type", ctype))
+            .with_header(no_store.clone())
+    };
+    if !matches!(req.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
+        let _ = req.respond(reply(405, "text/plain; charset=utf-8", b"only GET and HEAD".to_vec()));
+        return;
+    }
+    let response = if let Some(own) = url.strip_prefix(PREFIX) {
+        match own.split('?').next().unwrap_or_default() {
+            "status" => {
+                let s = status.lock().expect("not poisoned");
+                let body = serde_json::json!({"version": s.version, "error": s.error}).to_string();
+                reply(200, "application/json", body.into_bytes())
+            }
+            "live.js" => reply(200, "text/javascript; charset=utf-8", live_script().into_bytes()),
+            _ => reply(404, "text/plain; charset=utf-8", b"not found".to_vec()),
+        }
+    } else {
+        match resolve(root, &url) {
+            Ok(path) => match std::fs::read(&path) {
+                Ok(bytes) if content_type(&path).starts_with("text/html") => {
+                    reply(200, content_type(&path), inject(bytes))
+                }
+                Ok(bytes) => reply(200, content_type(&path), bytes),
+                Err(_) => not_found(root, reply),
+            },
+            Err(Refused::Outside) => reply(403, "text/plain; charset=utf-8", b"outside the site".to_vec()),
+            Err(Refused::Missing) => not_found(root, reply),
+        }
+    };
+    let _ = req.respond(response);
+}
+
+fn not_found(
+    root: &Path,
+    reply: impl Fn(u16, &str, Vec<u8>) -> tiny_http::Response<std::io::Cursor<Vec<u8>>>,
+) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    match std::fs::read(root.join("404.html")) {
+        Ok(page) => reply(404, "text/html; charset=utf-8", inject(page)),
+        Err(_) => reply(404, "text/plain; charset=utf-8", b"not found".to_vec()),
+    }
+}
+
+/// Adds the live-reload script to a page, before `</body>`.
+fn inject(page: Vec<u8>) -> Vec<u8> {
+    let tag = format!("<script src=\"{PREFIX}live.js\"></script>");
+    let text = String::from_utf8_lossy(&page);
+    match text.rfind("</body>") {
+        Some(at) => format!("{}{tag}\n{}", &text[..at], &text[at..]).into_bytes(),
+        None => format!("{text}{tag}").into_bytes(),
+    }
+}
+
+/// The script the served pages run: poll the status, reload on a new build, show a failed
+/// build's error over the page until the next good one.
+fn live_script() -> String {
+    format!(
+        r#"(function () {{
+  var seen = null, box = null;
+  function overlay(text) {{
+    if (!box) {{
+      box = document.createElement('div');
+      box.id = 'cnnscope-error';
+      box.setAttribute('role', 'alert');
+      box.style.cssText = 'position:fixed;inset:0;z-index:99999;overflow:auto;background:rgba(20,0,0,.92);color:#fdd;padding:2rem;font:14px/1.5 ui-monospace,monospace;white-space:pre-wrap';
+      document.body.appendChild(box);
+    }}
+    box.textContent = 'cnnscope: the last rebuild failed; this page is from the last good build.\n\n' + text;
+  }}
+  function poll() {{
+    fetch('{PREFIX}status', {{ cache: 'no-store' }}).then(function (r) {{ return r.json(); }}).then(function (s) {{
+      if (seen === null) seen = s.version;
+      if (s.error) overlay(s.error);
+      else if (s.version !== seen) {{ location.reload(); return; }}
+      else if (box) {{ box.remove(); box = null; }}
+      setTimeout(poll, {POLL_MS});
+    }}).catch(function () {{ setTimeout(poll, 1000); }});
+  }}
+  poll();
+}})();
+"#
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside_the_site() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        std::fs::write(dir.path().join("a/index.html"), "x").unwrap();
+        std::fs::write(dir.path().join("a/b c.png"), "x").unwrap();
+        let root = dir.path();
+        assert!(resolve(root, "/a/").unwrap().ends_with("a/index.html"));
+        assert!(resolve(root, "/a/b%20c.png?x=1").unwrap().ends_with("a/b c.png"));
+        assert_eq!(resolve(root, "/../etc/passwd"), Err(Refused::Outside));
+        assert_eq!(resolve(root, "/a/%2e%2e/%2e%2e/etc/passwd"), Err(Refused::Outside));
+        assert_eq!(resolve(root, "/missing.html"), Err(Refused::Missing));
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc", dir.path().join("out")).unwrap();
+            assert_eq!(resolve(root, "/out/passwd"), Err(Refused::Outside));
+        }
+        assert_eq!(content_type(Path::new("x.npy")), "application/octet-stream");
+        assert!(String::from_utf8(inject(b"<html><body>x</body></html>".to_vec()))
+            .unwrap()
+            .contains("live.js\"></script>\n</body>"));
+    }
+}

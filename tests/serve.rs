@@ -1,0 +1,297 @@
+//! `cnnscope init`, `serve` and the publishing files, through the real binary: a new gallery
+//! builds as it is; the server answers many requests at once with the right content types,
+//! refuses paths outside the site, rebuilds on an edit, keeps the last good site when a
+//! rebuild fails and shows the error; live reload works in Chromium; `--base-url` writes
+//! the sitemap and canonical links; drafts stay out unless asked for.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_cnnscope"))
+}
+
+/// A new gallery from `cnnscope init`.
+fn init() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin().arg("init").arg(dir.path().join("g")).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    dir
+}
+
+/// One HTTP/1.0 request as sent, path untouched: (status, headers, body).
+fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("a header");
+    let head = String::from_utf8_lossy(&raw[..split]).to_string();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    (status, head.to_lowercase(), raw[split + 4..].to_vec())
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(config: &Path) -> Server {
+    let mut child = bin()
+        .args(["serve", "--port", "0", "-c"])
+        .arg(config)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("serve printed its address").unwrap();
+        if let Some(rest) = line.split("at http://").nth(1) {
+            break rest.split('/').next().unwrap().to_string();
+        }
+    };
+    // Keep reading its output so that it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, addr }
+}
+
+fn status(addr: &str) -> Value {
+    serde_json::from_slice(&get(addr, "/__cnnscope/status").2).unwrap()
+}
+
+/// Waits until the server's status satisfies `ok`.
+fn wait_for(addr: &str, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    let start = Instant::now();
+    loop {
+        let s = status(addr);
+        if ok(&s) {
+            return s;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "waited a minute for {what}: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn init_writes_a_gallery_that_builds_and_refuses_a_non_empty_folder() {
+    let dir = init();
+    let g = dir.path().join("g");
+    for f in [
+        "gallery.yaml",
+        "content/index.md",
+        "content/reading.md",
+        "models/lenet5-mnist.safetensors",
+        "images/misread.png",
+        "themes/custom/base.html",
+        "themes/custom/style.css",
+    ] {
+        assert!(g.join(f).is_file(), "init wrote no {f}");
+    }
+    let out = bin()
+        .args(["build", "-q", "-c"])
+        .arg(g.join("gallery.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "--quiet prints the final line only: {stderr}"
+    );
+    assert!(g
+        .join("public/models/lenet/images/misread/attributions/index.html")
+        .is_file());
+    assert!(g.join("public/notes/reading/index.html").is_file());
+    // The copied theme, once named, is what the site uses.
+    std::fs::write(
+        g.join("themes/custom/404.html"),
+        "{% extends \"base.html\" %}{% block content %}custom 404{% endblock content %}",
+    )
+    .unwrap();
+    common::edit_config(&g, "  # theme: custom", "  theme: custom");
+    let out = bin()
+        .args(["build", "-q", "-c"])
+        .arg(g.join("gallery.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(std::fs::read_to_string(g.join("public/404.html"))
+        .unwrap()
+        .contains("custom 404"));
+
+    let again = bin().arg("init").arg(&g).output().unwrap();
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("the folder is not empty"));
+}
+
+#[test]
+fn publishing_files_base_url_and_drafts() {
+    let dir = init();
+    let g = dir.path().join("g");
+    std::fs::write(
+        g.join("content/wip.md"),
+        "---\ntitle: Not yet\ndraft: true\n---\n\nSoon.\n",
+    )
+    .unwrap();
+    let build = |args: &[&str]| {
+        let out = bin()
+            .arg("build")
+            .args(args)
+            .arg("-c")
+            .arg(g.join("gallery.yaml"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    };
+    build(&["-q"]);
+    let public = g.join("public");
+    assert!(public.join(".nojekyll").is_file() && public.join("404.html").is_file());
+    assert!(!public.join("sitemap.xml").exists(), "a sitemap needs a base URL");
+    assert!(!public.join("notes/wip").exists(), "a draft was published");
+    build(&["-q", "--drafts", "--base-url", "https://example.org/gallery/"]);
+    assert!(
+        public.join("notes/wip/index.html").is_file(),
+        "--drafts publishes drafts"
+    );
+    let sitemap = std::fs::read_to_string(public.join("sitemap.xml")).unwrap();
+    assert!(sitemap.contains("<loc>https://example.org/gallery/</loc>"));
+    assert!(sitemap.contains("<loc>https://example.org/gallery/models/lenet/images/misread/attributions/</loc>"));
+    let robots = std::fs::read_to_string(public.join("robots.txt")).unwrap();
+    assert!(robots.contains("Sitemap: https://example.org/gallery/sitemap.xml"));
+    let page = std::fs::read_to_string(public.join("models/lenet/index.html")).unwrap();
+    assert!(page.contains("<link rel=\"canonical\" href=\"https://example.org/gallery/models/lenet/\">"));
+    // Links stay relative.
+    assert!(page.contains("href=\"../../static/style.css\""));
+    let missing = std::fs::read_to_string(public.join("404.html")).unwrap();
+    assert!(missing.contains("<base href=\"https://example.org/gallery/\">"));
+    let bad = bin()
+        .args(["build", "--base-url", "example.org", "-c"])
+        .arg(g.join("gallery.yaml"))
+        .output()
+        .unwrap();
+    assert!(!bad.status.success());
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--base-url `example.org`: expected an absolute address"));
+}
+
+#[test]
+fn serve_answers_many_requests_rebuilds_and_keeps_the_last_good_site() {
+    let dir = init();
+    let g = dir.path().join("g");
+    let server = serve(&g.join("gallery.yaml"));
+    let addr = server.addr.clone();
+    let first = wait_for(&addr, "the first build", |s| s["version"].as_u64() >= Some(1));
+
+    // Pages carry the live-reload script; files keep their types.
+    let (code, head, body) = get(&addr, "/");
+    assert_eq!(code, 200);
+    assert!(head.contains("content-type: text/html; charset=utf-8"));
+    assert!(String::from_utf8_lossy(&body).contains("<script src=\"/__cnnscope/live.js\"></script>"));
+    assert!(
+        !std::fs::read_to_string(g.join("public/index.html"))
+            .unwrap()
+            .contains("live.js"),
+        "the file on disk has no script"
+    );
+    // Many at once, as a browser with many tabs asks.
+    let paths = [
+        ("/static/style.css", "text/css"),
+        ("/manifest.json", "application/json"),
+        ("/static/favicon.svg", "image/svg+xml"),
+        ("/models/lenet/images/three/input.png", "image/png"),
+        ("/models/lenet/images/three/logits.npy", "application/octet-stream"),
+        ("/models/lenet/index.html", "text/html"),
+    ];
+    let handles: Vec<_> = (0..60)
+        .map(|i| {
+            let (addr, (path, ctype)) = (addr.clone(), paths[i % paths.len()]);
+            std::thread::spawn(move || {
+                let (code, head, _) = get(&addr, path);
+                assert_eq!(code, 200, "{path}");
+                assert!(head.contains(&format!("content-type: {ctype}")), "{path}: {head}");
+            })
+        })
+        .collect();
+    for h in handles {
+        h.join().unwrap();
+    }
+    assert_eq!(get(&addr, "/../gallery.yaml").0, 403);
+    assert_eq!(get(&addr, "/static/%2e%2e/%2e%2e/gallery.yaml").0, 403);
+    let (code, _, body) = get(&addr, "/no/such/page/");
+    assert_eq!(code, 404);
+    assert!(String::from_utf8_lossy(&body).contains("Page not found"));
+
+    // An edited note is rebuilt and served.
+    let v = first["version"].as_u64().unwrap();
+    let note = g.join("content/reading.md");
+    std::fs::write(
+        &note,
+        std::fs::read_to_string(&note).unwrap() + "\nA freshly written sentence.\n",
+    )
+    .unwrap();
+    wait_for(&addr, "the rebuild", |s| s["version"].as_u64() > Some(v));
+    let page = String::from_utf8(get(&addr, "/notes/reading/").2).unwrap();
+    assert!(page.contains("A freshly written sentence."));
+
+    // A broken config: the error is reported, the last good site still served.
+    let cfg = g.join("gallery.yaml");
+    let good = std::fs::read_to_string(&cfg).unwrap();
+    std::fs::write(&cfg, good.replace("arch: lenet5", "arch: lenet6")).unwrap();
+    let failed = wait_for(&addr, "the error", |s| !s["error"].is_null());
+    let e = failed["error"].as_str().unwrap();
+    assert!(e.contains("models[0].arch") && e.contains("lenet6"), "{e}");
+    assert_eq!(get(&addr, "/notes/reading/").0, 200, "the last good site is served");
+    std::fs::write(&cfg, good).unwrap();
+    wait_for(&addr, "the mended build", |s| s["error"].is_null());
+}
+
+#[test]
+fn live_reload_in_chromium() {
+    let dir = init();
+    let g = dir.path().join("g");
+    let server = serve(&g.join("gallery.yaml"));
+    wait_for(&server.addr, "the first build", |s| s["version"].as_u64() >= Some(1));
+    let browser = common::repo().join("tests/browser");
+    assert!(
+        browser.join("node_modules/playwright-core").is_dir(),
+        "the browser tests' npm packages are missing: run tests/setup.sh"
+    );
+    let out = Command::new("node")
+        .arg("live_reload.mjs")
+        .arg(format!("http://{}/notes/reading/", server.addr))
+        .arg(g.join("content/reading.md"))
+        .arg(g.join("gallery.yaml"))
+        .current_dir(&browser)
+        .output()
+        .expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    assert_eq!(r["errors"], serde_json::json!([]), "{r}");
+    assert!(r["reload_ms"].as_u64().is_some(), "the edit never showed: {r}");
+    assert!(r["overlay"].as_bool().unwrap(), "no error overlay: {r}");
+    assert!(r["overlay_text"].as_str().unwrap().contains("lenet6"), "{r}");
+    assert!(r["cleared"].as_bool().unwrap(), "the overlay stayed after the fix: {r}");
+}
