@@ -274,6 +274,7 @@ fn serve(
             output,
             build: BuildOptions {
                 cache,
+                background_cleanup: true,
                 ..Default::default()
             },
             load: cnnscope::build::LoadOptions { drafts: publish.drafts },
@@ -365,7 +366,7 @@ fn main() -> ExitCode {
             no_cache,
             shard,
             publish,
-        } => build(&config, output, BuildOptions { cache, no_cache, shard }, &publish),
+        } => build(&config, output, BuildOptions { cache, no_cache, shard, background_cleanup: false }, &publish),
         Command::Serve {
             config,
             output,

@@ -56,26 +56,39 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
     let mut watched = inputs(&opts.config, site.as_ref());
     set(&status, first);
 
-    let server = tiny_http::Server::http(format!("{}:{}", opts.bind, opts.port))
+    let listener = std::net::TcpListener::bind(format!("{}:{}", opts.bind, opts.port))
         .map_err(|e| Error::msg(format!("cannot listen on {}:{}: {e}", opts.bind, opts.port)))?;
-    let addr = server
-        .server_addr()
-        .to_ip()
+    let addr = listener
+        .local_addr()
         .map(|a| a.to_string())
-        .unwrap_or_else(|| format!("{}:{}", opts.bind, opts.port));
+        .unwrap_or_else(|_| format!("{}:{}", opts.bind, opts.port));
     log(&format!(
         "serving {} at http://{addr}/ (Ctrl-C to stop)",
         output.display()
     ));
-    let server = Arc::new(server);
+    // One request per connection, answered with `Connection: close`, by a fixed pool of
+    // workers taking accepted connections from a queue: no connection can hold a worker
+    // waiting for a next request (an earlier server kept browsers' idle keep-alive
+    // connections and left some of their requests unanswered).
+    let (conns, queue) = std::sync::mpsc::channel::<std::net::TcpStream>();
+    let queue = Arc::new(Mutex::new(queue));
     for _ in 0..WORKERS {
-        let (server, status, output) = (server.clone(), status.clone(), output.clone());
-        std::thread::spawn(move || {
-            while let Ok(req) = server.recv() {
-                respond(req, &output, &status);
+        let (queue, status, output) = (queue.clone(), status.clone(), output.clone());
+        std::thread::spawn(move || loop {
+            let next = queue.lock().expect("not poisoned").recv();
+            match next {
+                Ok(stream) => answer(stream, &output, &status),
+                Err(_) => break,
             }
         });
     }
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if conns.send(stream).is_err() {
+                break;
+            }
+        }
+    });
 
     let (tx, rx) = std::sync::mpsc::channel();
     let mut debouncer = notify_debouncer_mini::new_debouncer(Duration::from_millis(80), tx)
@@ -324,56 +337,86 @@ pub fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).expect("valid header")
-}
+/// A response: status, content type, body.
+type Reply = (u16, &'static str, Vec<u8>);
 
-fn respond(req: tiny_http::Request, root: &Path, status: &Mutex<Status>) {
-    let url = req.url().to_string();
-    let no_store = header("Cache-Control", "no-store");
-    let reply = |code: u16, ctype: &str, body: Vec<u8>| {
-        tiny_http::Response::from_data(body)
-            .with_status_code(code)
-            .with_header(header("Content-Type", ctype))
-            .with_header(no_store.clone())
-    };
-    if !matches!(req.method(), tiny_http::Method::Get | tiny_http::Method::Head) {
-        let _ = req.respond(reply(405, "text/plain; charset=utf-8", b"only GET and HEAD".to_vec()));
+const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Reads one request from `stream` and answers it.
+fn answer(mut stream: std::net::TcpStream, root: &Path, status: &Mutex<Status>) {
+    use std::io::{BufRead, Read, Write};
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let _ = stream.set_write_timeout(Some(Duration::from_secs(30)));
+    let Ok(clone) = stream.try_clone() else { return };
+    // The request line, then headers up to the blank line (at most 64 lines of 8 KiB).
+    let mut reader = std::io::BufReader::new(clone).take(1 << 16);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
         return;
     }
-    let response = if let Some(own) = url.strip_prefix(PREFIX) {
-        match own.split('?').next().unwrap_or_default() {
+    let mut parts = line.split_whitespace();
+    let (method, target) = (
+        parts.next().unwrap_or_default().to_string(),
+        parts.next().unwrap_or("/").to_string(),
+    );
+    for _ in 0..64 {
+        let mut h = String::new();
+        match reader.read_line(&mut h) {
+            Ok(0) | Err(_) => break,
+            Ok(_) if h.trim().is_empty() => break,
+            Ok(_) => {}
+        }
+    }
+    let (code, ctype, body) = match method.as_str() {
+        "GET" | "HEAD" => respond(&target, root, status),
+        "" => return,
+        _ => (405, TEXT, b"only GET and HEAD".to_vec()),
+    };
+    let reason = match code {
+        200 => "OK",
+        403 => "Forbidden",
+        404 => "Not Found",
+        _ => "Method Not Allowed",
+    };
+    let head = format!(
+        "HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    let _ = stream.write_all(head.as_bytes());
+    if method != "HEAD" {
+        let _ = stream.write_all(&body);
+    }
+    let _ = stream.flush();
+}
+
+/// The response to a GET of `url`.
+fn respond(url: &str, root: &Path, status: &Mutex<Status>) -> Reply {
+    if let Some(own) = url.strip_prefix(PREFIX) {
+        return match own.split('?').next().unwrap_or_default() {
             "status" => {
                 let s = status.lock().expect("not poisoned");
                 let body = serde_json::json!({"version": s.version, "error": s.error}).to_string();
-                reply(200, "application/json", body.into_bytes())
+                (200, "application/json", body.into_bytes())
             }
-            "live.js" => reply(200, "text/javascript; charset=utf-8", live_script().into_bytes()),
-            _ => reply(404, "text/plain; charset=utf-8", b"not found".to_vec()),
-        }
-    } else {
-        match resolve(root, &url) {
-            Ok(path) => match std::fs::read(&path) {
-                Ok(bytes) if content_type(&path).starts_with("text/html") => {
-                    reply(200, content_type(&path), inject(bytes))
-                }
-                Ok(bytes) => reply(200, content_type(&path), bytes),
-                Err(_) => not_found(root, reply),
-            },
-            Err(Refused::Outside) => reply(403, "text/plain; charset=utf-8", b"outside the site".to_vec()),
-            Err(Refused::Missing) => not_found(root, reply),
-        }
-    };
-    let _ = req.respond(response);
+            "live.js" => (200, "text/javascript; charset=utf-8", live_script().into_bytes()),
+            _ => (404, TEXT, b"not found".to_vec()),
+        };
+    }
+    match resolve(root, url) {
+        Ok(path) => match std::fs::read(&path) {
+            Ok(bytes) if content_type(&path).starts_with("text/html") => (200, content_type(&path), inject(bytes)),
+            Ok(bytes) => (200, content_type(&path), bytes),
+            Err(_) => not_found(root),
+        },
+        Err(Refused::Outside) => (403, TEXT, b"outside the site".to_vec()),
+        Err(Refused::Missing) => not_found(root),
+    }
 }
 
-fn not_found(
-    root: &Path,
-    reply: impl Fn(u16, &str, Vec<u8>) -> tiny_http::Response<std::io::Cursor<Vec<u8>>>,
-) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+fn not_found(root: &Path) -> Reply {
     match std::fs::read(root.join("404.html")) {
-        Ok(page) => reply(404, "text/html; charset=utf-8", inject(page)),
-        Err(_) => reply(404, "text/plain; charset=utf-8", b"not found".to_vec()),
+        Ok(page) => (404, "text/html; charset=utf-8", inject(page)),
+        Err(_) => (404, TEXT, b"not found".to_vec()),
     }
 }
 

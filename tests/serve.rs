@@ -65,8 +65,12 @@ fn serve(config: &Path) -> Server {
             break rest.split('/').next().unwrap().to_string();
         }
     };
-    // Keep reading its output so that it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    // Keep reading its output (shown with the test's) so that it never blocks on a full pipe.
+    std::thread::spawn(move || {
+        for l in lines.map_while(Result::ok) {
+            eprintln!("serve: {l}");
+        }
+    });
     Server { child, addr }
 }
 
@@ -294,4 +298,59 @@ fn live_reload_in_chromium() {
     assert!(r["overlay"].as_bool().unwrap(), "no error overlay: {r}");
     assert!(r["overlay_text"].as_str().unwrap().contains("lenet6"), "{r}");
     assert!(r["cleared"].as_bool().unwrap(), "the overlay stayed after the fix: {r}");
+}
+
+/// Runs the crawler on a site; its JSON report and whether it passed.
+fn crawl(site: &Path, base: Option<&str>) -> (Value, bool) {
+    let browser = common::repo().join("tests/browser");
+    let mut cmd = Command::new("node");
+    cmd.arg("crawl.mjs").arg(site).current_dir(&browser);
+    if let Some(b) = base {
+        cmd.arg(b);
+    }
+    let out = cmd.output().expect("node runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let r = serde_json::from_str(stdout.lines().last().unwrap_or(""))
+        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
+    (r, out.status.success())
+}
+
+#[test]
+fn every_page_opens_cleanly_from_files_and_over_serve_and_broken_links_are_found() {
+    let dir = init();
+    let g = dir.path().join("g");
+    let server = serve(&g.join("gallery.yaml"));
+    wait_for(&server.addr, "the first build", |s| s["version"].as_u64() >= Some(1));
+    let public = g.join("public");
+    let (files, ok) = crawl(&public, None);
+    assert!(ok, "{files}");
+    assert!(files["pages"].as_u64().unwrap() >= 20, "{files}");
+    let (http, ok) = crawl(&public, Some(&format!("http://{}/", server.addr)));
+    assert!(ok, "{http}");
+    assert_eq!(files["pages"], http["pages"]);
+    drop(server);
+
+    // A note with a broken link and a missing anchor: both are reported.
+    std::fs::write(
+        g.join("content/broken.md"),
+        "# Broken\n\n[gone](../../models/lenet/nope/index.html) and [no such section](../reading/index.html#nowhere)\n",
+    )
+    .unwrap();
+    let out = bin()
+        .args(["build", "-q", "-c"])
+        .arg(g.join("gallery.yaml"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let (r, ok) = crawl(&public, None);
+    assert!(!ok);
+    let problems = r["problems"].to_string();
+    assert!(
+        problems.contains("broken link") && problems.contains("nope/index.html"),
+        "{problems}"
+    );
+    assert!(
+        problems.contains("missing anchor") && problems.contains("#nowhere"),
+        "{problems}"
+    );
 }

@@ -41,6 +41,8 @@ pub struct BuildOptions {
     pub no_cache: bool,
     /// Compute only this shard's units into the cache, and write no site.
     pub shard: Option<Shard>,
+    /// Delete the previous site on another thread after swapping the new one in (`serve`).
+    pub background_cleanup: bool,
 }
 
 #[derive(Debug)]
@@ -88,7 +90,7 @@ impl Site {
                 Cache::open(&opts.cache.clone().unwrap_or_else(|| self.default_cache_dir()))?
             };
             let mut report = self.build_into(Some(&staging), &cache, None, log)?;
-            output::swap_in(&staging, output)?;
+            output::swap_in(&staging, output, opts.background_cleanup)?;
             report.output = Some(output.to_path_buf());
             Ok(report)
         })();

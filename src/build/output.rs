@@ -53,8 +53,10 @@ fn remove_abandoned_staging(parent: &Path, name: &str) {
     }
 }
 
-/// Replaces `output` by the finished staging folder.
-pub fn swap_in(staging: &Path, output: &Path) -> Result<()> {
+/// Replaces `output` by the finished staging folder. With `background`, the previous site
+/// is deleted on another thread (a long-running `serve` answers sooner); a folder left by a
+/// process that ended first is removed by the next build of the same output.
+pub fn swap_in(staging: &Path, output: &Path, background: bool) -> Result<()> {
     if output.exists() {
         let old = staging.with_extension("old");
         if old.exists() {
@@ -63,7 +65,17 @@ pub fn swap_in(staging: &Path, output: &Path) -> Result<()> {
         }
         std::fs::rename(output, &old).at_path(output)?;
         std::fs::rename(staging, output).at_path(output)?;
-        std::fs::remove_dir_all(&old).at_path(&old)?;
+        if background {
+            // A unique name under the staging prefix, which the next build removes if this
+            // process ends before the thread does.
+            static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+            let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let trash = PathBuf::from(format!("{}.trash-{n}", staging.display()));
+            std::fs::rename(&old, &trash).at_path(&old)?;
+            std::thread::spawn(move || std::fs::remove_dir_all(trash));
+        } else {
+            std::fs::remove_dir_all(&old).at_path(&old)?;
+        }
     } else {
         std::fs::rename(staging, output).at_path(output)?;
     }

@@ -25,6 +25,7 @@ pub mod unit;
 
 use std::path::Path;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::build::compute::{ModelResult, PairResult};
@@ -280,19 +281,27 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         &grid::colorbar(&Scale::Diverging { abs: 1.0 }, 256, 12),
         &out.join("static/colorbar-diverging.png"),
     )?;
-    let mut pages = home::write(input, out)?;
-    pages += model::write(input, out)?;
-    pages += image::write(input, out)?;
-    pages += method::write(input, out)?;
-    pages += leaderboard::write(input, out)?;
-    pages += layer::write(input, out)?;
-    pages += unit::write(input, out)?;
-    pages += embedding::write(input, out)?;
-    pages += directions::write(input, out)?;
-    pages += featurevis::write(input, out)?;
-    pages += playground::write(input, out)?;
-    pages += overview::write(input, out)?;
-    pages += note::write(input, out)?;
-    pages += publish::write(input, out)?;
-    Ok(pages)
+    // Each page kind writes its own files, so the kinds render in parallel.
+    type Writer = fn(&Input, &Path) -> Result<usize>;
+    let writers: [Writer; 13] = [
+        image::write,
+        unit::write,
+        home::write,
+        model::write,
+        method::write,
+        leaderboard::write,
+        layer::write,
+        embedding::write,
+        directions::write,
+        featurevis::write,
+        playground::write,
+        overview::write,
+        note::write,
+    ];
+    let counts = writers
+        .par_iter()
+        .map(|w| w(input, out))
+        .collect::<Result<Vec<usize>>>()?;
+    // Last: the sitemap lists every page written.
+    Ok(counts.iter().sum::<usize>() + publish::write(input, out)?)
 }
