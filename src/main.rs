@@ -124,10 +124,18 @@ enum Command {
         #[command(subcommand)]
         action: CacheAction,
     },
-    /// Load and validate everything (config, files, weights, notes, theme); write nothing.
+    /// Load and validate everything (config, files, weights, notes, theme), then build the
+    /// site into a temporary folder (through the cache) and check every internal link and
+    /// anchor; reports every problem at once.
     Check {
         #[arg(long, short, default_value = "gallery.yaml")]
         config: PathBuf,
+        /// Cache folder [default: `.cnnscope-cache/` next to the config].
+        #[arg(long)]
+        cache: Option<PathBuf>,
+        /// Validate only; build nothing and check no links.
+        #[arg(long)]
+        no_links: bool,
     },
     /// Time the kernels the gallery's time goes to (median of several runs).
     Bench {
@@ -191,18 +199,57 @@ fn load(config: &Path, drafts: bool, say: &dyn Fn(&str)) -> cnnscope::Result<Sit
     Ok(site)
 }
 
-fn check(config: &Path) -> cnnscope::Result<()> {
+fn check(config: &Path, cache: Option<PathBuf>, no_links: bool) -> cnnscope::Result<()> {
     // Drafts are checked too: they are published with `--drafts`.
     let site = load(config, true, &|l| eprintln!("{l}"))?;
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
-    eprintln!(
-        "ok: {} model(s), {} image(s), {} model × image page(s), {} note(s)",
+    let summary = format!(
+        "{} model(s), {} image(s), {} model × image page(s), {} note(s)",
         site.config.models.len(),
         site.config.images.len(),
         pairs,
         site.content.notes.len() + usize::from(site.content.intro.is_some())
     );
-    Ok(())
+    if no_links {
+        eprintln!("ok: {summary}");
+        return Ok(());
+    }
+    // The links are those of the built pages: build into a temporary folder beside the
+    // config, through the cache (a cold cache computes everything once).
+    let tmp = site.config.root.join(format!(".cnnscope-check-{}", std::process::id()));
+    eprintln!(
+        "checking links: building the site into {} through the cache",
+        tmp.display()
+    );
+    let opts = BuildOptions {
+        cache,
+        ..Default::default()
+    };
+    let built = site.build_with(&tmp, &opts, &|l| eprintln!("{l}"));
+    let broken = built.and_then(|_| cnnscope::build::links::check(&site, &tmp));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let broken = broken?;
+    if broken.is_empty() {
+        eprintln!("ok: {summary}; every internal link and anchor leads somewhere");
+        return Ok(());
+    }
+    let mut msg = format!("{} broken internal link(s):", broken.len());
+    for (i, b) in broken.iter().enumerate() {
+        msg.push_str(&format!(
+            "\n  {}. {}: `{}`: {} (on {}{})",
+            i + 1,
+            b.source,
+            b.link,
+            b.why,
+            b.page,
+            if b.pages > 1 {
+                format!(" and {} more page(s)", b.pages - 1)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Err(cnnscope::Error::msg(msg))
 }
 
 fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions, publish: &Publish) -> cnnscope::Result<()> {
@@ -281,7 +328,6 @@ fn serve(
             base_url,
             bind,
             port,
-            max_rebuilds: None,
         },
         &|l| {
             if !quiet || l.starts_with("serving") || l.starts_with("error") {
@@ -385,7 +431,11 @@ fn main() -> ExitCode {
             )
         }),
         Command::Cache { action } => cache_command(action),
-        Command::Check { config } => check(&config),
+        Command::Check {
+            config,
+            cache,
+            no_links,
+        } => check(&config, cache, no_links),
         Command::Bench { weights, repeat, only } => {
             println!(
                 "median of {} runs, {} threads",

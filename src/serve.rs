@@ -30,8 +30,6 @@ pub struct ServeOptions {
     pub base_url: Option<String>,
     pub bind: String,
     pub port: u16,
-    /// Build, serve and watch until this many rebuilds have run (for tests); `None`: forever.
-    pub max_rebuilds: Option<usize>,
 }
 
 /// What the open pages poll: the build number and the last build's error.
@@ -95,10 +93,8 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
         .map_err(|e| Error::msg(format!("cannot watch the inputs: {e}")))?;
     watch(&mut debouncer, &watched, log);
     let ignored = ignored(&opts, &output, site.as_ref());
-    let mut rebuilds = 0;
     let mut since = built_at;
-    while opts.max_rebuilds.is_none_or(|m| rebuilds < m) {
-        let Ok(events) = rx.recv() else { break };
+    while let Ok(events) = rx.recv() {
         let Ok(events) = events else { continue };
         // The watcher also reports reads (the build's own); a file changed when it is newer
         // than the last build's start, or gone. Folders change when the build swaps its
@@ -124,7 +120,6 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
         }
         let ok = result.is_ok();
         set(&status, result);
-        rebuilds += 1;
         log(&format!(
             "{} in {:.2} s",
             if ok {

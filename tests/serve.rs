@@ -354,3 +354,47 @@ fn every_page_opens_cleanly_from_files_and_over_serve_and_broken_links_are_found
         "{problems}"
     );
 }
+
+#[test]
+fn check_reports_every_broken_link_and_anchor_with_its_source_line() {
+    let dir = init();
+    let g = dir.path().join("g");
+    let cfg = g.join("gallery.yaml");
+    let check = |extra: &[&str]| bin().arg("check").args(extra).arg("-c").arg(&cfg).output().unwrap();
+    let ok = check(&[]);
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stderr).contains("every internal link and anchor leads somewhere"));
+
+    std::fs::write(
+        g.join("content/broken.md"),
+        "# Broken\n\nSee [gone](../../models/lenet/nope/index.html) and\n[no section](../reading/index.html#nowhere), [fine](../reading/index.html).\n",
+    )
+    .unwrap();
+    common::edit_config(
+        &g,
+        "(97.7% on 2,000 held-out ones).",
+        "(97.7% on 2,000 held-out ones); [notes](../../notes/missing/index.html).",
+    );
+    let bad = check(&[]);
+    assert!(!bad.status.success());
+    let e = String::from_utf8_lossy(&bad.stderr);
+    common::assert_has(
+        &e,
+        &[
+            "3 broken internal link(s):",
+            "1. ",
+            "content/broken.md:3: `../../models/lenet/nope/index.html`: no file `models/lenet/nope/index.html` (on notes/broken/index.html)",
+            "content/broken.md:4: `../reading/index.html#nowhere`: no anchor `#nowhere` in `notes/reading/index.html`",
+            "gallery.yaml:17: `../../notes/missing/index.html`: no file `notes/missing/index.html` (on models/lenet/index.html)",
+            "3. ",
+        ],
+    );
+    // Validation alone builds nothing; neither run leaves its temporary site behind.
+    assert!(check(&["--no-links"]).status.success());
+    let left: Vec<_> = std::fs::read_dir(&g)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(".cnnscope-check"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -9,6 +9,7 @@ pub mod explain;
 pub mod featurevis;
 pub mod figures;
 pub mod keys;
+pub mod links;
 pub mod output;
 pub mod site;
 pub mod units;
