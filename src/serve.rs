@@ -65,9 +65,8 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
         output.display()
     ));
     // One request per connection, answered with `Connection: close`, by a fixed pool of
-    // workers taking accepted connections from a queue: no connection can hold a worker
-    // waiting for a next request (an earlier server kept browsers' idle keep-alive
-    // connections and left some of their requests unanswered).
+    // workers taking accepted connections from a queue: no idle keep-alive connection can
+    // hold a worker or leave a page's other requests waiting.
     let (conns, queue) = std::sync::mpsc::channel::<std::net::TcpStream>();
     let queue = Arc::new(Mutex::new(queue));
     for _ in 0..WORKERS {
