@@ -170,6 +170,24 @@ pub fn note_page(slug: &str) -> String {
     format!("notes/{slug}")
 }
 
+/// A URL path with its `%XX` escapes decoded; `None` for a bad escape or invalid UTF-8.
+pub fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// The page file of a page folder, as links name it.
 pub fn href(page: &str) -> String {
     if page.is_empty() {

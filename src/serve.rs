@@ -226,11 +226,7 @@ fn watch(
 /// folders (`.public.*` beside it), the cache.
 fn ignored(opts: &ServeOptions, output: &Path, site: Option<&Site>) -> impl Fn(&Path) -> bool {
     let output = absolute(output);
-    let name = output
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("public")
-        .to_string();
+    let sibling = format!(".{}.", output.file_name().and_then(|n| n.to_str()).unwrap_or("public"));
     let cache = absolute(&match (&opts.build.cache, site) {
         (Some(c), _) => c.clone(),
         (None, Some(s)) => s.default_cache_dir(),
@@ -239,11 +235,8 @@ fn ignored(opts: &ServeOptions, output: &Path, site: Option<&Site>) -> impl Fn(&
     move |p: &Path| {
         p.starts_with(&output)
             || p.starts_with(&cache)
-            || p.components().any(|c| {
-                c.as_os_str()
-                    .to_str()
-                    .is_some_and(|n| n.starts_with(&format!(".{name}.")))
-            })
+            || p.components()
+                .any(|c| c.as_os_str().to_str().is_some_and(|n| n.starts_with(&sibling)))
     }
 }
 
@@ -275,7 +268,8 @@ pub enum Refused {
 
 /// The site file a URL path names.
 pub fn resolve(root: &Path, url_path: &str) -> std::result::Result<PathBuf, Refused> {
-    let decoded = percent_decode(url_path.split(['?', '#']).next().unwrap_or_default()).ok_or(Refused::Missing)?;
+    let decoded =
+        crate::plan::percent_decode(url_path.split(['?', '#']).next().unwrap_or_default()).ok_or(Refused::Missing)?;
     let mut path = root.to_path_buf();
     for c in Path::new(decoded.trim_start_matches('/')).components() {
         match c {
@@ -295,23 +289,6 @@ pub fn resolve(root: &Path, url_path: &str) -> std::result::Result<PathBuf, Refu
     } else {
         Err(Refused::Outside)
     }
-}
-
-fn percent_decode(s: &str) -> Option<String> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
-            out.push(u8::from_str_radix(hex, 16).ok()?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 /// The content type of a site file, by extension.

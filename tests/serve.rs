@@ -18,6 +18,19 @@ fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_cnnscope"))
 }
 
+/// `cnnscope ARGS… -c CONFIG`.
+fn run(args: &[&str], config: &Path) -> std::process::Output {
+    bin().args(args).arg("-c").arg(config).output().unwrap()
+}
+
+/// `cnnscope ARGS… -c CONFIG`, which must succeed; its standard error.
+fn run_ok(args: &[&str], config: &Path) -> String {
+    let out = run(args, config);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "cnnscope {args:?} failed: {stderr}");
+    stderr
+}
+
 /// A new gallery from `cnnscope init`.
 fn init() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
@@ -109,13 +122,7 @@ fn init_writes_a_gallery_that_builds_and_refuses_a_non_empty_folder() {
     ] {
         assert!(g.join(f).is_file(), "init wrote no {f}");
     }
-    let out = bin()
-        .args(["build", "-q", "-c"])
-        .arg(g.join("gallery.yaml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stderr = run_ok(&["build", "-q"], &g.join("gallery.yaml"));
     assert_eq!(
         stderr.lines().count(),
         1,
@@ -132,12 +139,7 @@ fn init_writes_a_gallery_that_builds_and_refuses_a_non_empty_folder() {
     )
     .unwrap();
     common::edit_config(&g, "  # theme: custom", "  theme: custom");
-    let out = bin()
-        .args(["build", "-q", "-c"])
-        .arg(g.join("gallery.yaml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    run_ok(&["build", "-q"], &g.join("gallery.yaml"));
     assert!(std::fs::read_to_string(g.join("public/404.html"))
         .unwrap()
         .contains("custom 404"));
@@ -156,22 +158,16 @@ fn publishing_files_base_url_and_drafts() {
         "---\ntitle: Not yet\ndraft: true\n---\n\nSoon.\n",
     )
     .unwrap();
-    let build = |args: &[&str]| {
-        let out = bin()
-            .arg("build")
-            .args(args)
-            .arg("-c")
-            .arg(g.join("gallery.yaml"))
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    };
-    build(&["-q"]);
+    let cfg = g.join("gallery.yaml");
+    run_ok(&["build", "-q"], &cfg);
     let public = g.join("public");
     assert!(public.join(".nojekyll").is_file() && public.join("404.html").is_file());
     assert!(!public.join("sitemap.xml").exists(), "a sitemap needs a base URL");
     assert!(!public.join("notes/wip").exists(), "a draft was published");
-    build(&["-q", "--drafts", "--base-url", "https://example.org/gallery/"]);
+    run_ok(
+        &["build", "-q", "--drafts", "--base-url", "https://example.org/gallery/"],
+        &cfg,
+    );
     assert!(
         public.join("notes/wip/index.html").is_file(),
         "--drafts publishes drafts"
@@ -187,11 +183,7 @@ fn publishing_files_base_url_and_drafts() {
     assert!(page.contains("href=\"../../static/style.css\""));
     let missing = std::fs::read_to_string(public.join("404.html")).unwrap();
     assert!(missing.contains("<base href=\"https://example.org/gallery/\">"));
-    let bad = bin()
-        .args(["build", "--base-url", "example.org", "-c"])
-        .arg(g.join("gallery.yaml"))
-        .output()
-        .unwrap();
+    let bad = run(&["build", "--base-url", "example.org"], &cfg);
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--base-url `example.org`: expected an absolute address"));
 }
@@ -336,12 +328,7 @@ fn every_page_opens_cleanly_from_files_and_over_serve_and_broken_links_are_found
         "# Broken\n\n[gone](../../models/lenet/nope/index.html) and [no such section](../reading/index.html#nowhere)\n",
     )
     .unwrap();
-    let out = bin()
-        .args(["build", "-q", "-c"])
-        .arg(g.join("gallery.yaml"))
-        .output()
-        .unwrap();
-    assert!(out.status.success());
+    run_ok(&["build", "-q"], &g.join("gallery.yaml"));
     let (r, ok) = crawl(&public, None);
     assert!(!ok);
     let problems = r["problems"].to_string();
@@ -360,7 +347,7 @@ fn check_reports_every_broken_link_and_anchor_with_its_source_line() {
     let dir = init();
     let g = dir.path().join("g");
     let cfg = g.join("gallery.yaml");
-    let check = |extra: &[&str]| bin().arg("check").args(extra).arg("-c").arg(&cfg).output().unwrap();
+    let check = |extra: &[&str]| run(&[&["check"], extra].concat(), &cfg);
     let ok = check(&[]);
     assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
     assert!(String::from_utf8_lossy(&ok.stderr).contains("every internal link and anchor leads somewhere"));

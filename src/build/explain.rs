@@ -3,7 +3,7 @@
 //! [`Ctx`] per target. Results are typed numbers and file paths; the pages word them.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use candle_core::Tensor;
 use image::DynamicImage;
@@ -14,12 +14,12 @@ use super::keys;
 use crate::cache::{Cache, ENTRY};
 use crate::config::{ImageConfig, ModelConfig, TargetSpec};
 use crate::error::Result;
-use crate::methods::{self, Ctx, MethodSpec, ModelInfo, Output, View};
+use crate::methods::{self, Ctx, MethodSpec, ModelInfo, Output};
 use crate::metrics::deletion::{self, Curves};
 use crate::metrics::randomisation::{self, Randomised};
 use crate::models::{LayerInfo, LoadedModel};
 use crate::plan;
-use crate::render::attribution::{heatmap, overlay, prepare, Drawing, Placement, Prepared};
+use crate::render::attribution::{heatmap, overlay, prepare, Drawing, Prepared};
 use crate::render::colormap::Scale;
 use crate::render::pictures::{layer_picture, values, weight_picture, LayerPicture, WeightPicture};
 use crate::render::{self, grid};
@@ -80,15 +80,12 @@ pub struct SharedCell {
 }
 
 /// Draws a row's maps, read from their method entries, on the row's common range.
-fn draw_row(cells: &[(MapCell, std::path::PathBuf)], draw: &Drawn, edir: &Path) -> Result<RowScale> {
+/// `entries` holds each cell's method entry (folder, key), in the cells' order.
+fn draw_row(cells: &[MapCell], entries: &[(PathBuf, String)], draw: &Drawn, edir: &Path) -> Result<RowScale> {
     let mut maps = Vec::new();
-    for (cell, dir) in cells {
+    for (cell, (dir, _)) in cells.iter().zip(entries) {
         let t = Tensor::read_npy(dir.join(format!("{}.npy", cell.target)))?;
-        let (view, placement) = match cell.drawing {
-            Drawing::Cam { placement, .. } => (View::Cam, placement),
-            Drawing::Signed { .. } => (View::Signed, Placement::Stretch),
-            Drawing::Unsigned { .. } => (View::Unsigned, Placement::Stretch),
-        };
+        let (view, placement) = cell.drawing.view();
         maps.push((cell.target, t.dims().to_vec(), values(&t)?, view, placement));
     }
     let top = maps
@@ -334,10 +331,7 @@ fn faithfulness(
     let stored = cache.get_or_put("faithfulness", &keys::faithfulness(&method_entry.key, steps), |_| {
         let map = Tensor::read_npy(method_entry.dir.join(format!("{}.npy", cell.target)))?;
         let (dims, raw) = (map.dims().to_vec(), values(&map)?);
-        let (view, placement) = match cell.drawing {
-            Drawing::Cam { placement, .. } => (View::Cam, placement),
-            _ => (View::Signed, Placement::Stretch),
-        };
+        let (view, placement) = cell.drawing.view();
         let values = crate::metrics::pixel_values(&raw, &dims, view, input_hw, placement);
         deletion::curves(p.model.model.as_ref(), p.x, cell.target, &values, steps)
     })?;
@@ -595,7 +589,7 @@ pub fn explain(
     let mut ex = Explained::default();
     let mut cells: Vec<Vec<MapCell>> = vec![Vec::new(); mc.methods.len()];
     // Each cell's method entry: its folder and key, for the row's shared scale.
-    let mut entries: Vec<Vec<(std::path::PathBuf, String)>> = vec![Vec::new(); mc.methods.len()];
+    let mut entries: Vec<Vec<(PathBuf, String)>> = vec![Vec::new(); mc.methods.len()];
     let mut curves: Vec<Vec<Option<Curves>>> = vec![Vec::new(); mc.methods.len()];
     // Seconds spent on the metrics, when computed.
     let (mut faith_time, mut rand_time): (Option<f64>, Option<f64>) = (None, None);
@@ -771,12 +765,7 @@ pub fn explain(
             let keys: Vec<String> = entries.iter().map(|(_, k)| k.clone()).collect();
             let stored = cache
                 .get_or_put("row-scale", &keys::row_scale(&keys), |edir| {
-                    let placed: Vec<(MapCell, std::path::PathBuf)> = cells
-                        .iter()
-                        .cloned()
-                        .zip(entries.iter().map(|(d, _)| d.clone()))
-                        .collect();
-                    draw_row(&placed, &draw, edir)
+                    draw_row(&cells, &entries, &draw, edir)
                 })
                 .map_err(|e| {
                     e.context(format!(

@@ -40,27 +40,9 @@ fn unescape(s: &str) -> String {
     s.replace("&amp;", "&").replace("&quot;", "\"").replace("&#39;", "'")
 }
 
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = (b[i] == b'%')
-            .then(|| b.get(i + 1..i + 3))
-            .flatten()
-            .and_then(|h| u8::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok());
-        match hex {
-            Some(v) => {
-                out.push(v);
-                i += 3;
-            }
-            None => {
-                out.push(b[i]);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
+/// A link's path decoded, or as written when it does not decode.
+fn decoded(s: &str) -> String {
+    crate::plan::percent_decode(s).unwrap_or_else(|| s.to_string())
 }
 
 /// `page`'s folder joined with a relative `link` path, normalised; `None` if it climbs out
@@ -194,7 +176,7 @@ pub fn check(site: &Site, out: &Path) -> Result<Vec<BrokenLink>> {
             let target = if path.is_empty() {
                 Some(page.clone())
             } else {
-                join(page, &percent_decode(path)).map(|t| {
+                join(page, &decoded(path)).map(|t| {
                     if out.join(&t).is_dir() {
                         format!("{t}/index.html").trim_start_matches('/').to_string()
                     } else {
@@ -206,7 +188,7 @@ pub fn check(site: &Site, out: &Path) -> Result<Vec<BrokenLink>> {
                 None => Some("leads out of the site".to_string()),
                 Some(t) if !out.join(t).is_file() => Some(format!("no file `{t}`")),
                 Some(t) => match (fragment, ids.get(t.as_str())) {
-                    (Some(f), Some(set)) if !f.is_empty() && !set.contains(&percent_decode(f)) => {
+                    (Some(f), Some(set)) if !f.is_empty() && !set.contains(&decoded(f)) => {
                         Some(format!("no anchor `#{f}` in `{t}`"))
                     }
                     _ => None,
@@ -252,7 +234,8 @@ mod tests {
             attrs(r#"<a href="a.html">x</a> <img src="b.png" id="c">"#, "href"),
             vec!["a.html"]
         );
-        assert_eq!(percent_decode("a%20b"), "a b");
+        assert_eq!(decoded("a%20b"), "a b");
+        assert_eq!(decoded("100%"), "100%");
         assert_eq!(line_of("one\ntwo [x](y.html)\n", "y.html"), Some(2));
         assert_eq!(
             template_of("models/m/images/i/attributions/index.html"),

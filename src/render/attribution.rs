@@ -130,6 +130,18 @@ pub enum Drawing {
     Unsigned { clip: f32 },
 }
 
+impl Drawing {
+    /// The view the map was drawn in and where a CAM's cells were placed: what redraws
+    /// it from its raw numbers.
+    pub fn view(&self) -> (View, Placement) {
+        match *self {
+            Drawing::Cam { placement, .. } => (View::Cam, placement),
+            Drawing::Signed { .. } => (View::Signed, Placement::Stretch),
+            Drawing::Unsigned { .. } => (View::Unsigned, Placement::Stretch),
+        }
+    }
+}
+
 /// Applies the pipeline above to a raw map. `dims` is `[c, h, w]` or `[h, w]`; `input`
 /// is the model's input size `(H, W)`; `placement` places a CAM's cells.
 pub fn prepare(data: &[f32], dims: &[usize], view: View, input: (usize, usize), placement: Placement) -> Prepared {

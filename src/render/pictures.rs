@@ -161,6 +161,14 @@ pub fn weight_picture(
     }))
 }
 
+/// How many of the `hw`-value maps in `data` are faint against a layer whose largest
+/// magnitude is `top` (see [`FAINT`]).
+fn faint_maps(data: &[f32], hw: usize, top: f32) -> usize {
+    data.chunks(hw)
+        .filter(|m| super::attribution::percentile_abs(m, 0.99) < FAINT * top)
+        .count()
+}
+
 /// Draws one layer's maps (`C×H×W`: a grid) or units (`N`: a strip) as `<base>.png/.npy`
 /// in `edir`; used for activations and their gradients alike.
 pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> Result<Option<LayerPicture>> {
@@ -172,30 +180,22 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
         // Wide layers show their first 64 maps; the .npy holds all of them.
         [c, h, w] => {
             let (count, cols, zoom) = (c.min(MAX_MAPS), c.min(8), grid::zoom_for(h, w, 84));
-            // Each map on its own scale: what the shared scale hides in weak maps.
             // Each map on its own scale (of the layer's kind, so colours keep their meaning):
             // what the shared scale hides in weak maps.
-            let top = scale.range().1.abs().max(scale.range().0.abs());
-            let peaks: Vec<f32> = (0..count)
+            let hw = h * w;
+            let own: Vec<Scale> = data
+                .chunks(hw)
+                .take(count)
                 .map(|m| {
-                    data[m * h * w..(m + 1) * h * w]
-                        .iter()
-                        .fold(0f32, |p, v| p.max(v.abs()))
+                    let peak = m.iter().fold(0f32, |p, v| p.max(v.abs())).max(1e-12);
+                    match scale {
+                        Scale::Diverging { .. } => Scale::Diverging { abs: peak },
+                        Scale::Sequential { .. } => Scale::Sequential { min: 0.0, max: peak },
+                    }
                 })
                 .collect();
-            let own: Vec<Scale> = peaks
-                .iter()
-                .map(|&p| match scale {
-                    Scale::Diverging { .. } => Scale::Diverging { abs: p.max(1e-12) },
-                    Scale::Sequential { .. } => Scale::Sequential {
-                        min: 0.0,
-                        max: p.max(1e-12),
-                    },
-                })
-                .collect();
-            faint = (0..count)
-                .filter(|&m| super::attribution::percentile_abs(&data[m * h * w..(m + 1) * h * w], 0.99) < FAINT * top)
-                .count();
+            let (lo, hi) = scale.range();
+            faint = faint_maps(&data[..count * hw], hw, lo.abs().max(hi.abs()));
             let each = grid::maps_each(&data, count, h, w, cols, zoom, |m| own[m]);
             grid::save_png(&each, &edir.join(format!("{base}-maps.png")))?;
             per_map = Some(format!("{ENTRY}{base}-maps.png"));
@@ -234,4 +234,23 @@ pub fn layer_picture(a: &Tensor, info: &LayerInfo, base: &str, edir: &Path) -> R
         per_map,
         faint,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn faint_maps_are_those_far_below_the_layers_scale() {
+        // One strong map and three whose values stay under a fifth of it; a single bright
+        // pixel (above the 99th percentile) does not make a map strong.
+        let mut data = vec![10.0f32; 100];
+        data.extend(vec![1.0; 100]);
+        data.extend(vec![-1.9; 100]);
+        let mut spike = vec![0.5; 100];
+        spike[0] = 10.0;
+        data.extend(spike);
+        assert_eq!(faint_maps(&data, 100, 10.0), 3);
+        assert_eq!(faint_maps(&data[..100], 100, 10.0), 0);
+    }
 }
