@@ -1,5 +1,6 @@
 //! The markdown notes of `content/`: `index.md` introduces the home page, every other
-//! `*.md` becomes a note page linked from the navigation.
+//! `*.md` becomes a note page linked from the navigation. `name.<lang>.md` (say
+//! `photographs.zh.md`) is the note in another language: its pages are under `<lang>/`.
 
 use std::path::{Path, PathBuf};
 
@@ -27,10 +28,56 @@ pub struct Content {
     pub intro: Option<Note>,
     /// The other notes, ordered by weight, then by file name.
     pub notes: Vec<Note>,
+    /// The notes in other languages, by language code.
+    pub translations: Vec<Translation>,
+}
+
+/// The notes of one other language: `index.<lang>.md` and `<name>.<lang>.md`.
+#[derive(Debug)]
+pub struct Translation {
+    pub lang: String,
+    pub intro: Option<Note>,
+    /// Ordered as the site's notes; notes that exist only in this language come last.
+    pub notes: Vec<Note>,
+}
+
+impl Content {
+    pub fn translation(&self, lang: &str) -> Option<&Translation> {
+        self.translations.iter().find(|t| t.lang == lang)
+    }
+
+    /// Drops the notes marked `draft: true`, in every language.
+    pub fn drop_drafts(&mut self) {
+        self.notes.retain(|n| !n.draft);
+        self.intro = self.intro.take().filter(|n| !n.draft);
+        for t in &mut self.translations {
+            t.notes.retain(|n| !n.draft);
+            t.intro = t.intro.take().filter(|n| !n.draft);
+        }
+        self.translations.retain(|t| t.intro.is_some() || !t.notes.is_empty());
+    }
+}
+
+/// A language code as a note's file name may end in: `zh`, `pt-br`.
+pub fn is_language_code(s: &str) -> bool {
+    let mut parts = s.split('-');
+    let first = parts.next().unwrap_or("");
+    (2..=3).contains(&first.len())
+        && first.bytes().all(|b| b.is_ascii_lowercase())
+        && parts.all(|p| (2..=8).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+}
+
+/// `name.zh.md` → (`name`, Some(`zh`)); `name.md` → (`name`, None).
+fn split_language(path: &Path) -> (String, Option<String>) {
+    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    match stem.rsplit_once('.') {
+        Some((name, lang)) if !name.is_empty() && is_language_code(lang) => (name.to_string(), Some(lang.to_string())),
+        _ => (stem.to_string(), None),
+    }
 }
 
 fn slug_of(path: &Path) -> Result<String> {
-    let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+    let (stem, _) = split_language(path);
     let slug: String = stem
         .chars()
         .map(|c| {
@@ -64,7 +111,10 @@ pub fn load_note(path: &Path, safe_html: bool) -> Result<Note> {
         title,
         weight: fm.weight,
         draft: fm.draft,
-        html: note_html(&body, safe_html),
+        html: note_html(&body, safe_html).map_err(|e| {
+            let line = first_line + body[..e.offset].matches('\n').count();
+            Error::at_line(path, Some(line), e.message)
+        })?,
         figures,
         source: path.to_path_buf(),
     })
@@ -115,20 +165,47 @@ pub fn load(config: &Config) -> Result<Content> {
     paths.sort();
     for p in paths {
         let note = load_note(&p, config.site.safe_html)?;
-        if p.file_name().is_some_and(|n| n == "index.md") {
-            content.intro = Some(note);
+        let (name, lang) = split_language(&p);
+        let (intro, notes) = match lang {
+            Some(lang) if lang != config.site.language => {
+                let k = match content.translations.iter().position(|t| t.lang == lang) {
+                    Some(k) => k,
+                    None => {
+                        content.translations.push(Translation {
+                            lang,
+                            intro: None,
+                            notes: Vec::new(),
+                        });
+                        content.translations.len() - 1
+                    }
+                };
+                let t = &mut content.translations[k];
+                (&mut t.intro, &mut t.notes)
+            }
+            _ => (&mut content.intro, &mut content.notes),
+        };
+        if name == "index" {
+            if let Some(other) = intro {
+                return Err(Error::at(&p, format!("is a second home page note beside {}", other.source.display())));
+            }
+            *intro = Some(note);
         } else {
-            if let Some(other) = content.notes.iter().find(|n| n.slug == note.slug) {
+            if let Some(other) = notes.iter().find(|n| n.slug == note.slug) {
                 return Err(Error::at(
                     &p,
                     format!("gives the same page name `{}` as {}", note.slug, other.source.display()),
                 ));
             }
-            content.notes.push(note);
+            notes.push(note);
         }
     }
-    content
-        .notes
-        .sort_by(|a, b| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug)));
+    let order = |a: &Note, b: &Note| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug));
+    content.notes.sort_by(order);
+    // A translation follows the site's order; its own notes come after, in their order.
+    let rank = |n: &Note, notes: &[Note]| notes.iter().position(|m| m.slug == n.slug).unwrap_or(usize::MAX);
+    for t in &mut content.translations {
+        t.notes.sort_by(|a, b| rank(a, &content.notes).cmp(&rank(b, &content.notes)).then_with(|| order(a, b)));
+    }
+    content.translations.sort_by(|a, b| a.lang.cmp(&b.lang));
     Ok(content)
 }

@@ -203,12 +203,19 @@ fn check(config: &Path, cache: Option<PathBuf>, no_links: bool) -> cnnscope::Res
     // Drafts are checked too: they are published with `--drafts`.
     let site = load(config, true, &|l| eprintln!("{l}"))?;
     let pairs = cnnscope::plan::plan(&site.config).pairs.len();
+    let c = &site.content;
+    let translated: Vec<String> = c
+        .translations
+        .iter()
+        .map(|t| format!("{} in `{}`", t.notes.len() + usize::from(t.intro.is_some()), t.lang))
+        .collect();
     let summary = format!(
-        "{} model(s), {} image(s), {} model × image page(s), {} note(s)",
+        "{} model(s), {} image(s), {} model × image page(s), {} note(s){}",
         site.config.models.len(),
         site.config.images.len(),
         pairs,
-        site.content.notes.len() + usize::from(site.content.intro.is_some())
+        c.notes.len() + usize::from(c.intro.is_some()),
+        if translated.is_empty() { String::new() } else { format!(" (and {})", translated.join(", ")) }
     );
     if no_links {
         eprintln!("ok: {summary}");

@@ -170,6 +170,15 @@ pub fn note_page(slug: &str) -> String {
     format!("notes/{slug}")
 }
 
+/// A page of a translation: under `<lang>/` (the site's language, `""`, is at the root).
+pub fn in_language(lang: &str, page: &str) -> String {
+    match (lang, page) {
+        ("", p) => p.to_string(),
+        (l, "") => l.to_string(),
+        (l, p) => format!("{l}/{p}"),
+    }
+}
+
 /// A URL path with its `%XX` escapes decoded; `None` for a bad escape or invalid UTF-8.
 pub fn percent_decode(s: &str) -> Option<String> {
     let bytes = s.as_bytes();

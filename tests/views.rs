@@ -274,7 +274,7 @@ fn every_page_view_of_the_fixture_site() {
         units: &[],
         featurevis: &[],
     };
-    insta::assert_json_snapshot!("home", home::view(&input).unwrap());
+    insta::assert_json_snapshot!("home", home::view(&input, None).unwrap());
     insta::assert_json_snapshot!("model", model::view(&input, 0).unwrap(), {
         ".training.loss_svg" => "[svg]",
         ".training.accuracy_svg" => "[svg]",

@@ -99,8 +99,7 @@ impl Site {
         let hashes = timed(&mut timings, "hashes", || hash_inputs(&config))?;
         let mut content = timed(&mut timings, "notes", || content::load(&config))?;
         if !opts.drafts {
-            content.notes.retain(|n| !n.draft);
-            content.intro = content.intro.filter(|n| !n.draft);
+            content.drop_drafts();
         }
         let theme_dir = config.root.join("themes").join(&config.site.theme);
         if config.site.theme != "default" && !theme_dir.is_dir() {
@@ -110,6 +109,7 @@ impl Site {
             ));
         }
         let theme = timed(&mut timings, "theme", || templates::load(Some(&theme_dir)))?;
+        check_languages(&config, &content, &theme)?;
         let site = Site {
             config,
             models,
@@ -131,6 +131,34 @@ impl Site {
     pub fn default_cache_dir(&self) -> std::path::PathBuf {
         self.config.root.join(cache::DEFAULT_DIR)
     }
+}
+
+/// The site's language and every note's have words in the theme's translation table.
+fn check_languages(config: &Config, content: &Content, theme: &Theme) -> Result<()> {
+    let known = || theme.words.keys().cloned().collect::<Vec<_>>().join(", ");
+    let table = theme.words_origin.display();
+    if !theme.words.contains_key(&config.site.language) {
+        return Err(config.error(
+            "site.language",
+            format!("`{}` has no words in the theme's translation table {table} (it has {})", config.site.language, known()),
+        ));
+    }
+    for t in &content.translations {
+        if !theme.words.contains_key(&t.lang) {
+            let note = t.intro.iter().chain(&t.notes).next().map(|n| n.source.clone()).unwrap_or_default();
+            return Err(crate::error::Error::at(
+                note,
+                format!(
+                    "is in language `{}`, which the theme's translation table {table} has no words for (it has {}); \
+                     add a `{}:` table to translations.yaml in the site's theme folder",
+                    t.lang,
+                    known(),
+                    t.lang
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Every model's weights, checked against its architecture; an error is located at the

@@ -95,6 +95,8 @@ pub struct Site {
     pub allow_outside_root: bool,
     /// Raw HTML in notes is stripped.
     pub safe_html: bool,
+    /// The language of the generated pages and of notes without a language suffix.
+    pub language: String,
 }
 
 #[derive(Debug)]

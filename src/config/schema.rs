@@ -117,6 +117,9 @@ pub struct RawSite {
     /// HTML in notes is passed through.
     #[serde(default)]
     pub safe_html: bool,
+    /// The language of the notes without a language in their file name and of every
+    /// generated page (default `en`); `name.<lang>.md` notes are the other languages.
+    pub language: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -19,7 +19,15 @@ pub(super) fn validate(raw: RawSite, check: &Check) -> Result<Site> {
     if let Ok(real) = theme_dir.canonicalize() {
         check.inside("site.theme", &theme, &theme_dir, &real)?;
     }
+    let language = raw.language.unwrap_or_else(|| "en".to_string());
+    if !crate::content::is_language_code(&language) {
+        return Err(check.err(
+            "site.language",
+            format!("`{language}` is not a language code (lowercase, as `en`, `zh` or `pt-br`)"),
+        ));
+    }
     Ok(Site {
+        language,
         title: raw.title,
         description: raw.description.unwrap_or_default(),
         theme,

@@ -37,8 +37,10 @@ pub struct ImageCard {
     pub thumb: Option<String>,
 }
 
-pub fn view(input: &Input) -> Result<HomeView> {
+/// The home page in `lang` (a translation's), or in the site's language for `None`.
+pub fn view(input: &Input, lang: Option<&str>) -> Result<HomeView> {
     let site = input.site;
+    let page = plan::in_language(lang.unwrap_or(""), "");
     let models = site
         .config
         .models
@@ -75,12 +77,13 @@ pub fn view(input: &Input) -> Result<HomeView> {
         })
         .collect();
     Ok(HomeView {
-        base: Base::new(site, "", &site.config.site.title),
-        intro: site
-            .content
-            .intro
-            .as_ref()
-            .map(|n| super::figure::resolve(input, n, ""))
+        base: Base::in_language(site, &page, &site.config.site.title, lang),
+        // A translation without its own `index.<lang>.md` shows the site's introduction.
+        intro: lang
+            .and_then(|l| site.content.translation(l))
+            .and_then(|t| t.intro.as_ref())
+            .or(site.content.intro.as_ref())
+            .map(|n| super::figure::resolve(input, n, &page))
             .transpose()?,
         models,
         images,
@@ -88,6 +91,9 @@ pub fn view(input: &Input) -> Result<HomeView> {
 }
 
 pub fn write(input: &Input, out: &Path) -> Result<usize> {
-    render(input.site, out, "", "index.html", &view(input)?)?;
-    Ok(1)
+    render(input.site, out, "", "index.html", &view(input, None)?)?;
+    for t in &input.site.content.translations {
+        render(input.site, out, &t.lang, "index.html", &view(input, Some(&t.lang))?)?;
+    }
+    Ok(1 + input.site.content.translations.len())
 }

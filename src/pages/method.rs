@@ -41,6 +41,8 @@ pub struct MethodHeader {
     pub definition: &'static str,
     /// The parameters as applied.
     pub params: Value,
+    /// Its formulas, from `docs/methods.md` § Formulas, as HTML with MathML.
+    pub formulas: Option<String>,
     /// The colour map its pictures use, and its bar.
     pub colormap: Option<&'static str>,
     pub colorbar: Option<&'static str>,
@@ -132,11 +134,27 @@ pub fn view(input: &Input, mi: usize, k: usize, slug: &str) -> MethodView {
             title: method.title(),
             definition: method.definition(),
             params: method.params(&info),
+            formulas: formulas(method.name()),
             colormap: scale.as_ref().map(|s| s.name()),
             colorbar: scale.as_ref().map(super::colorbar),
         },
         images,
     }
+}
+
+/// The methods' reference, whose formulas the method pages show (one source for both).
+const METHODS_DOC: &str = include_str!("../../docs/methods.md");
+
+/// The part of `docs/methods.md`'s `## Formulas` under `` ### `<name>` ``, rendered.
+pub fn formulas(name: &str) -> Option<String> {
+    let section = METHODS_DOC.split("\n## Formulas\n").nth(1)?;
+    let section = section.split("\n## ").next()?;
+    let heading = format!("### `{name}`\n");
+    let start = section.find(&heading)? + heading.len();
+    let part = &section[start..];
+    let part = &part[..part.find("\n### ").unwrap_or(part.len())];
+    // Links in the reference are relative to docs/, not to the site.
+    crate::render::markdown::note_html(part, true).ok()
 }
 
 pub fn write(input: &Input, out: &Path) -> Result<usize> {
@@ -153,4 +171,20 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         }
     }
     Ok(pages)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_map_method_has_its_formulas_as_mathml() {
+        for name in methods::names() {
+            let html = formulas(name).unwrap_or_else(|| panic!("no formulas for `{name}` in docs/methods.md"));
+            assert!(html.contains("<math display=\"block\">"), "{name}: {html}");
+            assert!(!html.contains('$') && !html.contains("<a "), "{name}: {html}");
+        }
+        assert!(formulas("gradcam").unwrap().contains("<mfrac>"));
+        assert!(formulas("no-such-method").is_none());
+    }
 }

@@ -21,8 +21,10 @@ pub mod pictures;
 pub mod playground;
 pub mod publish;
 pub mod randomisation;
+pub mod search;
 pub mod unit;
 
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use rayon::prelude::*;
@@ -86,6 +88,51 @@ pub struct Base {
     pub site: SiteView,
     pub nav: Nav,
     pub provenance: Footer,
+    /// The page's language, and the theme's fixed words in it.
+    pub lang: String,
+    pub t: BTreeMap<String, String>,
+    /// The same page in every language it exists in (the language switcher); empty when
+    /// it exists in one only.
+    pub languages: Vec<LanguageLink>,
+    /// The pages before and after this one in reading order (notes, layers, methods).
+    pub pager: Option<Pager>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct LanguageLink {
+    pub code: String,
+    pub name: String,
+    pub href: String,
+    pub current: bool,
+}
+
+#[derive(Serialize, Clone, Default)]
+pub struct Pager {
+    pub prev: Option<PagerLink>,
+    pub next: Option<PagerLink>,
+}
+
+#[derive(Serialize, Clone)]
+pub struct PagerLink {
+    pub title: String,
+    pub href: String,
+}
+
+impl Pager {
+    /// The neighbours of item `k` of `items` (title, page).
+    pub fn of(items: &[(String, String)], k: usize) -> Option<Pager> {
+        let link = |i: usize| {
+            items.get(i).map(|(title, page)| PagerLink {
+                title: title.clone(),
+                href: plan::href(page),
+            })
+        };
+        let pager = Pager {
+            prev: k.checked_sub(1).and_then(link),
+            next: link(k + 1),
+        };
+        (pager.prev.is_some() || pager.next.is_some()).then_some(pager)
+    }
 }
 
 #[derive(Serialize, Clone)]
@@ -96,6 +143,8 @@ pub struct SiteView {
 
 #[derive(Serialize, Clone)]
 pub struct Nav {
+    /// The home page in the page's language.
+    pub home: String,
     pub models: Vec<ModelLink>,
     pub notes: Vec<NoteLink>,
     /// The header link of the page itself (`aria-current="page"`), and of the model or
@@ -132,9 +181,49 @@ pub struct WeightsHash {
 }
 
 impl Base {
+    /// A page in the site's language.
     pub fn new(site: &Site, page: &str, title: &str) -> Base {
+        Base::in_language(site, page, title, None)
+    }
+
+    /// A page in `lang` (a translation's language), or in the site's language for `None`.
+    pub fn in_language(site: &Site, page: &str, title: &str, lang: Option<&str>) -> Base {
         let short = |h: &str| h[..12].to_string();
         let c = &site.config;
+        let site_lang = c.site.language.as_str();
+        let lang = lang.unwrap_or(site_lang);
+        let translation = site.content.translation(lang).filter(|_| lang != site_lang);
+        // The notes in the page's language where they are translated, else the site's.
+        let mut notes: Vec<NoteLink> = site
+            .content
+            .notes
+            .iter()
+            .map(|n| match translation.and_then(|t| t.notes.iter().find(|m| m.slug == n.slug)) {
+                Some(m) => NoteLink {
+                    title: m.title.clone(),
+                    href: plan::href(&plan::in_language(lang, &plan::note_page(&m.slug))),
+                },
+                None => NoteLink {
+                    title: n.title.clone(),
+                    href: plan::href(&plan::note_page(&n.slug)),
+                },
+            })
+            .collect();
+        if let Some(t) = translation {
+            notes.extend(
+                t.notes
+                    .iter()
+                    .filter(|m| !site.content.notes.iter().any(|n| n.slug == m.slug))
+                    .map(|m| NoteLink {
+                        title: m.title.clone(),
+                        href: plan::href(&plan::in_language(lang, &plan::note_page(&m.slug))),
+                    }),
+            );
+        }
+        let mut t = site.theme.words.get(site_lang).cloned().unwrap_or_default();
+        if let Some(w) = site.theme.words.get(lang) {
+            t.extend(w.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
         Base {
             root: plan::root_from(page),
             canonical: site.base_url.as_ref().map(|b| publish::url(b, page)),
@@ -145,23 +234,16 @@ impl Base {
             },
             nav: Nav {
                 models: c.models.iter().map(|m| model_link(&m.id)).collect(),
-                notes: site
-                    .content
-                    .notes
-                    .iter()
-                    .map(|n| NoteLink {
-                        title: n.title.clone(),
-                        href: plan::href(&plan::note_page(&n.slug)),
-                    })
-                    .collect(),
                 current: Some(plan::href(page)),
                 section: c
                     .models
                     .iter()
                     .map(|m| plan::model_page(&m.id))
-                    .chain(site.content.notes.iter().map(|n| plan::note_page(&n.slug)))
+                    .chain(notes.iter().map(|n| n.href.trim_end_matches("/index.html").to_string()))
                     .find(|p| page == p || page.starts_with(&format!("{p}/")))
                     .map(|p| plan::href(&p)),
+                notes,
+                home: plan::href(&plan::in_language(if lang == site_lang { "" } else { lang }, "")),
             },
             provenance: Footer {
                 tool: tool(),
@@ -177,8 +259,64 @@ impl Base {
                     .collect(),
                 images: c.images.len(),
             },
+            languages: languages(site, page),
+            lang: lang.to_string(),
+            t,
+            pager: None,
         }
     }
+}
+
+/// The language versions of a page: the home page and notes can have several.
+fn languages(site: &Site, page: &str) -> Vec<LanguageLink> {
+    let content = &site.content;
+    let site_lang = &site.config.site.language;
+    if content.translations.is_empty() {
+        return Vec::new();
+    }
+    // The page in the site's language it is a version of.
+    let (lang, neutral) = match content
+        .translations
+        .iter()
+        .find(|t| page == t.lang || page.starts_with(&format!("{}/", t.lang)))
+    {
+        Some(t) => (t.lang.as_str(), page.strip_prefix(t.lang.as_str()).unwrap_or("").trim_start_matches('/')),
+        None => (site_lang.as_str(), page),
+    };
+    let has = |notes: &[crate::content::Note]| {
+        neutral.is_empty() || notes.iter().any(|n| plan::note_page(&n.slug) == neutral)
+    };
+    let mut out = Vec::new();
+    let mut add = |code: &str| {
+        out.push(LanguageLink {
+            code: code.to_string(),
+            name: site
+                .theme
+                .words
+                .get(code)
+                .and_then(|w| w.get("language_name"))
+                .cloned()
+                .unwrap_or_else(|| code.to_string()),
+            href: plan::href(&plan::in_language(if code == site_lang { "" } else { code }, neutral)),
+            current: code == lang,
+        })
+    };
+    let is_note = |p: &str| p.starts_with("notes/");
+    if !(neutral.is_empty() || is_note(neutral)) {
+        return Vec::new();
+    }
+    if has(&content.notes) {
+        add(site_lang);
+    }
+    for t in &content.translations {
+        if has(&t.notes) {
+            add(&t.lang);
+        }
+    }
+    if out.len() < 2 {
+        out.clear();
+    }
+    out
 }
 
 pub fn model_link(id: &str) -> ModelLink {
@@ -302,6 +440,8 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         .par_iter()
         .map(|w| w(input, out))
         .collect::<Result<Vec<usize>>>()?;
-    // Last: the sitemap lists every page written.
-    Ok(counts.iter().sum::<usize>() + publish::write(input, out)?)
+    // Last: the sitemap lists every page written, and the search index reads them.
+    let pages = counts.iter().sum::<usize>() + publish::write(input, out)?;
+    search::write(input, out)?;
+    Ok(pages)
 }

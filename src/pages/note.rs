@@ -1,10 +1,12 @@
-//! A note's page: `content/<name>.md` rendered.
+//! A note's page: `content/<name>.md` rendered, and `content/<name>.<lang>.md` under
+//! `<lang>/`.
 
 use std::path::Path;
 
 use serde::Serialize;
 
-use super::{render, Base, Input};
+use super::{render, Base, Input, Pager};
+use crate::content::Note;
 use crate::error::Result;
 use crate::plan;
 
@@ -21,18 +23,34 @@ pub struct NoteBody {
     pub html: String,
 }
 
-pub fn write(input: &Input, out: &Path) -> Result<usize> {
+/// The notes of one language, in reading order, each linked to its neighbours.
+fn write_language(input: &Input, out: &Path, notes: &[Note], lang: Option<&str>) -> Result<usize> {
     let site = input.site;
-    for n in &site.content.notes {
-        let page = plan::note_page(&n.slug);
+    let pages: Vec<(String, String)> = notes
+        .iter()
+        .map(|n| (n.title.clone(), plan::in_language(lang.unwrap_or(""), &plan::note_page(&n.slug))))
+        .collect();
+    for (k, n) in notes.iter().enumerate() {
+        let page = &pages[k].1;
+        let mut base = Base::in_language(site, page, &format!("{} · {}", n.title, site.config.site.title), lang);
+        base.pager = Pager::of(&pages, k);
         let view = NoteView {
-            base: Base::new(site, &page, &format!("{} · {}", n.title, site.config.site.title)),
+            base,
             note: NoteBody {
                 title: n.title.clone(),
-                html: super::figure::resolve(input, n, &page)?,
+                html: super::figure::resolve(input, n, page)?,
             },
         };
-        render(site, out, &page, "note.html", &view)?;
+        render(site, out, page, "note.html", &view)?;
     }
-    Ok(site.content.notes.len())
+    Ok(notes.len())
+}
+
+pub fn write(input: &Input, out: &Path) -> Result<usize> {
+    let content = &input.site.content;
+    let mut count = write_language(input, out, &content.notes, None)?;
+    for t in &content.translations {
+        count += write_language(input, out, &t.notes, Some(&t.lang))?;
+    }
+    Ok(count)
 }

@@ -1,8 +1,11 @@
-//! Markdown notes: optional YAML front matter, then CommonMark with tables, footnotes and
-//! strikethrough, rendered by pulldown-cmark.
+//! Markdown notes: optional YAML front matter, then CommonMark with tables, footnotes,
+//! strikethrough and math, rendered by pulldown-cmark; `$…$` and `$$…$$` become MathML at
+//! build time (math-core), so formulas show without scripts or a network.
 
 use std::path::Path;
+use std::sync::OnceLock;
 
+use math_core::{LatexToMathML, MathCoreConfig, MathDisplay};
 use pulldown_cmark::{html, Event, Options, Parser};
 use serde::Deserialize;
 
@@ -79,16 +82,88 @@ pub fn to_html(markdown: &str) -> String {
     sanitize(&out)
 }
 
+/// A formula math-core cannot convert: where it starts in the markdown (byte offset) and why.
+#[derive(Debug)]
+pub struct MathError {
+    pub offset: usize,
+    pub message: String,
+}
+
+fn converter() -> &'static LatexToMathML {
+    static CONVERTER: OnceLock<LatexToMathML> = OnceLock::new();
+    CONVERTER.get_or_init(|| LatexToMathML::new(MathCoreConfig::default()).expect("no custom macros"))
+}
+
+/// One formula as MathML; the message names the formula and the error's position in it.
+pub fn formula(latex: &str, block: bool) -> std::result::Result<String, String> {
+    let display = if block { MathDisplay::Block } else { MathDisplay::Inline };
+    converter()
+        .convert_with_local_state(latex, display)
+        .map(|r| r.mathml)
+        .map_err(|e| {
+            let mut m = String::new();
+            e.to_message(&mut m, latex);
+            format!("formula `{}`: at character {m}", latex.trim())
+        })
+}
+
+// Formulas travel through the HTML (and ammonia, for safe notes) as private-use markers and
+// are put in last: the MathML is generated, not written by the author, so it is never
+// stripped.
+const MATH_OPEN: char = '\u{E010}';
+const MATH_CLOSE: char = '\u{E011}';
+
 /// A note's markdown. Raw HTML is passed through (the author is trusted), unless
 /// `safe_html` is set: then everything ammonia does not consider safe is stripped.
-pub fn note_html(markdown: &str, safe_html: bool) -> String {
+pub fn note_html(markdown: &str, safe_html: bool) -> std::result::Result<String, MathError> {
+    let mut math = Vec::new();
+    let mut error = None;
+    let events = Parser::new_ext(markdown, options() | Options::ENABLE_MATH)
+        .into_offset_iter()
+        .map(|(e, at)| match e {
+            Event::InlineMath(tex) | Event::DisplayMath(tex) => {
+                let block = markdown[at.clone()].starts_with("$$");
+                match formula(&tex, block) {
+                    Ok(m) => math.push(m),
+                    Err(message) => {
+                        error.get_or_insert(MathError {
+                            offset: at.start,
+                            message,
+                        });
+                        math.push(String::new());
+                    }
+                }
+                Event::Text(format!("{MATH_OPEN}{}{MATH_CLOSE}", math.len() - 1).into())
+            }
+            e => e,
+        });
     let mut out = String::new();
-    html::push_html(&mut out, Parser::new_ext(markdown, options()));
-    if safe_html {
-        sanitize(&out)
-    } else {
-        out
+    html::push_html(&mut out, events);
+    if let Some(e) = error {
+        return Err(e);
     }
+    let out = if safe_html { sanitize(&out) } else { out };
+    Ok(put_math(&out, &math))
+}
+
+fn put_math(html: &str, math: &[String]) -> String {
+    if math.is_empty() {
+        return html.to_string();
+    }
+    let mut out = String::with_capacity(html.len() + math.iter().map(String::len).sum::<usize>());
+    let mut rest = html;
+    while let Some(a) = rest.find(MATH_OPEN) {
+        let Some(b) = rest[a..].find(MATH_CLOSE) else { break };
+        out.push_str(&rest[..a]);
+        let k: Option<usize> = rest[a + MATH_OPEN.len_utf8()..a + b].parse().ok();
+        match k.and_then(|k| math.get(k)) {
+            Some(m) => out.push_str(m),
+            None => out.push_str(&rest[a..a + b + MATH_CLOSE.len_utf8()]),
+        }
+        rest = &rest[a + b + MATH_CLOSE.len_utf8()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// ammonia's defaults, plus what pulldown-cmark itself writes: heading and footnote ids,
@@ -149,7 +224,7 @@ mod tests {
         .unwrap();
         assert_eq!(fm.title.as_deref(), Some("A"));
         assert_eq!(fm.weight, Some(2));
-        let html = note_html(&body, false);
+        let html = note_html(&body, false).unwrap();
         assert!(
             html.contains("<table>") && html.contains("<del>") && html.contains("footnote"),
             "{html}"
@@ -160,8 +235,8 @@ mod tests {
     fn headings_can_carry_ids() {
         for html in [
             to_html("## Chelsea {#chelsea}\n"),
-            note_html("## Chelsea {#chelsea}\n", false),
-            note_html("## Chelsea {#chelsea}\n", true),
+            note_html("## Chelsea {#chelsea}\n", false).unwrap(),
+            note_html("## Chelsea {#chelsea}\n", true).unwrap(),
         ] {
             assert!(html.contains("<h2 id=\"chelsea\">Chelsea</h2>"), "{html}");
         }
@@ -171,7 +246,7 @@ mod tests {
 
     #[test]
     fn raw_html_in_notes_passes_by_default() {
-        let html = note_html(NOTE, false);
+        let html = note_html(NOTE, false).unwrap();
         for part in ["<script>alert(1)</script>", "<div class=\"x\">box</div>", "<b>b</b>"] {
             assert!(html.contains(part), "{part} in {html}");
         }
@@ -179,7 +254,7 @@ mod tests {
 
     #[test]
     fn safe_html_strips_scripts_and_unknown_attributes() {
-        let html = note_html(NOTE, true);
+        let html = note_html(NOTE, true).unwrap();
         assert!(!html.contains("<script") && !html.contains("alert(1)"), "{html}");
         assert!(!html.contains("class=\"x\"") && !html.contains("javascript:"), "{html}");
         assert!(html.contains("<b>b</b>") && html.contains("<div>box</div>"), "{html}");
@@ -191,9 +266,32 @@ mod tests {
         let md = "| a | b |\n|:--|--:|\n| 1 | 2 |\n\nx[^n]\n\n[^n]: foot\n\n```rust\nlet x = 1;\n```\n";
         // ammonia rewrites the style attribute without the space.
         assert_eq!(
-            note_html(md, true),
-            note_html(md, false).replace("text-align: ", "text-align:")
+            note_html(md, true).unwrap(),
+            note_html(md, false).unwrap().replace("text-align: ", "text-align:")
         );
+    }
+
+    #[test]
+    fn math_becomes_mathml_in_both_modes() {
+        let md = "Inline $w_k = \\frac{1}{Z}\\sum_{i,j} g_{ij}$ and\n\n$$L^c = \\mathrm{relu}\\Big(\\sum_k w_k A^k\\Big)$$\n";
+        for safe in [false, true] {
+            let html = note_html(md, safe).unwrap();
+            assert!(html.contains("<math><msub><mi>w</mi>"), "{html}");
+            assert!(html.contains("<math display=\"block\">"), "{html}");
+            assert!(html.contains("<mfrac>") && !html.contains('$'), "{html}");
+        }
+        // Not math: a lone dollar, and dollars in code.
+        let html = note_html("It costs $5.\n\nIn code: `$x$`; escaped: \\$y\\$.", false).unwrap();
+        assert!(!html.contains("<math"), "{html}");
+        assert!(html.contains("$5") && html.contains("<code>$x$</code>") && html.contains("$y$"), "{html}");
+    }
+
+    #[test]
+    fn a_bad_formula_names_itself_and_where_it_is() {
+        let md = "line one\n\nsee $\\nosuchcommand{1}$ here\n";
+        let e = note_html(md, false).unwrap_err();
+        assert_eq!(md[..e.offset].matches('\n').count(), 2);
+        assert!(e.message.contains("formula `\\nosuchcommand{1}`"), "{}", e.message);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! same name in the site's `themes/<theme>/` folder replaces it, file by file (templates
 //! are `*.html`, everything else is a static file copied to the output's `static/`).
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use tera::Tera;
@@ -39,7 +40,16 @@ pub const DEFAULT_THEME: &[(&str, &str)] = &[
     theme_file!("playground.js"),
     theme_file!("favicon.svg"),
     theme_file!("style.css"),
+    theme_file!("search.js"),
+    theme_file!("site.js"),
+    theme_file!("translations.yaml"),
 ];
+
+/// The translation table: the theme's fixed words, per language code.
+pub type Words = BTreeMap<String, BTreeMap<String, String>>;
+
+/// The file of the translation table (merged, not copied to `static/`).
+pub const TRANSLATIONS: &str = "translations.yaml";
 
 pub struct Theme {
     pub tera: Tera,
@@ -47,6 +57,41 @@ pub struct Theme {
     pub statics: Vec<(String, Vec<u8>)>,
     /// Which files came from the site's theme folder (for the build report).
     pub overridden: Vec<String>,
+    /// The fixed words of the templates, per language: the built-in table with the site's
+    /// `translations.yaml` merged over it word by word.
+    pub words: Words,
+    /// Where the site's table came from (the built-in one when it has none), for errors.
+    pub words_origin: PathBuf,
+}
+
+fn parse_words(text: &str, origin: &Path) -> Result<Words> {
+    serde_yaml::from_str(text).map_err(|e| {
+        let line = e.location().map(|l| l.line());
+        let msg = e.to_string();
+        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
+        Error::at_line(
+            origin,
+            line,
+            format!("translation table: {msg} (expected `<language>: {{ <word>: <text> }}`)"),
+        )
+    })
+}
+
+/// `{{ t.word | fill(name=value) }}`: `{name}` in a translated word replaced by the value,
+/// escaped (the words themselves come from the theme and may hold markup).
+fn fill(value: &tera::Value, args: &HashMap<String, tera::Value>) -> tera::Result<tera::Value> {
+    let mut s = value
+        .as_str()
+        .ok_or_else(|| tera::Error::msg("`fill` is for translated words (text)"))?
+        .to_string();
+    for (k, v) in args {
+        let text = match v {
+            tera::Value::String(t) => t.clone(),
+            v => v.to_string(),
+        };
+        s = s.replace(&format!("{{{k}}}"), &escape_html(&text));
+    }
+    Ok(tera::Value::String(s))
 }
 
 /// HTML escaping for text and attribute values. Unlike tera's default it leaves `/` alone,
@@ -116,10 +161,24 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
     }
     let mut tera = Tera::default();
     tera.set_escape_fn(escape_html);
+    tera.register_filter("fill", fill);
     let mut statics = Vec::new();
     let mut templates = Vec::new();
+    let builtin = DEFAULT_THEME.iter().find(|(n, _)| *n == TRANSLATIONS).map(|(_, t)| *t).unwrap_or("");
+    let builtin_origin = PathBuf::from(format!("(built-in theme)/{TRANSLATIONS}"));
+    let mut words = parse_words(builtin, &builtin_origin)?;
+    let mut words_origin = builtin_origin;
     for (name, bytes, origin) in files {
-        if name.ends_with(".html") {
+        if name == TRANSLATIONS {
+            if let Some(origin) = origin {
+                let text =
+                    String::from_utf8(bytes).map_err(|_| Error::at(&origin, "translation table is not valid UTF-8"))?;
+                for (lang, table) in parse_words(&text, &origin)? {
+                    words.entry(lang).or_default().extend(table);
+                }
+                words_origin = origin;
+            }
+        } else if name.ends_with(".html") {
             let origin = origin.unwrap_or_else(|| PathBuf::from(format!("(built-in theme)/{name}")));
             let text = String::from_utf8(bytes).map_err(|_| Error::at(&origin, "template is not valid UTF-8"))?;
             templates.push((name, text, origin));
@@ -142,6 +201,8 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
         tera,
         statics,
         overridden,
+        words,
+        words_origin,
     })
 }
 
