@@ -14,30 +14,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_cnnscope"))
-}
-
-/// `cnnscope ARGS… -c CONFIG`.
-fn run(args: &[&str], config: &Path) -> std::process::Output {
-    bin().args(args).arg("-c").arg(config).output().unwrap()
-}
-
-/// `cnnscope ARGS… -c CONFIG`, which must succeed; its standard error.
-fn run_ok(args: &[&str], config: &Path) -> String {
-    let out = run(args, config);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "cnnscope {args:?} failed: {stderr}");
-    stderr
-}
-
-/// A new gallery from `cnnscope init`.
-fn init() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    let out = bin().arg("init").arg(dir.path().join("g")).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    dir
-}
+use common::cli::{bin, init, run, run_ok};
 
 /// One HTTP/1.0 request as sent, path untouched: (status, headers, body).
 fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
@@ -294,17 +271,10 @@ fn live_reload_in_chromium() {
 
 /// Runs the crawler on a site; its JSON report and whether it passed.
 fn crawl(site: &Path, base: Option<&str>) -> (Value, bool) {
-    let browser = common::repo().join("tests/browser");
-    let mut cmd = Command::new("node");
-    cmd.arg("crawl.mjs").arg(site).current_dir(&browser);
-    if let Some(b) = base {
-        cmd.arg(b);
-    }
-    let out = cmd.output().expect("node runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let r = serde_json::from_str(stdout.lines().last().unwrap_or(""))
-        .unwrap_or_else(|e| panic!("{e}: {stdout}\n{}", String::from_utf8_lossy(&out.stderr)));
-    (r, out.status.success())
+    let site = site.to_string_lossy();
+    let mut args = vec![site.as_ref()];
+    args.extend(base);
+    common::cli::node("crawl.mjs", &args)
 }
 
 #[test]

@@ -102,12 +102,7 @@ fn line_of(text: &str, needle: &str) -> Option<usize> {
 /// Where a link on `page` was written: the note or intro of that page, the config, or the
 /// page's template.
 fn source_of(site: &Site, page: &str, link: &str, notes: &HashMap<String, (PathBuf, String)>) -> String {
-    let note_page = page
-        .strip_prefix("notes/")
-        .and_then(|r| r.strip_suffix("/index.html"))
-        .map(str::to_string)
-        .or_else(|| (page == "index.html").then(|| "index".to_string()));
-    if let Some((path, text)) = note_page.and_then(|slug| notes.get(&slug)) {
+    if let Some((path, text)) = notes.get(page) {
         if let Some(line) = line_of(text, link) {
             return format!("{}:{line}", path.display());
         }
@@ -115,7 +110,14 @@ fn source_of(site: &Site, page: &str, link: &str, notes: &HashMap<String, (PathB
     if let Some(line) = line_of(&site.config.text, link) {
         return format!("{}:{line}", site.config.path.display());
     }
-    format!("template {}", template_of(page))
+    // A translation's pages are drawn by the same templates.
+    let neutral = site
+        .content
+        .translations
+        .iter()
+        .find_map(|t| page.strip_prefix(&format!("{}/", t.lang)))
+        .unwrap_or(page);
+    format!("template {}", template_of(neutral))
 }
 
 /// Checks every internal link and anchor of the site built in `out`.
@@ -141,16 +143,20 @@ pub fn check(site: &Site, out: &Path) -> Result<Vec<BrokenLink>> {
             (p.as_str(), set)
         })
         .collect();
-    // Note sources, by page slug (`index` for the home page's intro).
+    // Note sources, by the page they are drawn on (the intros on the home pages).
     let mut notes = HashMap::new();
-    for n in site.content.notes.iter().chain(site.content.intro.as_ref()) {
-        let slug = if site.content.intro.as_ref().is_some_and(|i| std::ptr::eq(i, n)) {
-            "index".to_string()
-        } else {
-            n.slug.clone()
-        };
-        if let Ok(text) = std::fs::read_to_string(&n.source) {
-            notes.insert(slug, (n.source.clone(), text));
+    let c = &site.content;
+    let languages = std::iter::once(("", &c.intro, &c.notes))
+        .chain(c.translations.iter().map(|t| (t.lang.as_str(), &t.intro, &t.notes)));
+    for (lang, intro, list) in languages {
+        let pages = intro
+            .iter()
+            .map(|n| (n, String::new()))
+            .chain(list.iter().map(|n| (n, crate::plan::note_page(&n.slug))));
+        for (n, page) in pages {
+            if let Ok(text) = std::fs::read_to_string(&n.source) {
+                notes.insert(crate::plan::href(&crate::plan::in_language(lang, &page)), (n.source.clone(), text));
+            }
         }
     }
     // (source, link, why) → (first page, count)

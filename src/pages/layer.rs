@@ -171,14 +171,16 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     let mut pages = 0;
     for u in input.units {
         let mc = &input.site.config.models[u.model];
-        for l in &u.layers {
-            render(
-                input.site,
-                out,
-                &plan::layer_page(&mc.id, &l.layer),
-                "layer.html",
-                &view(input, u, l)?,
-            )?;
+        // The analysed layers in network order, each linked to its neighbours.
+        let order: Vec<(String, String)> = u
+            .layers
+            .iter()
+            .map(|l| (format!("{} {}", mc.id, l.layer), plan::layer_page(&mc.id, &l.layer)))
+            .collect();
+        for (k, l) in u.layers.iter().enumerate() {
+            let mut v = view(input, u, l)?;
+            v.base.pager = super::Pager::of(&order, k);
+            render(input.site, out, &order[k].1, "layer.html", &v)?;
             pages += 1;
         }
     }

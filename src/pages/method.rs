@@ -162,12 +162,17 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     let mut pages = 0;
     for (mi, mc) in site.config.models.iter().enumerate() {
         let slugs = methods::slugs(&mc.methods);
-        for (k, method) in mc.methods.iter().enumerate() {
-            if method.is_map() {
-                let page = plan::method_page(&mc.id, &slugs[k]);
-                render(site, out, &page, "method.html", &view(input, mi, k, &slugs[k]))?;
-                pages += 1;
-            }
+        // The map methods in the config's order, each linked to its neighbours.
+        let maps: Vec<usize> = (0..mc.methods.len()).filter(|&k| mc.methods[k].is_map()).collect();
+        let order: Vec<(String, String)> = maps
+            .iter()
+            .map(|&k| (mc.methods[k].title().to_string(), plan::method_page(&mc.id, &slugs[k])))
+            .collect();
+        for (j, &k) in maps.iter().enumerate() {
+            let mut v = view(input, mi, k, &slugs[k]);
+            v.base.pager = super::Pager::of(&order, j);
+            render(site, out, &order[j].1, "method.html", &v)?;
+            pages += 1;
         }
     }
     Ok(pages)

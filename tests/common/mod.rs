@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: fixture sites copied into temp folders.
 #![allow(dead_code)]
 
+pub mod cli;
 pub mod pth;
 
 use std::path::{Path, PathBuf};
