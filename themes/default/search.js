@@ -91,8 +91,10 @@
         total = both;
       }
     });
+    // Pages nearer the top of the site (a layer before its units) come first among equals.
+    var depth = function (ref) { return data.docs[ref].href.split('/').length; };
     return Object.keys(total || {})
-      .map(function (ref) { return { ref: ref, score: total[ref] }; })
+      .map(function (ref) { return { ref: ref, score: total[ref] / Math.sqrt(depth(ref)) }; })
       .sort(function (a, b) { return b.score - a.score || a.ref - b.ref; });
   }
 
