@@ -20,6 +20,7 @@ pub mod models;
 pub mod ops;
 pub mod pages;
 pub mod plan;
+pub mod progress;
 pub mod render;
 pub mod serve;
 pub mod train;

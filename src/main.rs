@@ -261,12 +261,8 @@ fn check(config: &Path, cache: Option<PathBuf>, no_links: bool) -> cnnscope::Res
 
 fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions, publish: &Publish) -> cnnscope::Result<()> {
     let start = Instant::now();
-    let quiet = publish.quiet;
-    let say = |l: &str| {
-        if !quiet {
-            eprintln!("{l}")
-        }
-    };
+    let progress = cnnscope::progress::Progress::new(publish.quiet);
+    let say = |l: &str| progress.line(l);
     let base_url = publish.base_url()?;
     let mut site = load(config, publish.drafts, &say)?;
     site.base_url = base_url;
@@ -290,7 +286,9 @@ fn build(config: &Path, output: Option<PathBuf>, opts: BuildOptions, publish: &P
             cache.display()
         )),
     }
-    let report = site.build_with(&output, &opts, &|line| say(line))?;
+    let report = site.build_with(&output, &opts, &|line| say(line));
+    progress.finish();
+    let report = report?;
     for (phase, t) in &report.timings {
         say(&format!("  {phase:<28} {}", secs(*t)));
     }

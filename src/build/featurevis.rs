@@ -324,13 +324,17 @@ pub fn compute_all(
         }
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         let shown: Vec<String> = units.iter().map(|u| u.to_string()).collect();
-        log(&format!(
-            "  [{n}/{total}] feature visualization: {} {} units {} ({} steps, {:.1} s)",
-            mc.id,
-            job.layer,
-            shown.join(", "),
-            job.settings.steps,
-            started.elapsed().as_secs_f64()
+        log(&crate::progress::step_line(
+            n,
+            total,
+            &format!(
+                "feature visualization: {} {} units {} ({} steps, {:.1} s)",
+                mc.id,
+                job.layer,
+                shown.join(", "),
+                job.settings.steps,
+                started.elapsed().as_secs_f64()
+            ),
         ));
         Ok(())
     })?;

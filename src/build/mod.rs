@@ -244,11 +244,15 @@ impl Site {
                 } else {
                     format!(": {}", computed.join(", "))
                 };
-                log(&format!(
-                    "  [{n}/{total}] {} × {} ({:.1} s{what})",
-                    self.config.models[p.model].id,
-                    self.config.images[p.image].id,
-                    started.elapsed().as_secs_f64(),
+                log(&crate::progress::step_line(
+                    n,
+                    total,
+                    &format!(
+                        "{} × {} ({:.1} s{what})",
+                        self.config.models[p.model].id,
+                        self.config.images[p.image].id,
+                        started.elapsed().as_secs_f64(),
+                    ),
                 ));
                 Ok(v)
             })
