@@ -46,6 +46,27 @@ impl Content {
         self.translations.iter().find(|t| t.lang == lang)
     }
 
+    /// Whether `other` has the same notes in every language, with the same titles, order,
+    /// drafts and figures: then only note text differs, and no page but the notes' own
+    /// (their navigation lists every note's title) needs redrawing.
+    pub fn same_outline(&self, other: &Content) -> bool {
+        // A figure's arguments, not its line: text may move it.
+        fn outline(n: &Note) -> String {
+            let figures: Vec<_> = n.figures.iter().map(|f| &f.args).collect();
+            format!("{}|{}|{:?}|{}|{:?}|{}", n.slug, n.title, n.weight, n.draft, figures, n.source.display())
+        }
+        fn notes(intro: &Option<Note>, list: &[Note]) -> Vec<String> {
+            intro.iter().chain(list).map(outline).collect()
+        }
+        notes(&self.intro, &self.notes) == notes(&other.intro, &other.notes)
+            && self.translations.len() == other.translations.len()
+            && self
+                .translations
+                .iter()
+                .zip(&other.translations)
+                .all(|(a, b)| a.lang == b.lang && notes(&a.intro, &a.notes) == notes(&b.intro, &b.notes))
+    }
+
     /// Drops the notes marked `draft: true`, in every language.
     pub fn drop_drafts(&mut self) {
         self.notes.retain(|n| !n.draft);

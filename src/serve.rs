@@ -45,7 +45,15 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
     // The first build decides the output folder and what to watch; if it fails, whatever
     // the output already holds is served and the error shown.
     let built_at = std::time::SystemTime::now();
-    let (site, first) = build_once(&opts, log);
+    let (mut site, first) = build_once(&opts, log);
+    // The first build's results, for redrawing edited notes without a rebuild.
+    let (first, mut results) = match first {
+        Ok(mut r) => {
+            let kept = r.results.take();
+            (Ok(()), kept)
+        }
+        Err(e) => (Err(e), None),
+    };
     let output = match (&opts.output, &site) {
         (Some(o), _) => o.clone(),
         (None, Some(s)) => s.config.root.join("public"),
@@ -106,10 +114,30 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
         let Some(first_change) = changed.first() else {
             continue;
         };
-        log(&format!("changed: {}; rebuilding", first_change.display()));
         let started = Instant::now();
         since = std::time::SystemTime::now();
-        let (site, result) = build_once(&opts, log);
+        // An edited note whose title and figures stay: only its page changes.
+        if let (Some(s), Some(r)) = (site.as_mut(), results.as_ref()) {
+            let changed: Vec<PathBuf> = changed.iter().map(|p| p.to_path_buf()).collect();
+            if let Some(n) = redraw_notes(s, r, &output, &changed, opts.load.drafts) {
+                set(&status, Ok(()));
+                log(&format!(
+                    "changed: {}; redrew {n} page(s) in {:.2} s",
+                    first_change.display(),
+                    started.elapsed().as_secs_f64()
+                ));
+                continue;
+            }
+        }
+        log(&format!("changed: {}; rebuilding", first_change.display()));
+        let (new_site, result) = build_once(&opts, log);
+        site = new_site;
+        let result = result.map(|mut r| {
+            results = r.results.take();
+        });
+        if result.is_err() {
+            results = None;
+        }
         if let Some(s) = &site {
             let now = inputs(&opts.config, Some(s));
             if now != watched {
@@ -141,8 +169,37 @@ fn config_root(config: &Path) -> PathBuf {
     )
 }
 
+/// The fast path for edited notes: when every changed file is a note in `content/` and the
+/// notes' outline (titles, order, figures) is unchanged, the new text replaces the old and
+/// only those notes' pages are redrawn in place. `None` means rebuild (also on any error:
+/// the rebuild reports it).
+fn redraw_notes(site: &mut Site, results: &crate::build::Computed, output: &Path, changed: &[PathBuf], drafts: bool) -> Option<usize> {
+    let content_dir = absolute(&site.config.root.join("content"));
+    let notes_only = changed
+        .iter()
+        .all(|p| p.extension().is_some_and(|e| e == "md") && p.parent().is_some_and(|d| absolute(d) == content_dir));
+    if !notes_only {
+        return None;
+    }
+    let mut content = crate::content::load(&site.config).ok()?;
+    if !drafts {
+        content.drop_drafts();
+    }
+    if !site.content.same_outline(&content) {
+        return None;
+    }
+    let old = std::mem::replace(&mut site.content, content);
+    match site.redraw_notes(results, output, changed) {
+        Ok(n) if n > 0 => Some(n),
+        _ => {
+            site.content = old;
+            None
+        }
+    }
+}
+
 /// Loads and builds once; the error as the pages show it.
-fn build_once(opts: &ServeOptions, log: &(dyn Fn(&str) + Sync)) -> (Option<Site>, std::result::Result<(), String>) {
+fn build_once(opts: &ServeOptions, log: &(dyn Fn(&str) + Sync)) -> (Option<Site>, std::result::Result<crate::build::BuildReport, String>) {
     let mut site = match Site::load_with(&opts.config, &opts.load) {
         Ok(s) => s,
         Err(e) => {
@@ -152,7 +209,7 @@ fn build_once(opts: &ServeOptions, log: &(dyn Fn(&str) + Sync)) -> (Option<Site>
     };
     site.base_url = opts.base_url.clone();
     let output = opts.output.clone().unwrap_or_else(|| site.config.root.join("public"));
-    let result = site.build_with(&output, &opts.build, log).map(|_| ()).map_err(|e| {
+    let result = site.build_with(&output, &opts.build, log).map_err(|e| {
         log(&format!("error: {e}"));
         e.to_string()
     });

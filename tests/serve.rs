@@ -32,6 +32,18 @@ fn get(addr: &str, path: &str) -> (u16, String, Vec<u8>) {
 struct Server {
     child: Child,
     addr: String,
+    /// What it has printed so far.
+    log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Whether a line it printed after the first `skip` contains `what`.
+    fn said_after(&self, skip: usize, what: &str) -> bool {
+        self.log.lock().unwrap().iter().skip(skip).any(|l| l.contains(what))
+    }
+    fn lines(&self) -> usize {
+        self.log.lock().unwrap().len()
+    }
 }
 
 impl Drop for Server {
@@ -56,12 +68,15 @@ fn serve(config: &Path) -> Server {
         }
     };
     // Keep reading its output (shown with the test's) so that it never blocks on a full pipe.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let kept = log.clone();
     std::thread::spawn(move || {
         for l in lines.map_while(Result::ok) {
             eprintln!("serve: {l}");
+            kept.lock().unwrap().push(l);
         }
     });
-    Server { child, addr }
+    Server { child, addr, log }
 }
 
 fn status(addr: &str) -> Value {
@@ -212,17 +227,37 @@ fn serve_answers_many_requests_rebuilds_and_keeps_the_last_good_site() {
     assert_eq!(code, 404);
     assert!(String::from_utf8_lossy(&body).contains("Page not found"));
 
-    // An edited note is rebuilt and served.
+    // An edited note is redrawn (its page and the search index, nothing else) and served.
     let v = first["version"].as_u64().unwrap();
     let note = g.join("content/reading.md");
-    std::fs::write(
-        &note,
-        std::fs::read_to_string(&note).unwrap() + "\nA freshly written sentence.\n",
-    )
-    .unwrap();
-    wait_for(&addr, "the rebuild", |s| s["version"].as_u64() > Some(v));
+    let text = std::fs::read_to_string(&note).unwrap();
+    let seen = server.lines();
+    std::fs::write(&note, text.clone() + "\nA freshly written sentence.\n").unwrap();
+    let now = wait_for(&addr, "the redraw", |s| s["version"].as_u64() > Some(v));
     let page = String::from_utf8(get(&addr, "/notes/reading/").2).unwrap();
     assert!(page.contains("A freshly written sentence."));
+    assert!(server.said_after(seen, "redrew 1 page(s)"), "{:?}", server.log.lock().unwrap());
+    let js = String::from_utf8(get(&addr, "/search-index.js").2).unwrap();
+    let index: Value = serde_json::from_str(
+        js.trim().strip_prefix("window.cnnscopeSearch = ").unwrap().strip_suffix(';').unwrap(),
+    )
+    .unwrap();
+    let word = "freshly".chars().fold(&index["index"]["index"]["body"]["root"], |n, c| &n[c.to_string()]);
+    assert!(word["docs"].is_object(), "the search index has the new word");
+    // A new title shows in every page's navigation: that takes a rebuild.
+    let v = now["version"].as_u64().unwrap();
+    let seen = server.lines();
+    std::fs::write(&note, text.replace("title: Reading the pictures", "title: Reading pictures closely")).unwrap();
+    wait_for(&addr, "the rebuild", |s| s["version"].as_u64() > Some(v));
+    assert!(server.said_after(seen, "rebuilding"));
+    let home = String::from_utf8(get(&addr, "/models/lenet/").2).unwrap();
+    assert!(home.contains("Reading pictures closely"), "{home}");
+    // A formula that does not convert: the error, from the rebuild the redraw falls back to.
+    std::fs::write(&note, text.clone() + "\n$\\nosuch{x}$\n").unwrap();
+    let failed = wait_for(&addr, "the formula's error", |s| !s["error"].is_null());
+    assert!(failed["error"].as_str().unwrap().contains("reading.md:"), "{failed}");
+    std::fs::write(&note, &text).unwrap();
+    wait_for(&addr, "the mended note", |s| s["error"].is_null());
 
     // A broken config: the error is reported, the last good site still served.
     let cfg = g.join("gallery.yaml");

@@ -60,6 +60,23 @@ pub struct BuildReport {
     /// The lasting cache folder (none with `--no-cache`).
     pub cache: Option<PathBuf>,
     pub timings: Vec<(String, Duration)>,
+    /// What the compute phases produced (none for a shard): `serve` keeps it to redraw an
+    /// edited note without a rebuild.
+    pub results: Option<Computed>,
+}
+
+/// The compute phases' results, from which every page is drawn.
+pub struct Computed {
+    pub models: Vec<compute::ModelResult>,
+    pub pairs: Vec<compute::PairResult>,
+    pub units: Vec<units::UnitsResult>,
+    pub featurevis: Vec<featurevis::FvResult>,
+}
+
+impl std::fmt::Debug for Computed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Computed({} models, {} pairs)", self.models.len(), self.pairs.len())
+    }
 }
 
 impl Site {
@@ -187,6 +204,7 @@ impl Site {
             files_reused: c.files_reused.load(Ordering::Relaxed),
             cache: (!cache.is_temporary()).then(|| cache.root().to_path_buf()),
             timings: Vec::new(),
+            results: None,
         };
         if let Some(out) = out {
             let input = pages::Input {
@@ -198,9 +216,32 @@ impl Site {
             };
             report.pages = timed(&mut timings, "pages", || pages::write(&input, out))?;
             report.artifacts = timed(&mut timings, "manifest", || pages::manifest::write(&input, out))?;
+            report.results = Some(Computed {
+                models,
+                pairs,
+                units: unit_results,
+                featurevis: fv_results,
+            });
         }
         report.timings = timings;
         Ok(report)
+    }
+
+    /// Redraws the pages of the notes read from `sources` (and the search index) in the
+    /// site folder `out` from an earlier build's results, every file replaced whole. Only
+    /// right when nothing but those notes' text changed since: `serve` checks that
+    /// (`Content::same_outline`) and rebuilds otherwise.
+    pub fn redraw_notes(&self, results: &Computed, out: &Path, sources: &[PathBuf]) -> Result<usize> {
+        let input = pages::Input {
+            site: self,
+            models: &results.models,
+            pairs: &results.pairs,
+            units: &results.units,
+            featurevis: &results.featurevis,
+        };
+        let n = pages::note::redraw(&input, out, sources)?;
+        pages::search::write(&input, out)?;
+        Ok(n)
     }
 
     /// Every pair that has owned work, computed in parallel, with a progress line each.

@@ -91,9 +91,16 @@ pub fn view(input: &Input, lang: Option<&str>) -> Result<HomeView> {
 }
 
 pub fn write(input: &Input, out: &Path) -> Result<usize> {
-    render(input.site, out, "", "index.html", &view(input, None)?)?;
+    write_one(input, out, None)?;
     for t in &input.site.content.translations {
-        render(input.site, out, &t.lang, "index.html", &view(input, Some(&t.lang))?)?;
+        write_one(input, out, Some(&t.lang))?;
     }
     Ok(1 + input.site.content.translations.len())
+}
+
+/// The home page of one language (`None`: the site's).
+pub fn write_one(input: &Input, out: &Path, lang: Option<&str>) -> Result<usize> {
+    let page = plan::in_language(lang.unwrap_or(""), "");
+    render(input.site, out, &page, "index.html", &view(input, lang)?)?;
+    Ok(1)
 }

@@ -399,8 +399,11 @@ pub fn render(site: &Site, out: &Path, page: &str, template: &str, view: &impl S
     let html = site.theme.render(template, &ctx)?;
     let d = out.join(page);
     mkdir(&d)?;
+    // Whole or not at all: `serve` redraws notes in the folder it is serving.
+    let tmp = d.join(".index.html.part");
+    std::fs::write(&tmp, html).at_path(&tmp)?;
     let p = d.join("index.html");
-    std::fs::write(&p, html).at_path(&p)
+    std::fs::rename(&tmp, &p).at_path(&p)
 }
 
 /// Writes the theme's static files and every page; returns the number of pages.
