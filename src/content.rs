@@ -53,7 +53,15 @@ impl Content {
         // A figure's arguments, not its line: text may move it.
         fn outline(n: &Note) -> String {
             let figures: Vec<_> = n.figures.iter().map(|f| &f.args).collect();
-            format!("{}|{}|{:?}|{}|{:?}|{}", n.slug, n.title, n.weight, n.draft, figures, n.source.display())
+            format!(
+                "{}|{}|{:?}|{}|{:?}|{}",
+                n.slug,
+                n.title,
+                n.weight,
+                n.draft,
+                figures,
+                n.source.display()
+            )
         }
         fn notes(intro: &Option<Note>, list: &[Note]) -> Vec<String> {
             intro.iter().chain(list).map(outline).collect()
@@ -207,7 +215,10 @@ pub fn load(config: &Config) -> Result<Content> {
         };
         if name == "index" {
             if let Some(other) = intro {
-                return Err(Error::at(&p, format!("is a second home page note beside {}", other.source.display())));
+                return Err(Error::at(
+                    &p,
+                    format!("is a second home page note beside {}", other.source.display()),
+                ));
             }
             *intro = Some(note);
         } else {
@@ -220,12 +231,17 @@ pub fn load(config: &Config) -> Result<Content> {
             notes.push(note);
         }
     }
-    let order = |a: &Note, b: &Note| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug));
+    let order =
+        |a: &Note, b: &Note| (a.weight.is_none(), a.weight, &a.slug).cmp(&(b.weight.is_none(), b.weight, &b.slug));
     content.notes.sort_by(order);
     // A translation follows the site's order; its own notes come after, in their order.
     let rank = |n: &Note, notes: &[Note]| notes.iter().position(|m| m.slug == n.slug).unwrap_or(usize::MAX);
     for t in &mut content.translations {
-        t.notes.sort_by(|a, b| rank(a, &content.notes).cmp(&rank(b, &content.notes)).then_with(|| order(a, b)));
+        t.notes.sort_by(|a, b| {
+            rank(a, &content.notes)
+                .cmp(&rank(b, &content.notes))
+                .then_with(|| order(a, b))
+        });
     }
     content.translations.sort_by(|a, b| a.lang.cmp(&b.lang));
     Ok(content)

@@ -215,7 +215,11 @@ fn check(config: &Path, cache: Option<PathBuf>, no_links: bool) -> cnnscope::Res
         site.config.images.len(),
         pairs,
         c.notes.len() + usize::from(c.intro.is_some()),
-        if translated.is_empty() { String::new() } else { format!(" (and {})", translated.join(", ")) }
+        if translated.is_empty() {
+            String::new()
+        } else {
+            format!(" (and {})", translated.join(", "))
+        }
     );
     if no_links {
         eprintln!("ok: {summary}");

@@ -173,7 +173,13 @@ fn config_root(config: &Path) -> PathBuf {
 /// notes' outline (titles, order, figures) is unchanged, the new text replaces the old and
 /// only those notes' pages are redrawn in place. `None` means rebuild (also on any error:
 /// the rebuild reports it).
-fn redraw_notes(site: &mut Site, results: &crate::build::Computed, output: &Path, changed: &[PathBuf], drafts: bool) -> Option<usize> {
+fn redraw_notes(
+    site: &mut Site,
+    results: &crate::build::Computed,
+    output: &Path,
+    changed: &[PathBuf],
+    drafts: bool,
+) -> Option<usize> {
     let content_dir = absolute(&site.config.root.join("content"));
     let notes_only = changed
         .iter()
@@ -199,7 +205,10 @@ fn redraw_notes(site: &mut Site, results: &crate::build::Computed, output: &Path
 }
 
 /// Loads and builds once; the error as the pages show it.
-fn build_once(opts: &ServeOptions, log: &(dyn Fn(&str) + Sync)) -> (Option<Site>, std::result::Result<crate::build::BuildReport, String>) {
+fn build_once(
+    opts: &ServeOptions,
+    log: &(dyn Fn(&str) + Sync),
+) -> (Option<Site>, std::result::Result<crate::build::BuildReport, String>) {
     let mut site = match Site::load_with(&opts.config, &opts.load) {
         Ok(s) => s,
         Err(e) => {

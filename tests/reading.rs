@@ -26,8 +26,16 @@ fn bilingual() -> (tempfile::TempDir, std::path::PathBuf) {
         "---\ntitle: 读图\nweight: 1\n---\n\n# 读图\n\n权重 $w_k = \\frac{1}{Z}\\sum_{i,j} g_{ij}$。见[公式](../../../notes/formulas/index.html)。\n",
     )
     .unwrap();
-    std::fs::write(c.join("index.zh.md"), "这是中文首页。先看[读图](notes/reading/index.html)。\n").unwrap();
-    std::fs::write(c.join("only.zh.md"), "---\nweight: 9\n---\n# 只有中文\n\n没有英文版。\n").unwrap();
+    std::fs::write(
+        c.join("index.zh.md"),
+        "这是中文首页。先看[读图](notes/reading/index.html)。\n",
+    )
+    .unwrap();
+    std::fs::write(
+        c.join("only.zh.md"),
+        "---\nweight: 9\n---\n# 只有中文\n\n没有英文版。\n",
+    )
+    .unwrap();
     std::fs::write(
         c.join("formulas.md"),
         "---\nweight: 2\n---\n# Formulas\n\nGrad-CAM:\n\n$$L = \\mathrm{relu}\\left(\\sum_k w_k A^k\\right)$$\n",
@@ -46,16 +54,28 @@ fn notes_in_two_languages_with_math_search_and_previous_next() {
     // The Chinese note: its language, its words, its formula, the switch to English.
     let zh = read(&p.join("zh/notes/reading/index.html"));
     assert!(zh.contains("<html lang=\"zh\">"), "{zh}");
-    assert!(zh.contains(">首页</a>") && zh.contains("搜索笔记"), "the theme's words in Chinese: {zh}");
+    assert!(
+        zh.contains(">首页</a>") && zh.contains("搜索笔记"),
+        "the theme's words in Chinese: {zh}"
+    );
     assert!(zh.contains("<math><msub><mi>w</mi>") && !zh.contains("$w_k"), "{zh}");
     assert!(
         zh.contains("class=\"lang-switch\" lang=\"en\" hreflang=\"en\" href=\"../../../notes/reading/index.html\""),
         "{zh}"
     );
     // Its navigation leads to the Chinese notes, the English-only one and the Chinese-only one.
-    assert!(zh.contains("href=\"../../../zh/notes/only/index.html\">只有中文</a>"), "{zh}");
-    assert!(zh.contains("href=\"../../../notes/formulas/index.html\">Formulas</a>"), "{zh}");
-    assert!(zh.contains("href=\"../../../zh/index.html\">"), "the brand leads to the Chinese home: {zh}");
+    assert!(
+        zh.contains("href=\"../../../zh/notes/only/index.html\">只有中文</a>"),
+        "{zh}"
+    );
+    assert!(
+        zh.contains("href=\"../../../notes/formulas/index.html\">Formulas</a>"),
+        "{zh}"
+    );
+    assert!(
+        zh.contains("href=\"../../../zh/index.html\">"),
+        "the brand leads to the Chinese home: {zh}"
+    );
 
     // The English note switches back; the English-only note has no switch.
     let en = read(&p.join("notes/reading/index.html"));
@@ -65,18 +85,33 @@ fn notes_in_two_languages_with_math_search_and_previous_next() {
         "{en}"
     );
     assert!(en.contains("<link rel=\"alternate\" hreflang=\"zh\" href=\"../../zh/notes/reading/index.html\">"));
-    assert!(!en.contains("只有中文"), "the Chinese-only note stays out of the English navigation");
+    assert!(
+        !en.contains("只有中文"),
+        "the Chinese-only note stays out of the English navigation"
+    );
     let formulas = read(&p.join("notes/formulas/index.html"));
-    assert!(formulas.contains("<math display=\"block\">") && !formulas.contains("lang-switch"), "{formulas}");
+    assert!(
+        formulas.contains("<math display=\"block\">") && !formulas.contains("lang-switch"),
+        "{formulas}"
+    );
 
     // Notes link to their neighbours in reading order (weights 1 and 2).
     assert!(en.contains("rel=\"next\"><small>Next →</small> Formulas</a>"), "{en}");
-    assert!(formulas.contains("rel=\"prev\"><small>← Previous</small> Reading the pictures</a>"), "{formulas}");
+    assert!(
+        formulas.contains("rel=\"prev\"><small>← Previous</small> Reading the pictures</a>"),
+        "{formulas}"
+    );
 
     // Both homes.
     let home = read(&p.join("zh/index.html"));
-    assert!(home.contains("这是中文首页") && home.contains("<h2>模型</h2>"), "{home}");
-    assert!(home.contains("href=\"../models/lenet/index.html\""), "model cards keep working from zh/: {home}");
+    assert!(
+        home.contains("这是中文首页") && home.contains("<h2>模型</h2>"),
+        "{home}"
+    );
+    assert!(
+        home.contains("href=\"../models/lenet/index.html\""),
+        "model cards keep working from zh/: {home}"
+    );
     assert!(read(&p.join("index.html")).contains("hreflang=\"zh\" href=\"zh/index.html\""));
 
     // The search index: every page, numbered, with its language; words and characters.
@@ -111,17 +146,30 @@ fn notes_in_two_languages_with_math_search_and_previous_next() {
         .iter()
         .position(|d| d["href"] == "models/lenet/images/seven/index.html")
         .unwrap();
-    assert!(seven[seven_page.to_string()].is_object(), "class names are indexed: {seven}");
-    assert!(body["t"]["h"]["e"]["docs"].is_null(), "stop words stay out of the index");
+    assert!(
+        seven[seven_page.to_string()].is_object(),
+        "class names are indexed: {seven}"
+    );
+    assert!(
+        body["t"]["h"]["e"]["docs"].is_null(),
+        "stop words stay out of the index"
+    );
     assert!(json["stop"].as_array().unwrap().iter().any(|w| w == "the"));
 
     // `check` counts the translations and finds every link good; a broken link in a
     // translation is traced to its file and line.
     let check = run_ok(&["check"], &cfg);
     assert!(check.contains("note(s) (and 3 in `zh`)"), "{check}");
-    std::fs::write(g.join("content/only.zh.md"), "# 只有中文\n\n[断了](../formulas/index.html)\n").unwrap();
+    std::fs::write(
+        g.join("content/only.zh.md"),
+        "# 只有中文\n\n[断了](../formulas/index.html)\n",
+    )
+    .unwrap();
     let e = common::cli::run_err(&["check"], &cfg);
-    assert!(e.contains("only.zh.md:3") && e.contains("no file `zh/notes/formulas/index.html`"), "{e}");
+    assert!(
+        e.contains("only.zh.md:3") && e.contains("no file `zh/notes/formulas/index.html`"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -133,17 +181,31 @@ fn bad_formulas_languages_and_translation_tables_are_named() {
     let before = read(&g.join("public/notes/formulas/index.html"));
 
     // A formula math-core cannot read: the note's file and line, the formula.
-    std::fs::write(c.join("formulas.md"), "---\nweight: 2\n---\n# Formulas\n\nText.\n\n$$\\nosuch{x}$$\n").unwrap();
+    std::fs::write(
+        c.join("formulas.md"),
+        "---\nweight: 2\n---\n# Formulas\n\nText.\n\n$$\\nosuch{x}$$\n",
+    )
+    .unwrap();
     let e = run_err(&["build", "-q"], &cfg);
-    assert!(e.contains("formulas.md:8:") && e.contains("formula `\\nosuch{x}`"), "{e}");
-    assert_eq!(read(&g.join("public/notes/formulas/index.html")), before, "the last site stays");
+    assert!(
+        e.contains("formulas.md:8:") && e.contains("formula `\\nosuch{x}`"),
+        "{e}"
+    );
+    assert_eq!(
+        read(&g.join("public/notes/formulas/index.html")),
+        before,
+        "the last site stays"
+    );
     std::fs::remove_file(c.join("formulas.md")).unwrap();
 
     // A note in a language the theme has no words for.
     std::fs::write(c.join("reading.fr.md"), "# Lire les images\n").unwrap();
     let e = run_err(&["build", "-q"], &cfg);
     assert!(
-        e.contains("reading.fr.md") && e.contains("language `fr`") && e.contains("translations.yaml") && e.contains("en, zh"),
+        e.contains("reading.fr.md")
+            && e.contains("language `fr`")
+            && e.contains("translations.yaml")
+            && e.contains("en, zh"),
         "{e}"
     );
     // The site's table adds French word by word over the built-in one.
@@ -153,13 +215,19 @@ fn bad_formulas_languages_and_translation_tables_are_named() {
     std::fs::write(&table, "fr:\n  home: Accueil\n  language_name: Français\n").unwrap();
     run_ok(&["build", "-q"], &cfg);
     let fr = read(&g.join("public/fr/notes/reading/index.html"));
-    assert!(fr.contains(">Accueil</a>") && fr.contains("Search notes"), "French words, English for the rest: {fr}");
+    assert!(
+        fr.contains(">Accueil</a>") && fr.contains("Search notes"),
+        "French words, English for the rest: {fr}"
+    );
     assert!(read(&g.join("public/notes/reading/index.html")).contains(">Français</a>"));
 
     // A table that is not a table of words: its file and line.
     std::fs::write(&table, "fr:\n  home: Accueil\n  next: [a, b]\n").unwrap();
     let e = run_err(&["build", "-q"], &cfg);
-    assert!(e.contains("translations.yaml:3") && e.contains("translation table"), "{e}");
+    assert!(
+        e.contains("translations.yaml:3") && e.contains("translation table"),
+        "{e}"
+    );
     std::fs::remove_file(&table).unwrap();
     std::fs::remove_file(c.join("reading.fr.md")).unwrap();
     std::fs::write(&cfg, &yaml).unwrap();
@@ -169,7 +237,10 @@ fn bad_formulas_languages_and_translation_tables_are_named() {
     let title_line = yaml.lines().position(|l| l.trim_start().starts_with("title:")).unwrap() + 1;
     std::fs::write(&cfg, yaml.replacen("  title:", "  language: EN\n  title:", 1)).unwrap();
     let e = run_err(&["build", "-q"], &cfg);
-    assert!(e.contains(&format!("gallery.yaml:{title_line}")) && e.contains("site.language") && e.contains("`EN`"), "{e}");
+    assert!(
+        e.contains(&format!("gallery.yaml:{title_line}")) && e.contains("site.language") && e.contains("`EN`"),
+        "{e}"
+    );
     std::fs::write(&cfg, yaml.replacen("  title:", "  language: de\n  title:", 1)).unwrap();
     let e = run_err(&["build", "-q"], &cfg);
     assert!(e.contains("site.language") && e.contains("`de` has no words"), "{e}");

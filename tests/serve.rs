@@ -236,18 +236,32 @@ fn serve_answers_many_requests_rebuilds_and_keeps_the_last_good_site() {
     let now = wait_for(&addr, "the redraw", |s| s["version"].as_u64() > Some(v));
     let page = String::from_utf8(get(&addr, "/notes/reading/").2).unwrap();
     assert!(page.contains("A freshly written sentence."));
-    assert!(server.said_after(seen, "redrew 1 page(s)"), "{:?}", server.log.lock().unwrap());
+    assert!(
+        server.said_after(seen, "redrew 1 page(s)"),
+        "{:?}",
+        server.log.lock().unwrap()
+    );
     let js = String::from_utf8(get(&addr, "/search-index.js").2).unwrap();
     let index: Value = serde_json::from_str(
-        js.trim().strip_prefix("window.cnnscopeSearch = ").unwrap().strip_suffix(';').unwrap(),
+        js.trim()
+            .strip_prefix("window.cnnscopeSearch = ")
+            .unwrap()
+            .strip_suffix(';')
+            .unwrap(),
     )
     .unwrap();
-    let word = "freshly".chars().fold(&index["index"]["index"]["body"]["root"], |n, c| &n[c.to_string()]);
+    let word = "freshly"
+        .chars()
+        .fold(&index["index"]["index"]["body"]["root"], |n, c| &n[c.to_string()]);
     assert!(word["docs"].is_object(), "the search index has the new word");
     // A new title shows in every page's navigation: that takes a rebuild.
     let v = now["version"].as_u64().unwrap();
     let seen = server.lines();
-    std::fs::write(&note, text.replace("title: Reading the pictures", "title: Reading pictures closely")).unwrap();
+    std::fs::write(
+        &note,
+        text.replace("title: Reading the pictures", "title: Reading pictures closely"),
+    )
+    .unwrap();
     wait_for(&addr, "the rebuild", |s| s["version"].as_u64() > Some(v));
     assert!(server.said_after(seen, "rebuilding"));
     let home = String::from_utf8(get(&addr, "/models/lenet/").2).unwrap();

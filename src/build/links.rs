@@ -155,7 +155,10 @@ pub fn check(site: &Site, out: &Path) -> Result<Vec<BrokenLink>> {
             .chain(list.iter().map(|n| (n, crate::plan::note_page(&n.slug))));
         for (n, page) in pages {
             if let Ok(text) = std::fs::read_to_string(&n.source) {
-                notes.insert(crate::plan::href(&crate::plan::in_language(lang, &page)), (n.source.clone(), text));
+                notes.insert(
+                    crate::plan::href(&crate::plan::in_language(lang, &page)),
+                    (n.source.clone(), text),
+                );
             }
         }
     }

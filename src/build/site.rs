@@ -140,12 +140,22 @@ fn check_languages(config: &Config, content: &Content, theme: &Theme) -> Result<
     if !theme.words.contains_key(&config.site.language) {
         return Err(config.error(
             "site.language",
-            format!("`{}` has no words in the theme's translation table {table} (it has {})", config.site.language, known()),
+            format!(
+                "`{}` has no words in the theme's translation table {table} (it has {})",
+                config.site.language,
+                known()
+            ),
         ));
     }
     for t in &content.translations {
         if !theme.words.contains_key(&t.lang) {
-            let note = t.intro.iter().chain(&t.notes).next().map(|n| n.source.clone()).unwrap_or_default();
+            let note = t
+                .intro
+                .iter()
+                .chain(&t.notes)
+                .next()
+                .map(|n| n.source.clone())
+                .unwrap_or_default();
             return Err(crate::error::Error::at(
                 note,
                 format!(

@@ -198,16 +198,18 @@ impl Base {
             .content
             .notes
             .iter()
-            .map(|n| match translation.and_then(|t| t.notes.iter().find(|m| m.slug == n.slug)) {
-                Some(m) => NoteLink {
-                    title: m.title.clone(),
-                    href: plan::href(&plan::in_language(lang, &plan::note_page(&m.slug))),
+            .map(
+                |n| match translation.and_then(|t| t.notes.iter().find(|m| m.slug == n.slug)) {
+                    Some(m) => NoteLink {
+                        title: m.title.clone(),
+                        href: plan::href(&plan::in_language(lang, &plan::note_page(&m.slug))),
+                    },
+                    None => NoteLink {
+                        title: n.title.clone(),
+                        href: plan::href(&plan::note_page(&n.slug)),
+                    },
                 },
-                None => NoteLink {
-                    title: n.title.clone(),
-                    href: plan::href(&plan::note_page(&n.slug)),
-                },
-            })
+            )
             .collect();
         if let Some(t) = translation {
             notes.extend(
@@ -280,7 +282,10 @@ fn languages(site: &Site, page: &str) -> Vec<LanguageLink> {
         .iter()
         .find(|t| page == t.lang || page.starts_with(&format!("{}/", t.lang)))
     {
-        Some(t) => (t.lang.as_str(), page.strip_prefix(t.lang.as_str()).unwrap_or("").trim_start_matches('/')),
+        Some(t) => (
+            t.lang.as_str(),
+            page.strip_prefix(t.lang.as_str()).unwrap_or("").trim_start_matches('/'),
+        ),
         None => (site_lang.as_str(), page),
     };
     let has = |notes: &[crate::content::Note]| {

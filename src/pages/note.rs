@@ -35,7 +35,12 @@ fn write_language(
     let site = input.site;
     let pages: Vec<(String, String)> = notes
         .iter()
-        .map(|n| (n.title.clone(), plan::in_language(lang.unwrap_or(""), &plan::note_page(&n.slug))))
+        .map(|n| {
+            (
+                n.title.clone(),
+                plan::in_language(lang.unwrap_or(""), &plan::note_page(&n.slug)),
+            )
+        })
         .collect();
     let mut written = 0;
     for (k, n) in notes.iter().enumerate() {

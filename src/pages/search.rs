@@ -103,7 +103,9 @@ enum Part {
     Skip,
 }
 
-const VOID: &[&str] = &["img", "br", "hr", "input", "meta", "link", "source", "wbr", "col", "area"];
+const VOID: &[&str] = &[
+    "img", "br", "hr", "input", "meta", "link", "source", "wbr", "col", "area",
+];
 
 /// Reads a page written by the theme: `<html lang>`, `<main>`'s `<h1>`, crumbs and text.
 /// Only for the site's own pages (well-formed, generated), not for HTML at large.
@@ -251,7 +253,11 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
     for (k, page) in pages.iter().enumerate() {
         let p = out.join(page);
         let text = page_text(&read_to_string(&p)?);
-        let title = if text.title.is_empty() { input.site.config.site.title.clone() } else { text.title.clone() };
+        let title = if text.title.is_empty() {
+            input.site.config.site.title.clone()
+        } else {
+            text.title.clone()
+        };
         for t in tokens(&title).into_iter().chain(tokens(&text.body)) {
             if filter.run(vec![t.clone()]).is_empty() {
                 stop.insert(t);
@@ -259,11 +265,11 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         }
         index.add_doc(&k.to_string(), [title.as_str(), text.body.as_str()]);
         docs.push(Doc {
-                href: page.clone(),
-                teaser: teaser(&text.body, &text.title),
-                title,
-                crumbs: text.crumbs,
-                lang: text.lang,
+            href: page.clone(),
+            teaser: teaser(&text.body, &text.title),
+            title,
+            crumbs: text.crumbs,
+            lang: text.lang,
         });
     }
     let text = format!(

@@ -283,7 +283,10 @@ mod tests {
         // Not math: a lone dollar, and dollars in code.
         let html = note_html("It costs $5.\n\nIn code: `$x$`; escaped: \\$y\\$.", false).unwrap();
         assert!(!html.contains("<math"), "{html}");
-        assert!(html.contains("$5") && html.contains("<code>$x$</code>") && html.contains("$y$"), "{html}");
+        assert!(
+            html.contains("$5") && html.contains("<code>$x$</code>") && html.contains("$y$"),
+            "{html}"
+        );
     }
 
     #[test]

@@ -164,7 +164,11 @@ pub fn load(dir: Option<&Path>) -> Result<Theme> {
     tera.register_filter("fill", fill);
     let mut statics = Vec::new();
     let mut templates = Vec::new();
-    let builtin = DEFAULT_THEME.iter().find(|(n, _)| *n == TRANSLATIONS).map(|(_, t)| *t).unwrap_or("");
+    let builtin = DEFAULT_THEME
+        .iter()
+        .find(|(n, _)| *n == TRANSLATIONS)
+        .map(|(_, t)| *t)
+        .unwrap_or("");
     let builtin_origin = PathBuf::from(format!("(built-in theme)/{TRANSLATIONS}"));
     let mut words = parse_words(builtin, &builtin_origin)?;
     let mut words_origin = builtin_origin;
