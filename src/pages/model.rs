@@ -117,6 +117,8 @@ pub struct ModelInfo {
     pub mean: Vec<String>,
     pub std: Vec<String>,
     pub classes: usize,
+    /// Every class name, in index order (the page lists them, so search finds them).
+    pub class_names: Vec<String>,
 }
 
 #[derive(Serialize)]
@@ -318,6 +320,7 @@ pub fn view(input: &Input, mi: usize) -> Result<ModelView> {
             mean: mc.input.mean.iter().map(|v| v.to_string()).collect(),
             std: mc.input.std.iter().map(|v| v.to_string()).collect(),
             classes: mc.classes.len(),
+            class_names: mc.classes.clone(),
         },
         training: site.training[mi]
             .as_ref()

@@ -278,9 +278,12 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         to_json(&docs)?,
         to_json(&stop)?
     );
+    // A script, not JSON: `file://` pages may load scripts but not fetch files. Replaced
+    // whole, since `serve` rewrites it in the folder it serves.
+    let tmp = out.join(format!(".{INDEX_FILE}.part"));
+    std::fs::write(&tmp, format!("window.cnnscopeSearch = {text};\n")).at_path(&tmp)?;
     let p = out.join(INDEX_FILE);
-    // A script, not JSON: `file://` pages may load scripts but not fetch files.
-    std::fs::write(&p, format!("window.cnnscopeSearch = {text};\n")).at_path(&p)?;
+    std::fs::rename(&tmp, &p).at_path(&p)?;
     Ok(pages.len())
 }
 
