@@ -792,16 +792,28 @@ fn mobilenet_v2_fused_blocks_match_the_separate_ops() {
 /// patch reaches; its logits must equal those of the full copies.
 #[test]
 fn mobilenet_v2_patched_forward_equals_the_full_copies() {
-    let arch = models::architecture("mobilenet_v2").unwrap();
-    let weights = random_weights(&(arch.tensors)(&rgb(96), 1000), DType::F32);
-    let model = build("mobilenet_v2", &weights, &rgb(96), DType::F32);
-    let x = Tensor::randn(0f32, 1.0, (1, 3, 96, 96), &Device::Cpu).unwrap();
+    patched_forward_equals_the_full_copies("mobilenet_v2", 96);
+}
+
+/// The same for ResNets: the stem, its max-pool and the residual blocks (identity and
+/// projection shortcuts, strided 3×3 and 1×1 convolutions) on boxes.
+#[test]
+fn resnet_patched_forward_equals_the_full_copies() {
+    patched_forward_equals_the_full_copies("resnet18", 96);
+    patched_forward_equals_the_full_copies("resnet50", 128);
+}
+
+fn patched_forward_equals_the_full_copies(arch_id: &str, size: usize) {
+    let arch = models::architecture(arch_id).unwrap();
+    let weights = random_weights(&(arch.tensors)(&rgb(size), 1000), DType::F32);
+    let model = build(arch_id, &weights, &rgb(size), DType::F32);
+    let x = Tensor::randn(0f32, 1.0, (1, 3, size, size), &Device::Cpu).unwrap();
     let (ph, pw) = (13, 9);
     let origins = vec![
         (0, 0),
-        (0, 96 - pw),
-        (96 - ph, 0),
-        (96 - ph, 96 - pw),
+        (0, size - pw),
+        (size - ph, 0),
+        (size - ph, size - pw),
         (40, 51),
         (7, 30),
     ];
@@ -820,10 +832,10 @@ fn mobilenet_v2_patched_forward_equals_the_full_copies() {
         .unwrap();
     let diff = max_abs(&(&fast - &full).unwrap());
     eprintln!(
-        "patched vs full copies: max |diff| {diff:.1e} of {:.1e}",
+        "{arch_id}: patched vs full copies: max |diff| {diff:.1e} of {:.1e}",
         max_abs(&full)
     );
-    assert!(diff <= 1e-5 * max_abs(&full), "{diff}");
+    assert!(diff <= 1e-5 * max_abs(&full), "{arch_id}: {diff}");
     // The copies differ from each other, so the patches were applied.
     assert!(max_abs(&(fast.get(0).unwrap() - fast.get(4).unwrap()).unwrap()) > 0.0);
 }

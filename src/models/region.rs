@@ -102,10 +102,35 @@ impl Region {
     /// padding, each copy over the output box its input box reaches.
     pub fn conv(&self, conv: &Conv, act: Act) -> candle_core::Result<Region> {
         let (h, w) = self.map_size()?;
-        let (bh, bw) = self.box_size()?;
-        let (k, s) = (conv.kernel(), conv.stride());
         let [pt, _, pl, _] = conv.padding(h, w);
         let base = conv.forward_padded(&self.base, conv.padding(h, w), act)?;
+        let (origins, input) = self.window_input(&base, conv.kernel(), conv.stride(), (pt, pl))?;
+        let crop = conv.forward_padded(&input, [0; 4], act)?;
+        Ok(Region { base, crop, origins })
+    }
+
+    /// A `k`×`k` max-pool with stride `s` and `pad` on every side, of a map that is never
+    /// negative (it follows a ReLU, as in ResNet's stem). The boxes' windows are padded with
+    /// zeros, not the pool's −∞: for such a map the two agree, since every window of the
+    /// pool holds at least one value of the map and none is below zero.
+    pub fn max_pool_nonnegative(&self, k: usize, s: usize, pad: usize) -> candle_core::Result<Region> {
+        let base = crate::ops::max_pool2d(&self.base, k, s, pad)?.contiguous()?;
+        let (origins, input) = self.window_input(&base, k, s, (pad, pad))?;
+        let crop = crate::ops::max_pool2d(&input, k, s, 0)?.contiguous()?;
+        Ok(Region { base, crop, origins })
+    }
+
+    /// For a windowed op (kernel `k`, stride `s`, padding `(top, left)`) whose output on the
+    /// unchanged map is `base`: each copy's output box (one size for all, inside the map)
+    /// and the input windows that compute it, zero outside the map, `(B, C, gh, gw)`.
+    fn window_input(
+        &self,
+        base: &Tensor,
+        k: usize,
+        s: usize,
+        (pt, pl): (usize, usize),
+    ) -> candle_core::Result<(Vec<(usize, usize)>, Tensor)> {
+        let (bh, bw) = self.box_size()?;
         let (_, _, oh, ow) = base.dims4()?;
         let rows: Vec<_> = self.origins.iter().map(|o| reach(o.0, bh, k, s, pt, oh)).collect();
         let cols: Vec<_> = self.origins.iter().map(|o| reach(o.1, bw, k, s, pl, ow)).collect();
@@ -121,8 +146,7 @@ impl Region {
             .map(|&(y, x)| ((y * s) as isize - pt as isize, (x * s) as isize - pl as isize))
             .collect();
         let input = self.gather(&starts, ((sh - 1) * s + k, (sw - 1) * s + k))?;
-        let crop = conv.forward_padded(&input, [0; 4], act)?;
-        Ok(Region { base, crop, origins })
+        Ok((origins, input))
     }
 
     /// `self + other` (a skip connection), both at the same point of the same copies.

@@ -13,7 +13,9 @@ use candle_nn::{Linear, VarBuilder};
 
 use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{global_avg_pool, out_size, BatchNorm, Conv, ConvConfig, Pad};
+use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
+use crate::ops::bias::Act;
 use crate::ops::max_pool2d;
 
 const EPS: f64 = 1e-5;
@@ -261,6 +263,36 @@ impl Block {
         };
         tap.relu(&(y + shortcut)?)
     }
+
+    /// [`Block::forward`] on copies that differ only inside boxes (`Region`).
+    fn forward_region(&self, x: &Region) -> candle_core::Result<Region> {
+        let mut y: Option<Region> = None;
+        for (i, (conv, bn)) in self.main.iter().enumerate() {
+            let r = conv_bn_region(y.as_ref().unwrap_or(x), conv, bn)?;
+            y = Some(if i + 1 < self.main.len() {
+                r.map(Tensor::relu)?
+            } else {
+                r
+            });
+        }
+        let y = y.ok_or_else(|| candle_core::Error::Msg("a block without convolutions".into()))?;
+        let sum = match &self.downsample {
+            Some((conv, bn)) => y.add(&conv_bn_region(x, conv, bn)?)?,
+            None => y.add(x)?,
+        };
+        sum.map(Tensor::relu)
+    }
+}
+
+/// A convolution and its batch norm on a `Region`: a 1×1 stride-1 convolution and the
+/// norm act pixel by pixel, so their boxes stay as they are.
+fn conv_bn_region(r: &Region, conv: &Conv, bn: &BatchNorm) -> candle_core::Result<Region> {
+    let r = if conv.kernel() == 1 && conv.stride() == 1 {
+        r.map(|t| conv.forward_padded(t, [0; 4], Act::Identity))?
+    } else {
+        r.conv(conv, Act::Identity)?
+    };
+    r.map(|t| bn.forward(t))
 }
 
 pub struct ResNet {
@@ -327,5 +359,26 @@ impl Model for ResNet {
         }
         let x = tap.at("avgpool", global_avg_pool(&x)?)?;
         tap.at("fc", self.fc.forward(&x)?)
+    }
+
+    /// The stem and the first blocks computed only where each occluded window reaches
+    /// (`models::region`): in a 224² input a 32-pixel window reaches about a fifth of the
+    /// width at `layer1`; from where the boxes cover the map, ordinary batches.
+    fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        if !region::supported(x) {
+            return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
+        }
+        let r = conv_bn_region(&Region::new(x, patches, origins)?, &self.conv1, &self.bn1)?.map(Tensor::relu)?;
+        let r = r.max_pool_nonnegative(3, 2, 1)?;
+        let blocks: Vec<&Block> = self.stages.iter().flatten().collect();
+        let (mut x, first) = r.advance(&blocks, |b, r| b.forward_region(r))?;
+        for b in &blocks[first..] {
+            x = b.forward(&x, &Tap::default())?;
+        }
+        self.fc.forward(&global_avg_pool(&x)?)
+    }
+
+    fn patched_batch(&self, batch: usize) -> usize {
+        region::patched_batch(batch)
     }
 }
