@@ -46,6 +46,18 @@ impl Error {
             None => Error::at(path, msg),
         }
     }
+    /// A YAML error of text that starts on line `first_line` of `path`, at the file's line,
+    /// with serde_yaml's message (its own position dropped) put into `msg`.
+    pub fn yaml(
+        path: impl AsRef<Path>,
+        first_line: usize,
+        e: &serde_yaml::Error,
+        msg: impl Fn(&str) -> String,
+    ) -> Self {
+        let line = e.location().map(|l| l.line() + first_line - 1);
+        let text = e.to_string();
+        Error::at_line(path, line, msg(text.split(" at line ").next().unwrap_or(&text)))
+    }
     pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),

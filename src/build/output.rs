@@ -82,6 +82,30 @@ pub fn swap_in(staging: &Path, output: &Path, background: bool) -> Result<()> {
     Ok(())
 }
 
+/// Writes `path` whole or not at all (a temporary file beside it, renamed over it): `serve`
+/// rewrites files in the folder it is serving.
+pub(crate) fn write_whole(path: &Path, bytes: impl AsRef<[u8]>) -> Result<()> {
+    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.part"));
+    std::fs::write(&tmp, bytes).at_path(&tmp)?;
+    std::fs::rename(&tmp, path).at_path(path)
+}
+
+/// Every page folder written under `out` (`""` for the home page), in path order.
+pub(crate) fn page_folders(out: &Path) -> Vec<String> {
+    let mut pages: Vec<String> = walkdir::WalkDir::new(out)
+        .into_iter()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name() == "index.html")
+        .filter_map(|e| {
+            let rel = e.path().parent()?.strip_prefix(out).ok()?;
+            Some(rel.to_string_lossy().replace('\\', "/"))
+        })
+        .collect();
+    pages.sort();
+    pages
+}
+
 pub(crate) fn mkdir(p: &Path) -> Result<()> {
     std::fs::create_dir_all(p).at_path(p)
 }

@@ -405,10 +405,7 @@ pub fn render(site: &Site, out: &Path, page: &str, template: &str, view: &impl S
     let d = out.join(page);
     mkdir(&d)?;
     // Whole or not at all: `serve` redraws notes in the folder it is serving.
-    let tmp = d.join(".index.html.part");
-    std::fs::write(&tmp, html).at_path(&tmp)?;
-    let p = d.join("index.html");
-    std::fs::rename(&tmp, &p).at_path(&p)
+    crate::build::output::write_whole(&d.join("index.html"), html)
 }
 
 /// Writes the theme's static files and every page; returns the number of pages.

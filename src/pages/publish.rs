@@ -49,17 +49,7 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
 
     if let Some(b) = &site.base_url {
         // Every page folder, in path order, so two builds give the same file.
-        let mut pages: Vec<String> = walkdir::WalkDir::new(out)
-            .sort_by_file_name()
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name() == "index.html")
-            .filter_map(|e| {
-                let rel = e.path().parent()?.strip_prefix(out).ok()?;
-                Some(rel.to_string_lossy().replace('\\', "/"))
-            })
-            .collect();
-        pages.sort();
+        let pages = crate::build::output::page_folders(out);
         let mut xml = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">\n");
         for page in &pages {
             xml.push_str(&format!("  <url><loc>{}</loc></url>\n", escape(&url(b, page))));

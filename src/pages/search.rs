@@ -11,7 +11,8 @@ use elasticlunr::{IndexBuilder, Language};
 use serde::Serialize;
 
 use super::Input;
-use crate::error::{read_to_string, IoContext, Result};
+use crate::error::{read_to_string, Result};
+use crate::plan;
 
 /// The file the pages load when the search box is first used.
 pub const INDEX_FILE: &str = "search-index.js";
@@ -234,14 +235,10 @@ fn to_json(v: &impl Serialize) -> Result<String> {
 /// Indexes every `index.html` under `out` (the pages just written) into `search-index.js`.
 /// Returns the number of pages indexed.
 pub fn write(input: &Input, out: &Path) -> Result<usize> {
-    let mut pages: Vec<String> = walkdir::WalkDir::new(out)
-        .sort_by_file_name()
-        .into_iter()
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_name() == "index.html")
-        .filter_map(|e| Some(e.path().strip_prefix(out).ok()?.to_string_lossy().replace('\\', "/")))
+    let pages: Vec<String> = crate::build::output::page_folders(out)
+        .iter()
+        .map(|folder| plan::href(folder))
         .collect();
-    pages.sort();
     let mut index = IndexBuilder::with_language(Box::new(Words))
         .save_docs(false)
         .add_fields(&["title", "body"])
@@ -278,12 +275,8 @@ pub fn write(input: &Input, out: &Path) -> Result<usize> {
         to_json(&docs)?,
         to_json(&stop)?
     );
-    // A script, not JSON: `file://` pages may load scripts but not fetch files. Replaced
-    // whole, since `serve` rewrites it in the folder it serves.
-    let tmp = out.join(format!(".{INDEX_FILE}.part"));
-    std::fs::write(&tmp, format!("window.cnnscopeSearch = {text};\n")).at_path(&tmp)?;
-    let p = out.join(INDEX_FILE);
-    std::fs::rename(&tmp, &p).at_path(&p)?;
+    // A script, not JSON: `file://` pages may load scripts but not fetch files.
+    crate::build::output::write_whole(&out.join(INDEX_FILE), format!("window.cnnscopeSearch = {text};\n"))?;
     Ok(pages.len())
 }
 

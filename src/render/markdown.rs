@@ -52,13 +52,8 @@ pub fn split_front_matter(path: &Path, text: &str) -> Result<(FrontMatter, Strin
     let fm: FrontMatter = if yaml.trim().is_empty() {
         FrontMatter::default()
     } else {
-        serde_yaml::from_str(&yaml).map_err(|e| {
-            // The YAML starts on line 2 of the file.
-            let line = e.location().map(|l| l.line() + 1);
-            let msg = e.to_string();
-            let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-            Error::at_line(path, line, format!("front matter: {msg}"))
-        })?
+        // The YAML starts on line 2 of the file.
+        serde_yaml::from_str(&yaml).map_err(|e| Error::yaml(path, 2, &e, |m| format!("front matter: {m}")))?
     };
     Ok((fm, text[consumed..].to_string()))
 }

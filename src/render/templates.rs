@@ -66,14 +66,9 @@ pub struct Theme {
 
 fn parse_words(text: &str, origin: &Path) -> Result<Words> {
     serde_yaml::from_str(text).map_err(|e| {
-        let line = e.location().map(|l| l.line());
-        let msg = e.to_string();
-        let msg = msg.split(" at line ").next().unwrap_or(&msg).to_string();
-        Error::at_line(
-            origin,
-            line,
-            format!("translation table: {msg} (expected `<language>: {{ <word>: <text> }}`)"),
-        )
+        Error::yaml(origin, 1, &e, |m| {
+            format!("translation table: {m} (expected `<language>: {{ <word>: <text> }}`)")
+        })
     })
 }
 
