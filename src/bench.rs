@@ -98,27 +98,68 @@ pub fn run(weights: &Path, repeat: usize, only: Option<&str>, log: &dyn Fn(&str)
             fwd_bwd(repeat, &[1, 64, 112, 112], &|x| Ok(max_pool2d(x, 3, 2, 1)?))?,
         );
     }
+    for (arch, name) in [
+        ("resnet50", "ResNet-50, 224², batch 1 (backward: to the input)"),
+        ("vgg16", "VGG-16, 224², batch 1 (backward: to the input)"),
+    ] {
+        if wanted(name) {
+            let m = random_model(arch)?;
+            add(name, model_fwd_bwd(repeat, m.as_ref())?);
+        }
+    }
     if wanted("EfficientNet-Lite0, 224², batch 1 (backward: to the input)") {
         let arch = models::architecture("efficientnet-lite0").expect("built in");
-        let spec = InputSpec {
-            height: 224,
-            width: 224,
-            channels: 3,
-        };
-        let m = models::load(arch, weights, &spec, 1000)?;
-        let x = randn(&[1, 3, 224, 224])?;
-        let fwd = time(repeat, || {
-            m.model.forward(&x, &mut Tap::default())?;
-            Ok(())
-        })?;
-        let both = time(repeat, || {
-            models::gradients(m.model.as_ref(), &x, &[0], Select::None)?;
-            Ok(())
-        })?;
+        let m = models::load(arch, weights, &IMAGENET, 1000)?;
         add(
             "EfficientNet-Lite0, 224², batch 1 (backward: to the input)",
-            (fwd, both),
+            model_fwd_bwd(repeat, m.model.as_ref())?,
         );
     }
     Ok(rows)
+}
+
+const IMAGENET: InputSpec = InputSpec {
+    height: 224,
+    width: 224,
+    channels: 3,
+};
+
+/// A whole network's forward, and forward + backward of one logit to the input.
+fn model_fwd_bwd(repeat: usize, m: &dyn models::Model) -> Result<(f64, f64)> {
+    let x = randn(&[1, 3, 224, 224])?;
+    let fwd = time(repeat, || {
+        m.forward(&x, &mut Tap::default())?;
+        Ok(())
+    })?;
+    let both = time(repeat, || {
+        models::gradients(m, &x, &[0], Select::None)?;
+        Ok(())
+    })?;
+    Ok((fwd, both))
+}
+
+/// A built-in architecture with seeded random weights (He-normal convolutions and linear
+/// layers, unit batch norms): the time does not depend on the values, and no 100–500 MB
+/// weights file has to exist.
+fn random_model(id: &str) -> Result<Box<dyn models::Model>> {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    let arch = models::architecture(id).expect("built in");
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    let mut map = HashMap::new();
+    for (name, shape) in (arch.tensors)(&IMAGENET, 1000) {
+        let n: usize = shape.iter().product();
+        let fan_in: usize = shape.iter().skip(1).product();
+        let v: Vec<f32> = if shape.len() >= 2 {
+            let d = rand_distr::Normal::new(0.0, (2.0 / fan_in as f32).sqrt()).expect("finite");
+            (0..n).map(|_| d.sample(&mut rng)).collect()
+        } else if name.ends_with("running_var") || name.ends_with(".weight") {
+            vec![1.0; n]
+        } else {
+            vec![0.0; n]
+        };
+        map.insert(name, Tensor::from_vec(v, shape, &Device::Cpu)?);
+    }
+    let vb = VarBuilder::from_tensors(map, DType::F32, &Device::Cpu);
+    Ok((arch.build)(vb, &IMAGENET, 1000)?)
 }

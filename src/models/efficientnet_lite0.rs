@@ -10,10 +10,10 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{global_avg_pool, BatchNorm, Conv, ConvConfig, Pad};
+use super::nn::{global_avg_pool, linear, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
@@ -313,7 +313,7 @@ impl EfficientNetLite0 {
             .collect::<candle_core::Result<_>>()?;
         let head = Conv::new(320, HEAD, 1, same(1, 1), vb.pp("_conv_head"))?;
         let bn1 = BatchNorm::new(HEAD, EPS, vb.pp("_bn1"))?;
-        let fc = candle_nn::linear(HEAD, classes, vb.pp("_fc"))?;
+        let fc = linear(HEAD, classes, vb.pp("_fc"))?;
         let layers = net(input, classes).layers;
         Ok(EfficientNetLite0 {
             stem,

@@ -7,10 +7,10 @@
 //! points after each activation and pooling.
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{Conv, ConvConfig, Pad};
+use super::nn::{linear, Conv, ConvConfig, Linear, Pad};
 use super::{Architecture, ChainOp, ChainStep, Field, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
@@ -106,9 +106,9 @@ impl LeNet5 {
         };
         let conv1 = Conv::new(channels, 6, 5, pad2, vb.pp("conv1"))?;
         let conv2 = Conv::new(6, 16, 5, ConvConfig::default(), vb.pp("conv2"))?;
-        let fc1 = candle_nn::linear(400, 120, vb.pp("fc1"))?;
-        let fc2 = candle_nn::linear(120, 84, vb.pp("fc2"))?;
-        let fc3 = candle_nn::linear(84, classes, vb.pp("fc3"))?;
+        let fc1 = linear(400, 120, vb.pp("fc1"))?;
+        let fc2 = linear(120, 84, vb.pp("fc2"))?;
+        let fc3 = linear(84, classes, vb.pp("fc3"))?;
         let layers = net(channels, classes).layers;
         Ok(LeNet5 {
             conv1,

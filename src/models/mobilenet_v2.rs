@@ -17,10 +17,10 @@
 use std::sync::Arc;
 
 use candle_core::{DType, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{global_avg_pool, BatchNorm, Conv, ConvConfig, Pad};
+use super::nn::{global_avg_pool, linear, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
@@ -326,7 +326,7 @@ impl MobileNetV2 {
             .collect::<candle_core::Result<_>>()?;
         Ok(MobileNetV2 {
             features,
-            classifier: candle_nn::linear(LAST, classes, vb.pp("classifier.1"))?,
+            classifier: linear(LAST, classes, vb.pp("classifier.1"))?,
             layers: net(input, classes).layers,
             classes,
         })

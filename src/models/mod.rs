@@ -213,12 +213,23 @@ impl Tap {
     /// The network's ReLU. Models call this rather than `Tensor::relu`, so that guided
     /// backpropagation works for every architecture.
     pub fn relu(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if nn::fast_dtype(x) {
+            return crate::ops::relu(x, self.guided);
+        }
         let y = x.relu()?;
         if self.guided {
             crate::ops::guided(&y)
         } else {
             Ok(y)
         }
+    }
+
+    /// `relu(a + b)`, the end of a residual block, guided like [`Tap::relu`]; one op.
+    pub fn add_relu(&self, a: &Tensor, b: &Tensor) -> candle_core::Result<Tensor> {
+        if nn::fast_dtype(a) && a.dtype() == b.dtype() {
+            return crate::ops::add_relu(a, b, self.guided);
+        }
+        self.relu(&(a + b)?)
     }
 
     /// The network's ReLU6 (`min(max(x, 0), 6)`), guided like [`Tap::relu`].

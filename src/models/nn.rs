@@ -153,12 +153,32 @@ impl Conv {
                     Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
                     None => y,
                 };
-                match act {
-                    Act::Identity => Ok(y),
-                    _ => relu6(&y),
-                }
+                activate(&y, act)
             }
         }
+    }
+
+    /// This convolution with its own padding, then its bias and `act` (guided if `act` is),
+    /// as one op where our kernels apply.
+    pub fn forward_with(&self, x: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+        match &self.bias {
+            Some(b) if fast_dtype(x) => self.forward_act(x, b, act, self.own_padding(x)?),
+            _ => activate(&Module::forward(self, x)?, act),
+        }
+    }
+}
+
+/// `act(y)` with candle's ops, for the dtypes our kernels do not take.
+fn activate(y: &Tensor, act: Act) -> candle_core::Result<Tensor> {
+    let r = match act {
+        Act::Identity => return Ok(y.clone()),
+        Act::Relu | Act::GuidedRelu => y.relu()?,
+        Act::Relu6 | Act::GuidedRelu6 => relu6(y)?,
+    };
+    if matches!(act, Act::GuidedRelu | Act::GuidedRelu6) {
+        crate::ops::guided(&r)
+    } else {
+        Ok(r)
     }
 }
 
@@ -173,9 +193,9 @@ impl Conv {
         }
     }
 
-    /// Convolution, bias and activation, fused as far as our kernels go: a plain 1×1
-    /// convolution takes all three in one op, others take the bias and activation in a
-    /// second.
+    /// Convolution, bias and activation, fused as far as our kernels go: one op, except
+    /// for grouped convolutions that are not depthwise, which take the bias and activation
+    /// in a second.
     fn forward_act(&self, x: &Tensor, b: &Tensor, act: Act, pads: [usize; 4]) -> candle_core::Result<Tensor> {
         let c = x.dim(1)?;
         if self.k == 1 && self.groups == 1 && self.stride == 1 && pads == [0; 4] {
@@ -183,6 +203,8 @@ impl Conv {
             crate::ops::pointwise::conv1x1_bias_act(x, &self.weight.reshape((o, c))?, b, act)
         } else if self.is_depthwise(c)? {
             crate::ops::depthwise::depthwise_conv2d_bias_act(x, &self.weight, b, self.stride, pads, act)
+        } else if self.groups == 1 {
+            crate::ops::conv2d_bias_act(x, &self.weight, b, self.stride, pads, act)
         } else {
             crate::ops::bias::bias_act(&self.convolve(x, pads)?, b, act)
         }
@@ -262,6 +284,31 @@ impl Module for Conv {
     }
 }
 
+/// A fully connected layer as PyTorch's `nn.Linear`: weight `(out, in)`, bias `(out)`.
+/// Unlike `candle_nn::Linear`, its backward computes the weight's gradient only when the
+/// weight takes part in the gradient graph (`ops::linear`).
+pub struct Linear {
+    weight: Tensor,
+    bias: Tensor,
+}
+
+/// An `cin → cout` fully connected layer with the weights `vb` holds (as `candle_nn::linear`).
+pub fn linear(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Linear> {
+    Ok(Linear {
+        weight: vb.get((cout, cin), "weight")?,
+        bias: vb.get(cout, "bias")?,
+    })
+}
+
+impl Module for Linear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if fast_dtype(x) && x.rank() == 2 && x.dtype() == self.weight.dtype() {
+            return crate::ops::linear::linear(x, &self.weight, &self.bias);
+        }
+        x.broadcast_matmul(&self.weight.t()?)?.broadcast_add(&self.bias)
+    }
+}
+
 /// Batch norm in inference form: `(x − running_mean)/√(running_var + ε) · weight + bias`,
 /// folded at load time into one scale and one shift per channel.
 pub struct BatchNorm {
@@ -312,7 +359,7 @@ pub fn relu6(x: &Tensor) -> candle_core::Result<Tensor> {
 }
 
 /// Whether our own CPU ops handle this tensor (f32 and f64; other dtypes take candle's).
-fn fast_dtype(x: &Tensor) -> bool {
+pub(crate) fn fast_dtype(x: &Tensor) -> bool {
     matches!(x.dtype(), candle_core::DType::F32 | candle_core::DType::F64) && x.device().is_cpu()
 }
 

@@ -3,10 +3,10 @@
 //! layer; and PyTorch's adaptive average pooling ([`adaptive_avg_pool2d`]).
 
 use candle_core::{Device, Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{out_size, BatchNorm, Conv, ConvConfig, Pad};
+use super::nn::{linear, out_size, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::{InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::max_pool2d;
 
@@ -144,7 +144,7 @@ impl Op {
             Spec::Norm(c) => Op::Norm(BatchNorm::new(c, EPS, vb)?),
             Spec::Relu => Op::Relu,
             Spec::MaxPool { k, stride, pad } => Op::MaxPool { k, stride, pad },
-            Spec::Linear { cin, cout } => Op::Linear(candle_nn::linear(cin, cout, vb)?),
+            Spec::Linear { cin, cout } => Op::Linear(linear(cin, cout, vb)?),
         })
     }
 

@@ -9,10 +9,10 @@
 //! (flattened to one value per channel), `fc` (the logits).
 
 use candle_core::{Module, Tensor};
-use candle_nn::{Linear, VarBuilder};
+use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{global_avg_pool, out_size, BatchNorm, Conv, ConvConfig, Pad};
+use super::nn::{global_avg_pool, linear, out_size, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
@@ -135,6 +135,12 @@ impl ConvBn {
             BatchNorm::new(self.cout, EPS, vb.pp(&self.bn))?,
         ))
     }
+    /// The convolution with its batch norm folded in (for units inside blocks, whose
+    /// pre-norm outputs are not named layers): one op with a bias instead of two.
+    fn load_folded(&self, vb: &VarBuilder) -> candle_core::Result<Conv> {
+        let (conv, bn) = self.load(vb)?;
+        conv.fold(&bn)
+    }
 }
 
 /// One residual block: the main path (ReLU between its units) and the shortcut.
@@ -243,56 +249,58 @@ fn build<const DEPTH: usize>(vb: VarBuilder, input: &InputSpec, classes: usize) 
     Ok(Box::new(ResNet::new(vb, DEPTH, input, classes)?))
 }
 
+/// A residual block, each convolution with its batch norm folded in.
 struct Block {
-    main: Vec<(Conv, BatchNorm)>,
-    downsample: Option<(Conv, BatchNorm)>,
+    main: Vec<Conv>,
+    downsample: Option<Conv>,
 }
 
 impl Block {
+    /// What follows the `i`-th convolution of the main path: ReLU between units; the last
+    /// one's ReLU comes after the addition.
+    fn act(&self, i: usize, guided: bool) -> Act {
+        if i + 1 < self.main.len() {
+            Act::relu(guided)
+        } else {
+            Act::Identity
+        }
+    }
+
     fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
         let mut y = x.clone();
-        for (i, (conv, bn)) in self.main.iter().enumerate() {
-            y = bn.forward(&conv.forward(&y)?)?;
-            if i + 1 < self.main.len() {
-                y = tap.relu(&y)?;
-            }
+        for (i, conv) in self.main.iter().enumerate() {
+            y = conv.forward_with(&y, self.act(i, tap.guided))?;
         }
         let shortcut = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?)?,
+            Some(conv) => conv.forward_with(x, Act::Identity)?,
             None => x.clone(),
         };
-        tap.relu(&(y + shortcut)?)
+        tap.add_relu(&y, &shortcut)
     }
 
     /// [`Block::forward`] on copies that differ only inside boxes (`Region`).
     fn forward_region(&self, x: &Region) -> candle_core::Result<Region> {
         let mut y: Option<Region> = None;
-        for (i, (conv, bn)) in self.main.iter().enumerate() {
-            let r = conv_bn_region(y.as_ref().unwrap_or(x), conv, bn)?;
-            y = Some(if i + 1 < self.main.len() {
-                r.map(Tensor::relu)?
-            } else {
-                r
-            });
+        for (i, conv) in self.main.iter().enumerate() {
+            y = Some(conv_region(y.as_ref().unwrap_or(x), conv, self.act(i, false))?);
         }
         let y = y.ok_or_else(|| candle_core::Error::Msg("a block without convolutions".into()))?;
         let sum = match &self.downsample {
-            Some((conv, bn)) => y.add(&conv_bn_region(x, conv, bn)?)?,
+            Some(conv) => y.add(&conv_region(x, conv, Act::Identity)?)?,
             None => y.add(x)?,
         };
         sum.map(Tensor::relu)
     }
 }
 
-/// A convolution and its batch norm on a `Region`: a 1×1 stride-1 convolution and the
-/// norm act pixel by pixel, so their boxes stay as they are.
-fn conv_bn_region(r: &Region, conv: &Conv, bn: &BatchNorm) -> candle_core::Result<Region> {
-    let r = if conv.kernel() == 1 && conv.stride() == 1 {
-        r.map(|t| conv.forward_padded(t, [0; 4], Act::Identity))?
+/// A convolution with its bias and `act` on a `Region`: a 1×1 stride-1 convolution acts
+/// pixel by pixel, so its boxes stay as they are.
+fn conv_region(r: &Region, conv: &Conv, act: Act) -> candle_core::Result<Region> {
+    if conv.kernel() == 1 && conv.stride() == 1 {
+        r.map(|t| conv.forward_padded(t, [0; 4], act))
     } else {
-        r.conv(conv, Act::Identity)?
-    };
-    r.map(|t| bn.forward(t))
+        r.conv(conv, act)
+    }
 }
 
 pub struct ResNet {
@@ -316,14 +324,18 @@ impl ResNet {
                     .iter()
                     .map(|b| {
                         Ok(Block {
-                            main: b.main.iter().map(|u| u.load(&vb)).collect::<candle_core::Result<_>>()?,
-                            downsample: b.downsample.as_ref().map(|u| u.load(&vb)).transpose()?,
+                            main: b
+                                .main
+                                .iter()
+                                .map(|u| u.load_folded(&vb))
+                                .collect::<candle_core::Result<_>>()?,
+                            downsample: b.downsample.as_ref().map(|u| u.load_folded(&vb)).transpose()?,
                         })
                     })
                     .collect::<candle_core::Result<Vec<_>>>()
             })
             .collect::<candle_core::Result<Vec<_>>>()?;
-        let fc = candle_nn::linear(width, classes, vb.pp("fc"))?;
+        let fc = linear(width, classes, vb.pp("fc"))?;
         Ok(ResNet {
             id: id(depth),
             conv1,
@@ -368,7 +380,10 @@ impl Model for ResNet {
         if !region::supported(x) {
             return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
         }
-        let r = conv_bn_region(&Region::new(x, patches, origins)?, &self.conv1, &self.bn1)?.map(Tensor::relu)?;
+        let r = Region::new(x, patches, origins)?
+            .conv(&self.conv1, Act::Identity)?
+            .map(|t| self.bn1.forward(t))?
+            .map(Tensor::relu)?;
         let r = r.max_pool_nonnegative(3, 2, 1)?;
         let blocks: Vec<&Block> = self.stages.iter().flatten().collect();
         let (mut x, first) = r.advance(&blocks, |b, r| b.forward_region(r))?;

@@ -11,28 +11,80 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Act {
     Identity,
+    /// `max(·, 0)`; the gradient passes where `y > 0`, as PyTorch's `threshold_backward`.
+    Relu,
+    /// ReLU under guided backpropagation: only positive gradients pass as well.
+    GuidedRelu,
     /// `min(max(·, 0), 6)`; the gradient passes where `0 < y < 6`, as PyTorch's.
     Relu6,
     /// ReLU6 under guided backpropagation: only positive gradients pass as well.
     GuidedRelu6,
 }
 
+impl Act {
+    /// ReLU, guided or not.
+    pub fn relu(guided: bool) -> Act {
+        if guided {
+            Act::GuidedRelu
+        } else {
+            Act::Relu
+        }
+    }
+
+    /// ReLU6, guided or not.
+    pub fn relu6(guided: bool) -> Act {
+        if guided {
+            Act::GuidedRelu6
+        } else {
+            Act::Relu6
+        }
+    }
+
+    /// The upper clip: 6 for ReLU6, none (infinity) for ReLU.
+    fn ceiling<T: WithDType>(self) -> T {
+        match self {
+            Act::Relu6 | Act::GuidedRelu6 => T::from_f64(6.0),
+            _ => T::from_f64(f64::INFINITY),
+        }
+    }
+
+    fn guided(self) -> bool {
+        matches!(self, Act::GuidedRelu | Act::GuidedRelu6)
+    }
+}
+
+/// `act(v)` for a rectifying `act` (`v` already has its bias).
+#[inline(always)]
+fn rectify<T: WithDType>(v: T, hi: T) -> T {
+    let v = if v < T::zero() { T::zero() } else { v };
+    if v > hi {
+        hi
+    } else {
+        v
+    }
+}
+
+/// `y ← act(y)` in place.
+pub(crate) fn apply_act<T: WithDType>(y: &mut [T], act: Act) {
+    if act == Act::Identity {
+        return;
+    }
+    let hi = act.ceiling::<T>();
+    super::simd(y, |y| y.iter_mut().for_each(|v| *v = rectify(*v, hi)));
+}
+
 struct AddBias(Act);
 
 /// `y ← act(y + b[c])` in place, for `y` of shape `(N, C, H·W)`.
 pub(crate) fn epilogue<T: WithDType>(y: &mut [T], b: &[T], c: usize, hw: usize, act: Act) {
-    let (lo, hi) = (T::zero(), T::from_f64(6.0));
+    let hi = act.ceiling::<T>();
     super::simd(y, |y| {
         for (plane, i) in y.chunks_mut(hw).zip((0..c).cycle()) {
             let bi = b[i];
             if act == Act::Identity {
                 plane.iter_mut().for_each(|v| *v += bi);
             } else {
-                for v in plane.iter_mut() {
-                    let x = *v + bi;
-                    let x = if x < lo { lo } else { x };
-                    *v = if x > hi { hi } else { x };
-                }
+                plane.iter_mut().for_each(|v| *v = rectify(*v + bi, hi));
             }
         }
     });
@@ -65,6 +117,26 @@ pub(crate) fn act_grad(gy: &Tensor, y: &Tensor, act: Act) -> candle_core::Result
 
 /// Operands (gy, y): the gradient before the activation, from its output `y`.
 struct ActGrad(Act);
+
+/// The gradient before a rectifying `act` from the gradient `gy` after it and its output
+/// `y`, in one pass: it passes where `0 < y < ceiling` (exactly where the input was in that
+/// range, since `y` equals the input there) and, guided, where it is positive.
+pub(crate) fn act_backward<T: WithDType>(gy: &[T], y: &[T], act: Act) -> Vec<T> {
+    let (lo, hi, guided) = (T::zero(), act.ceiling::<T>(), act.guided());
+    super::simd_with(|| {
+        gy.iter()
+            .zip(y)
+            .map(|(&gv, &v)| {
+                let keep = (v > lo) & (v < hi) & (!guided | (gv > lo));
+                if keep {
+                    gv
+                } else {
+                    T::zero()
+                }
+            })
+            .collect()
+    })
+}
 
 impl CustomOp2 for AddBias {
     fn name(&self) -> &'static str {
@@ -110,7 +182,7 @@ impl CustomOp2 for AddBias {
 
 impl CustomOp2 for ActGrad {
     fn name(&self) -> &'static str {
-        "cnnscope-relu6-grad-from-output"
+        "cnnscope-relu-grad-from-output"
     }
 
     fn cpu_fwd(
@@ -120,26 +192,8 @@ impl CustomOp2 for ActGrad {
         s2: &CpuStorage,
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
-        fn run<T: WithDType>(gy: &[T], y: &[T], guided: bool) -> Vec<T> {
-            let (lo, hi) = (T::zero(), T::from_f64(6.0));
-            // One pass: read both, write the result.
-            super::simd_with(|| {
-                gy.iter()
-                    .zip(y)
-                    .map(|(&gv, &v)| {
-                        // 0 < y < 6 exactly where 0 < x < 6, since y = x there.
-                        let keep = (v > lo) & (v < hi) & (!guided | (gv > lo));
-                        if keep {
-                            gv
-                        } else {
-                            T::zero()
-                        }
-                    })
-                    .collect()
-            })
-        }
-        let guided = self.0 == Act::GuidedRelu6;
-        let out = dispatch!("relu6 backward", (s1, l1), (s2, l2), |g, y| run(g, y, guided));
+        let act = self.0;
+        let out = dispatch!("relu backward", (s1, l1), (s2, l2), |g, y| act_backward(g, y, act));
         Ok((out, l1.shape().clone()))
     }
 }

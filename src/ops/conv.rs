@@ -5,8 +5,9 @@
 //! convolution; its forward needs explicit padding and fails on unused trailing rows.
 //! Padding may differ on each side (TensorFlow's SAME padding at stride 2).
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
+use super::bias::{act_grad, epilogue, Act};
 use super::pointwise::matmul_into;
 
 #[derive(Debug, Clone, Copy)]
@@ -303,6 +304,75 @@ impl CustomOp2 for GradWeight {
     }
 }
 
+/// The convolution with its bias and activation as one op: one graph node (one output
+/// buffer forward, one gradient accumulation backward) instead of two, and the bias and
+/// activation applied to each image's output while it is still in cache.
+struct Conv2dBiasAct(Conv2d, Act);
+
+impl CustomOp3 for Conv2dBiasAct {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv2d-bias-act"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.0.geom(l1.shape(), l2.shape())?;
+        if l3.shape().elem_count() != g.o {
+            candle_core::bail!("conv2d: bias {:?} does not fit {} outputs", l3.shape(), g.o)
+        }
+        let act = self.1;
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| {
+            let mut y = self.0.forward(x, k, &g);
+            for yi in y.chunks_mut(g.o * g.ohw()) {
+                epilogue(yi, b, g.o, g.ohw(), act);
+            }
+            y
+        });
+        Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        k: &Tensor,
+        b: &Tensor,
+        res: &Tensor,
+        gy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = act_grad(gy, res, self.1)?.contiguous()?;
+        let (gx, gk) = self.0.bwd(x, k, res, &g)?;
+        let gb = if b.track_op() {
+            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
+        } else {
+            None
+        };
+        Ok((gx, gk, gb))
+    }
+}
+
+/// `act(conv2d(x, k) + b)`: [`conv2d`] with a per-channel bias and an activation, one op.
+pub fn conv2d_bias_act(
+    x: &Tensor,
+    k: &Tensor,
+    b: &Tensor,
+    stride: usize,
+    pad: [usize; 4],
+    act: Act,
+) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op3(
+        &k.contiguous()?,
+        &b.contiguous()?,
+        Conv2dBiasAct(Conv2d { stride, pad }, act),
+    )
+}
+
 /// Convolution of `(N, C, H, W)` by `(O, C, kh, kw)` with padding `[top, bottom, left, right]`.
 pub fn conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op2(&k.contiguous()?, Conv2d { stride, pad })
@@ -363,6 +433,32 @@ mod tests {
             for v in [x.as_tensor(), kv.as_tensor()] {
                 let d = max_diff(g1.get(v).unwrap(), g2.get(v).unwrap());
                 assert!(d < 1e-10, "gradient {n} {c} {o} {h} {w} {k} {stride} {pad:?}: {d}");
+            }
+        }
+    }
+
+    /// Bias and activation fused into the convolution against the separate ops.
+    #[test]
+    fn fused_bias_and_activation_match_separate_ops() {
+        let dev = Device::Cpu;
+        for &(n, c, o, h, w, k, stride, pad) in &[
+            (2, 3, 4, 9, 7, 3, 1, [1, 1, 1, 1]),
+            (1, 5, 6, 10, 11, 1, 2, [0; 4]),
+            (2, 2, 3, 12, 9, 3, 2, [1, 0, 2, 1]),
+        ] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
+            let kv = Var::from_tensor(&Tensor::randn(0f64, 1.0, (o, c, k, k), &dev).unwrap()).unwrap();
+            let b = Var::from_tensor(&Tensor::randn(0f64, 1.0, o, &dev).unwrap()).unwrap();
+            for act in [Act::Identity, Act::Relu, Act::GuidedRelu, Act::Relu6, Act::GuidedRelu6] {
+                let ours = conv2d_bias_act(&x, &kv, &b, stride, pad, act).unwrap();
+                let theirs = crate::ops::bias::bias_act(&conv2d(&x, &kv, stride, pad).unwrap(), &b, act).unwrap();
+                assert!(max_diff(&ours, &theirs) < 1e-12, "{act:?}");
+                let probe = Tensor::randn(0f64, 1.0, ours.dims(), &dev).unwrap();
+                let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                for v in [x.as_tensor(), kv.as_tensor(), b.as_tensor()] {
+                    assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-10, "{act:?}");
+                }
             }
         }
     }

@@ -25,16 +25,19 @@ pub mod bias;
 pub mod conv;
 pub mod depthwise;
 pub mod guided;
+pub mod linear;
 pub mod maxpool;
 pub mod mbconv;
 pub mod pointwise;
+pub mod relu;
 pub mod relu6;
 
-pub use conv::conv2d;
+pub use conv::{conv2d, conv2d_bias_act};
 pub use depthwise::depthwise_conv2d;
 pub use guided::guided;
 pub use maxpool::max_pool2d;
 pub use pointwise::conv1x1;
+pub use relu::{add_relu, relu};
 pub use relu6::relu6;
 
 /// For kernel column `kx` of a convolution over rows `w` wide with `left` padding and
