@@ -19,42 +19,73 @@ impl MaxPool2d {
         (n + 2 * self.padding - self.kernel) / self.stride + 1
     }
 
-    /// For each output element, the flat index (within its N·C plane) of the winning input.
-    fn argmax<T: WithDType>(&self, x: &[T], dims: (usize, usize, usize, usize)) -> Vec<usize> {
-        let (n, c, h, w) = dims;
+    /// The window of output `o` along one dimension of size `n`: its input range.
+    #[inline(always)]
+    fn window(&self, o: usize, n: usize) -> std::ops::Range<usize> {
+        let lo = (o * self.stride).saturating_sub(self.padding);
+        let hi = (o * self.stride + self.kernel).saturating_sub(self.padding).min(n);
+        // A window always overlaps the input because 2·padding ≤ kernel.
+        lo..hi.max(lo + 1).min(n)
+    }
+
+    /// The maximum of each window; NaN wins, so it propagates.
+    fn forward<T: WithDType>(&self, x: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
         let (oh, ow) = (self.out_size(h), self.out_size(w));
-        let mut idx = Vec::with_capacity(n * c * oh * ow);
-        for plane in 0..n * c {
-            let base = plane * h * w;
-            for oy in 0..oh {
-                for ox in 0..ow {
-                    let y0 = (oy * self.stride) as isize - self.padding as isize;
-                    let x0 = (ox * self.stride) as isize - self.padding as isize;
-                    let mut best: Option<(usize, f64)> = None;
-                    for ky in 0..self.kernel as isize {
-                        let y = y0 + ky;
-                        if y < 0 || y >= h as isize {
-                            continue;
-                        }
-                        for kx in 0..self.kernel as isize {
-                            let xx = x0 + kx;
-                            if xx < 0 || xx >= w as isize {
-                                continue;
-                            }
-                            let i = base + y as usize * w + xx as usize;
-                            let v = x[i].to_f64();
-                            // Strict '>' keeps the first maximum; NaN wins, so it propagates.
-                            if best.map_or(true, |(_, b)| v > b || v.is_nan()) {
-                                best = Some((i, v));
-                            }
+        let cols: Vec<_> = (0..ow).map(|ox| self.window(ox, w)).collect();
+        let mut y = Vec::with_capacity(n * c * oh * ow);
+        let mut rowmax = vec![T::zero(); w];
+        super::simd_with(|| {
+            for plane in x.chunks_exact(h * w) {
+                for oy in 0..oh {
+                    let rows = self.window(oy, h);
+                    // The column maxima of the window's rows, then the maximum of each window's columns.
+                    rowmax.copy_from_slice(&plane[rows.start * w..rows.start * w + w]);
+                    for r in rows.start + 1..rows.end {
+                        for (m, &v) in rowmax.iter_mut().zip(&plane[r * w..r * w + w]) {
+                            *m = wins(v, *m);
                         }
                     }
-                    // A window always overlaps the input because padding < kernel.
-                    idx.push(best.map(|(i, _)| i).unwrap_or(base));
+                    for cr in &cols {
+                        let mut m = rowmax[cr.start];
+                        for &v in &rowmax[cr.start + 1..cr.end] {
+                            m = wins(v, m);
+                        }
+                        y.push(m);
+                    }
+                }
+            }
+        });
+        y
+    }
+
+    /// Routes each output's gradient to the first input of its window (in reading order)
+    /// that holds the window's maximum `y`, as PyTorch does on ties; sums where windows overlap.
+    fn backward<T: WithDType>(&self, x: &[T], y: &[T], gy: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> Vec<T> {
+        let (oh, ow) = (self.out_size(h), self.out_size(w));
+        let cols: Vec<_> = (0..ow).map(|ox| self.window(ox, w)).collect();
+        let mut gx = vec![T::zero(); n * c * h * w];
+        for ((plane, gplane), (yp, gp)) in x
+            .chunks_exact(h * w)
+            .zip(gx.chunks_exact_mut(h * w))
+            .zip(y.chunks_exact(oh * ow).zip(gy.chunks_exact(oh * ow)))
+        {
+            for oy in 0..oh {
+                let rows = self.window(oy, h);
+                for (ox, cr) in cols.iter().enumerate() {
+                    let (m, g) = (yp[oy * ow + ox], gp[oy * ow + ox]);
+                    let found = rows.clone().find_map(|r| {
+                        cr.clone()
+                            .map(|col| r * w + col)
+                            .find(|&i| plane[i] == m || (m != m && plane[i] != plane[i]))
+                    });
+                    // The maximum is one of the window's inputs, so it is always found.
+                    if let Some(i) = found {
+                        gplane[i] += g;
+                    }
                 }
             }
         }
-        idx
+        gx
     }
 
     fn check(&self, shape: &Shape) -> candle_core::Result<(usize, usize, usize, usize)> {
@@ -74,8 +105,41 @@ impl MaxPool2d {
     }
 }
 
-fn fwd_typed<T: WithDType>(op: &MaxPool2d, data: &[T], dims: (usize, usize, usize, usize)) -> Vec<T> {
-    op.argmax(data, dims).into_iter().map(|i| data[i]).collect()
+/// Whether `v` replaces the running maximum `m`: when larger, or NaN (which propagates);
+/// ties keep the earlier value.
+#[inline(always)]
+#[allow(clippy::eq_op)] // `v != v` is the NaN test for any float type
+fn wins<T: WithDType>(v: T, m: T) -> T {
+    if v > m || v != v {
+        v
+    } else {
+        m
+    }
+}
+
+/// The input gradient from (x, y, gy): no backward of its own.
+struct Backward(MaxPool2d);
+
+impl candle_core::CustomOp3 for Backward {
+    fn name(&self) -> &'static str {
+        "cnnscope-max-pool2d-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = self.0.check(l1.shape())?;
+        let out = dispatch!("max-pool backward", (s1, l1), (s2, l2), (s3, l3), |x, y, g| self
+            .0
+            .backward(x, y, g, dims));
+        Ok((out, l1.shape().clone()))
+    }
 }
 
 impl CustomOp1 for MaxPool2d {
@@ -85,43 +149,13 @@ impl CustomOp1 for MaxPool2d {
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
         let dims = self.check(layout.shape())?;
-        let (start, end) = layout
-            .contiguous_offsets()
-            .ok_or_else(|| candle_core::Error::Msg("max-pool: input must be contiguous".into()))?;
         let out_shape = Shape::from((dims.0, dims.1, self.out_size(dims.2), self.out_size(dims.3)));
-        let out = match storage {
-            CpuStorage::F32(v) => CpuStorage::F32(fwd_typed(self, &v[start..end], dims)),
-            CpuStorage::F64(v) => CpuStorage::F64(fwd_typed(self, &v[start..end], dims)),
-            _ => candle_core::bail!("max-pool: only f32 and f64 are supported"),
-        };
+        let out = dispatch!("max-pool", (storage, layout), |x| self.forward(x, dims));
         Ok((out, out_shape))
     }
 
-    fn bwd(&self, arg: &Tensor, _res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        let dims = self.check(arg.shape())?;
-        let total = dims.0 * dims.1 * dims.2 * dims.3;
-        let grad = match arg.dtype() {
-            candle_core::DType::F32 => {
-                let x = arg.flatten_all()?.to_vec1::<f32>()?;
-                let g = grad_res.flatten_all()?.to_vec1::<f32>()?;
-                let mut out = vec![0f32; total];
-                for (o, i) in self.argmax(&x, dims).into_iter().enumerate() {
-                    out[i] += g[o];
-                }
-                Tensor::from_vec(out, arg.shape(), arg.device())?
-            }
-            candle_core::DType::F64 => {
-                let x = arg.flatten_all()?.to_vec1::<f64>()?;
-                let g = grad_res.flatten_all()?.to_vec1::<f64>()?;
-                let mut out = vec![0f64; total];
-                for (o, i) in self.argmax(&x, dims).into_iter().enumerate() {
-                    out[i] += g[o];
-                }
-                Tensor::from_vec(out, arg.shape(), arg.device())?
-            }
-            dt => candle_core::bail!("max-pool backward: unsupported dtype {dt:?}"),
-        };
-        Ok(Some(grad))
+    fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(arg.apply_op3_no_bwd(res, &grad_res.contiguous()?, &Backward(*self))?))
     }
 }
 
@@ -178,6 +212,19 @@ mod tests {
         check_fd(2, 2, 0, 6);
         check_fd(3, 2, 1, 7); // ResNet's pool: overlapping windows, padding
         check_fd(3, 2, 0, 9); // AlexNet's pool
+    }
+
+    /// On ties the first input in reading order gets the gradient; NaN propagates.
+    #[test]
+    fn ties_go_to_the_first_maximum_and_nan_wins() {
+        let dev = Device::Cpu;
+        let x = Var::from_tensor(&Tensor::ones((1, 1, 3, 3), candle_core::DType::F32, &dev).unwrap()).unwrap();
+        let g = max_pool2d(&x, 2, 1, 0).unwrap().sum_all().unwrap().backward().unwrap();
+        let got = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(got, vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+        let v = Tensor::new(&[[[[1.0f32, f32::NAN], [3.0, 2.0]]]], &dev).unwrap();
+        let y = max_pool2d(&v, 2, 2, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert!(y[0].is_nan());
     }
 
     #[test]
