@@ -242,6 +242,16 @@ impl Tap {
         }
     }
 
+    /// Whether [`Tap::at`] does anything at this layer (keeps, probes, edits or stops
+    /// there). A model may fuse a layer that is not touched with the one after it, leaving
+    /// out its own output.
+    pub fn touches(&self, name: &str) -> bool {
+        self.keep.contains(name)
+            || self.probe.contains(name)
+            || self.stop.as_deref() == Some(name)
+            || self.edit.as_ref().is_some_and(|e| e.layer == name)
+    }
+
     /// Called by models at every named layer; returns the tensor the network continues with.
     pub fn at(&mut self, name: &str, t: Tensor) -> candle_core::Result<Tensor> {
         let t = match &self.edit {

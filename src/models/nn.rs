@@ -58,6 +58,7 @@ impl ConvConfig {
 }
 
 /// A 2-D convolution in PyTorch's layout (`out, in/groups, kh, kw`).
+#[derive(Clone)]
 pub struct Conv {
     weight: Tensor,
     bias: Option<Tensor>,

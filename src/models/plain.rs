@@ -5,6 +5,8 @@
 use candle_core::{Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::ops::bias::Act;
+
 use super::layer::{linear_tensors, Net, Tensors};
 use super::nn::{linear, out_size, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::{InputSpec, LayerInfo, LayerKind, Model, Tap};
@@ -124,10 +126,16 @@ impl PlainSpec {
 }
 
 enum Op {
-    Conv(Conv),
+    /// A convolution, with the batch norm after it folded in when there is one (for
+    /// passes where neither's own output is wanted).
+    Conv(Conv, Option<Conv>),
     Norm(BatchNorm),
     Relu,
-    MaxPool { k: usize, stride: usize, pad: usize },
+    MaxPool {
+        k: usize,
+        stride: usize,
+        pad: usize,
+    },
     Linear(Linear),
 }
 
@@ -140,7 +148,7 @@ impl Op {
                 k,
                 stride,
                 pad,
-            } => Op::Conv(Conv::new(cin, cout, k, Spec::conv_config(stride, pad), vb)?),
+            } => Op::Conv(Conv::new(cin, cout, k, Spec::conv_config(stride, pad), vb)?, None),
             Spec::Norm(c) => Op::Norm(BatchNorm::new(c, EPS, vb)?),
             Spec::Relu => Op::Relu,
             Spec::MaxPool { k, stride, pad } => Op::MaxPool { k, stride, pad },
@@ -150,7 +158,7 @@ impl Op {
 
     fn run(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
         match self {
-            Op::Conv(c) => c.forward(x),
+            Op::Conv(c, _) => c.forward(x),
             Op::Norm(b) => b.forward(x),
             Op::Relu => tap.relu(x),
             Op::MaxPool { k, stride, pad } => max_pool2d(x, *k, *stride, *pad),
@@ -180,14 +188,44 @@ impl Plain {
                 })
                 .collect()
         };
+        let mut features = ops(&spec.features, "features")?;
+        for i in 1..features.len() {
+            let (before, after) = features.split_at_mut(i);
+            if let ((_, Op::Conv(c, folded)), (_, Op::Norm(bn))) = (&mut before[i - 1], &after[0]) {
+                *folded = Some(c.clone().fold(bn)?);
+            }
+        }
         Ok(Plain {
             id: spec.id,
-            features: ops(&spec.features, "features")?,
+            features,
             pool: spec.pool,
             classifier: ops(&spec.classifier, "classifier")?,
             layers,
             classes,
         })
+    }
+}
+
+impl Plain {
+    /// A convolution (and its batch norm) and the ReLU after it as one op, when the tap
+    /// touches none of them but the ReLU: the output and the index of the op after them.
+    fn fused(&self, i: usize, x: &Tensor, tap: &Tap) -> candle_core::Result<Option<(Tensor, usize)>> {
+        let f = &self.features;
+        let Some((conv_name, Op::Conv(conv, folded))) = f.get(i) else {
+            return Ok(None);
+        };
+        let (conv, relu) = match (f.get(i + 1), f.get(i + 2)) {
+            (Some((_, Op::Relu)), _) => (conv, i + 1),
+            (Some((bn_name, Op::Norm(_))), Some((_, Op::Relu))) if !tap.touches(bn_name) => match folded {
+                Some(c) => (c, i + 2),
+                None => return Ok(None),
+            },
+            _ => return Ok(None),
+        };
+        if tap.touches(conv_name) || conv.bias().is_none() {
+            return Ok(None);
+        }
+        Ok(Some((conv.forward_with(x, Act::relu(tap.guided))?, relu + 1)))
     }
 }
 
@@ -203,9 +241,18 @@ impl Model for Plain {
     }
     fn forward(&self, x: &Tensor, tap: &mut Tap) -> candle_core::Result<Tensor> {
         let mut x = x.clone();
-        for (name, op) in &self.features {
+        let mut i = 0;
+        while i < self.features.len() {
+            if let Some((y, next)) = self.fused(i, &x, tap)? {
+                // The layers fused away are not touched: only the last one's output is named.
+                x = tap.at(&self.features[next - 1].0, y)?;
+                i = next;
+                continue;
+            }
+            let (name, op) = &self.features[i];
             let y = op.run(&x, tap)?;
             x = tap.at(name, y)?;
+            i += 1;
         }
         let x = tap.at("avgpool", adaptive_avg_pool2d(&x, self.pool)?)?;
         let mut x = x.flatten_from(1)?;

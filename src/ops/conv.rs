@@ -8,7 +8,8 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
 use super::bias::{act_grad, epilogue, Act};
-use super::pointwise::matmul_into;
+use super::pointwise::{gemm_serial, matmul_into, ranges, splits, SendPtr};
+use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2d {
@@ -63,13 +64,16 @@ impl Conv2d {
         })
     }
 
-    /// Calls `f(row, oy, iy, kx_ranges)` for every row of the column matrix that reads input
-    /// row `iy` (inside the image) at output row `oy`; `row` is `(c·kh + ky)·kw + kx` for
-    /// each `kx`, and the outputs `lo..hi` of that `kx` read input column `ox·s + kx − left`.
+    /// Calls `f(row, oy, xrow, lo, hi, shift)` for every row of the column matrix of
+    /// channels `chans` that reads an input row inside the image at output row `oy`: `row`
+    /// is `((c − chans.start)·kh + ky)·kw + kx`, `xrow` the input row's offset from channel
+    /// `chans.start`'s plane, and the outputs `lo..hi` of that `kx` read input column
+    /// `ox·s + shift`.
     #[inline(always)]
     fn for_taps(
         &self,
         g: &Geom,
+        chans: std::ops::Range<usize>,
         rows: std::ops::Range<usize>,
         mut f: impl FnMut(usize, usize, usize, usize, usize, isize),
     ) {
@@ -77,7 +81,8 @@ impl Conv2d {
         let cols: Vec<(usize, usize, isize)> = (0..g.kw)
             .map(|kx| super::column_range(g.w, g.ow, kx, self.pad[2], self.stride))
             .collect();
-        for c in 0..g.c {
+        let c0 = chans.start;
+        for c in chans {
             for ky in 0..g.kh {
                 for oy in rows.clone() {
                     let iy = oy as isize * s + ky as isize - pt;
@@ -87,9 +92,9 @@ impl Conv2d {
                     for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
                         if lo < hi {
                             f(
-                                (c * g.kh + ky) * g.kw + kx,
+                                ((c - c0) * g.kh + ky) * g.kw + kx,
                                 oy - rows.start,
-                                c * g.h * g.w + iy as usize * g.w,
+                                (c - c0) * g.h * g.w + iy as usize * g.w,
                                 lo,
                                 hi,
                                 shift,
@@ -102,30 +107,58 @@ impl Conv2d {
     }
 
     /// Output rows `rows` of one image `(C, H, W)` → their column matrix
-    /// `(C·kh·kw, rows·OW)` (zeros where padded).
+    /// `(C·kh·kw, rows·OW)` (zeros where padded). Every element is written once: zeroing
+    /// the whole matrix first was a pass over memory as long as the copy itself.
     fn im2col<T: WithDType>(&self, x: &[T], g: &Geom, rows: std::ops::Range<usize>, col: &mut [T]) {
         let (s, ow) = (self.stride, g.ow);
         let ohw = rows.len() * ow;
-        col[..g.ckk() * ohw].fill(T::zero());
-        self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
-            let dst = &mut col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
-            if s == 1 {
-                let src =
-                    &x[(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
-                dst[lo..hi].copy_from_slice(src);
-            } else {
-                for ox in lo..hi {
-                    dst[ox] = x[(xrow as isize + (ox * s) as isize + shift) as usize];
+        let (pt, si) = (self.pad[0] as isize, self.stride as isize);
+        let cols: Vec<(usize, usize, isize)> = (0..g.kw)
+            .map(|kx| super::column_range(g.w, g.ow, kx, self.pad[2], self.stride))
+            .collect();
+        for c in 0..g.c {
+            for ky in 0..g.kh {
+                for oy in rows.clone() {
+                    let iy = oy as isize * si + ky as isize - pt;
+                    let inside = iy >= 0 && iy < g.h as isize;
+                    let xrow = c * g.h * g.w + iy.max(0) as usize * g.w;
+                    for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
+                        let row = (c * g.kh + ky) * g.kw + kx;
+                        let at = row * ohw + (oy - rows.start) * ow;
+                        let dst = &mut col[at..at + ow];
+                        if !inside || lo >= hi {
+                            dst.fill(T::zero());
+                            continue;
+                        }
+                        dst[..lo].fill(T::zero());
+                        dst[hi..].fill(T::zero());
+                        let first = (xrow as isize + lo as isize * si + shift) as usize;
+                        if s == 1 {
+                            dst[lo..hi].copy_from_slice(&x[first..first + (hi - lo)]);
+                        } else {
+                            for (d, &v) in dst[lo..hi].iter_mut().zip(x[first..].iter().step_by(s)) {
+                                *d = v;
+                            }
+                        }
+                    }
                 }
             }
-        });
+        }
     }
 
-    /// Adds the column matrix of output rows `rows` back onto one image's gradient `(C, H, W)`.
-    fn col2im<T: WithDType>(&self, col: &[T], g: &Geom, rows: std::ops::Range<usize>, gx: &mut [T]) {
+    /// Adds the column matrix of channels `chans` and output rows `rows` back onto those
+    /// channels' gradient `gx` (`chans.len()` planes of `H × W`).
+    fn col2im<T: WithDType>(
+        &self,
+        col: &[T],
+        g: &Geom,
+        chans: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        gx: &mut [T],
+    ) {
         let (s, ow) = (self.stride, g.ow);
         let ohw = rows.len() * ow;
-        self.for_taps(g, rows, |row, oy, xrow, lo, hi, shift| {
+        self.for_taps(g, chans, rows, |row, oy, xrow, lo, hi, shift| {
             let src = &col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
             if s == 1 {
                 let dst = &mut gx
@@ -153,51 +186,99 @@ impl Conv2d {
         (0..oh).step_by(t).map(move |r| r..(r + t).min(oh))
     }
 
-    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom) -> Vec<T> {
-        let mut y = vec![T::zero(); g.n * g.o * g.ohw()];
-        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
-        for (yi, xi) in y.chunks_mut(g.o * g.ohw()).zip(x.chunks(g.c * g.h * g.w)) {
-            for rows in self.tiles(g) {
-                let n = rows.len() * g.ow;
-                let at = rows.start * g.ow;
-                self.im2col(xi, g, rows, &mut col);
-                // y[:, tile] = W · col: the destination's rows are OH·OW apart.
-                matmul_into(
-                    (g.o, n, g.ckk()),
-                    &mut yi[at..],
-                    g.ohw(),
-                    k,
-                    (g.ckk(), 1),
-                    &col,
-                    (n, 1),
-                    false,
-                );
+    /// The convolution of every image, then `post`'s bias and activation. Tasks of (image,
+    /// tile of output rows, block of output channels) run in parallel, each on one thread,
+    /// the bias and activation applied to its block while it is in cache.
+    fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, post: Option<(&[T], Act)>) -> Vec<T> {
+        let (ohw, chw, ckk) = (g.ohw(), g.c * g.h * g.w, g.ckk());
+        let len = g.n * g.o * ohw;
+        let mut y: Vec<T> = Vec::with_capacity(len);
+        let tiles: Vec<_> = self.tiles(g).collect();
+        let per = splits(g.n * tiles.len(), g.n * g.o * ohw * ckk);
+        let oblocks: Vec<_> = ranges(g.o, per.min(g.o / 16).max(1)).collect();
+        let mut jobs = Vec::new();
+        for i in 0..g.n {
+            for rows in &tiles {
+                for os in &oblocks {
+                    jobs.push((i, rows.clone(), os.clone()));
+                }
             }
         }
+        let dst = SendPtr(y.as_mut_ptr());
+        let col_len = ckk * self.tile_rows(g) * g.ow;
+        jobs.into_par_iter().for_each_init(
+            || vec![T::zero(); col_len],
+            |col, (i, rows, os)| {
+                let n = rows.len() * g.ow;
+                let at = i * g.o * ohw + rows.start * g.ow;
+                self.im2col(&x[i * chw..(i + 1) * chw], g, rows, col);
+                // SAFETY: the task's block (channels `os`, columns `at..at + n` of each) lies
+                // in `y` and no other task's overlaps it.
+                unsafe {
+                    // y[os, tile] = W[os] · col: the destination's rows are OH·OW apart.
+                    gemm_serial(
+                        (os.len(), n, ckk),
+                        dst.get().add(at + os.start * ohw),
+                        ohw,
+                        &k[os.start * ckk..],
+                        (ckk, 1),
+                        col,
+                        (n, 1),
+                        false,
+                    );
+                    if let Some((b, act)) = post {
+                        for o in os {
+                            let row = std::slice::from_raw_parts_mut(dst.get().add(at + o * ohw), n);
+                            epilogue(row, &b[o..o + 1], 1, n, act);
+                        }
+                    }
+                }
+            },
+        );
+        // SAFETY: the tasks' blocks cover every image, output row and channel, and gemm
+        // wrote every element of each (`acc` false).
+        unsafe { y.set_len(len) };
         y
     }
 
+    /// The input gradient: tasks of (image, block of input channels) run in parallel, each
+    /// computing its channels' rows of the column matrix and adding them back onto its own
+    /// channels (col2im of different channels never meets).
     fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
-        let mut gx = vec![T::zero(); g.n * g.c * g.h * g.w];
-        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
-        for (gxi, gyi) in gx.chunks_mut(g.c * g.h * g.w).zip(gy.chunks(g.o * g.ohw())) {
-            for rows in self.tiles(g) {
-                let n = rows.len() * g.ow;
-                let at = rows.start * g.ow;
-                // gcol = Wᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
-                matmul_into(
-                    (g.ckk(), n, g.o),
-                    &mut col,
-                    n,
-                    k,
-                    (1, g.ckk()),
-                    &gyi[at..],
-                    (g.ohw(), 1),
-                    false,
-                );
-                self.col2im(&col, g, rows, gxi);
-            }
-        }
+        let (hw, chw, kk, ckk, ohw) = (g.h * g.w, g.c * g.h * g.w, g.kh * g.kw, g.ckk(), g.ohw());
+        let mut gx = vec![T::zero(); g.n * chw];
+        let per = splits(g.n, g.n * g.o * ohw * ckk);
+        let jobs: Vec<_> = (0..g.n).flat_map(|i| ranges(g.c, per).map(move |cs| (i, cs))).collect();
+        let dst = SendPtr(gx.as_mut_ptr());
+        let col_len = ckk * self.tile_rows(g) * g.ow;
+        jobs.into_par_iter().for_each_init(
+            || vec![T::zero(); col_len],
+            |col, (i, cs)| {
+                // SAFETY: channels `cs` of image `i` are this task's alone.
+                let gxi =
+                    unsafe { std::slice::from_raw_parts_mut(dst.get().add(i * chw + cs.start * hw), cs.len() * hw) };
+                let gyi = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
+                for rows in self.tiles(g) {
+                    let n = rows.len() * g.ow;
+                    let at = rows.start * g.ow;
+                    // gcol = W[:, cs]ᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
+                    // SAFETY: `col` holds the block's rows (`cs.len()·kk ≤ ckk`) of `n` columns.
+                    unsafe {
+                        gemm_serial(
+                            (cs.len() * kk, n, g.o),
+                            col.as_mut_ptr(),
+                            n,
+                            &k[cs.start * kk..],
+                            (1, ckk),
+                            &gyi[at..],
+                            (ohw, 1),
+                            false,
+                        )
+                    };
+                    self.col2im(col, g, cs.clone(), rows, gxi);
+                }
+            },
+        );
         gx
     }
 
@@ -246,7 +327,7 @@ impl CustomOp2 for Conv2d {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.geom(l1.shape(), l2.shape())?;
-        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |x, k| self.forward(x, k, &g));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |x, k| self.forward(x, k, &g, None));
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -328,13 +409,12 @@ impl CustomOp3 for Conv2dBiasAct {
             candle_core::bail!("conv2d: bias {:?} does not fit {} outputs", l3.shape(), g.o)
         }
         let act = self.1;
-        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| {
-            let mut y = self.0.forward(x, k, &g);
-            for yi in y.chunks_mut(g.o * g.ohw()) {
-                epilogue(yi, b, g.o, g.ohw(), act);
-            }
-            y
-        });
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| self.0.forward(
+            x,
+            k,
+            &g,
+            Some((b, act))
+        ));
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -400,13 +480,16 @@ mod tests {
             // Several tiles of output rows (the column matrix is tiled at 2^19 numbers).
             (2, 64, 3, 20, 100, 3, 1, [1, 1, 1, 1]),
             (1, 60, 2, 41, 97, 3, 2, [0, 1, 0, 1]),
+            // Small maps split into blocks of output channels and of input channels.
+            (1, 64, 64, 7, 9, 3, 1, [1, 1, 1, 1]),
+            (3, 48, 40, 5, 6, 3, 2, [1, 1, 1, 1]),
         ];
         for &(n, c, o, h, w, k, stride, pad) in cases {
             let conv = Conv2d { stride, pad };
             let g = conv
                 .geom(&Shape::from((n, c, h, w)), &Shape::from((o, c, k, k)))
                 .unwrap();
-            if c == 64 {
+            if (c, w) == (64, 100) {
                 assert!(conv.tiles(&g).count() > 1, "the case covers several tiles");
             }
             let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();

@@ -155,7 +155,11 @@ impl CustomOp1 for MaxPool2d {
     }
 
     fn bwd(&self, arg: &Tensor, res: &Tensor, grad_res: &Tensor) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(arg.apply_op3_no_bwd(res, &grad_res.contiguous()?, &Backward(*self))?))
+        Ok(Some(arg.apply_op3_no_bwd(
+            res,
+            &grad_res.contiguous()?,
+            &Backward(*self),
+        )?))
     }
 }
 
@@ -223,7 +227,12 @@ mod tests {
         let got = g.get(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(got, vec![1.0, 1.0, 0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
         let v = Tensor::new(&[[[[1.0f32, f32::NAN], [3.0, 2.0]]]], &dev).unwrap();
-        let y = max_pool2d(&v, 2, 2, 0).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let y = max_pool2d(&v, 2, 2, 0)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert!(y[0].is_nan());
     }
 

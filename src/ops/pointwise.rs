@@ -8,6 +8,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithD
 use super::bias::{act_grad, epilogue, Act};
 
 use super::contiguous_slice as slice;
+use rayon::prelude::*;
 
 /// Row-major views for `gemm`: `dst (m×n) = lhs (m×k) · rhs (k×n)`, each operand given by
 /// its row and column strides. Accumulates into `dst` when `acc`.
@@ -52,42 +53,93 @@ pub(crate) fn matmul_into<T: WithDType>(
 }
 
 /// `batch` products `lhs (m×k) · rhs[b] (k×n)`, `rhs[b]` starting `rhs_step` apart, into a
-/// new `(batch, m, n)` buffer. The buffer is not zeroed first: gemm writes every element of
-/// its destination without reading it, and zeroing is a pass over memory as long as the
-/// product's own output.
+/// new `(batch, m, n)` buffer, as parallel blocks ([`blocks`]) each computed on one thread.
+/// The buffer is not zeroed first: gemm writes every element of its destination without
+/// reading it, and zeroing is a pass over memory as long as the product's own output.
 pub(crate) fn matmul_batch<T: WithDType>(
     batch: usize,
     (m, n, k): (usize, usize, usize),
     lhs: &[T],
-    lhs_strides: (usize, usize),
+    (lhs_rs, lhs_cs): (usize, usize),
     rhs: &[T],
     rhs_step: usize,
-    rhs_strides: (usize, usize),
+    (rhs_rs, rhs_cs): (usize, usize),
 ) -> Vec<T> {
     let len = batch * m * n;
     if len == 0 || k == 0 {
         return vec![T::zero(); len];
     }
     let mut out: Vec<T> = Vec::with_capacity(len);
-    for b in 0..batch {
-        // SAFETY: image `b`'s block `b·m·n .. (b+1)·m·n` lies in the capacity; gemm writes
-        // all of it (`acc` false: nothing is read), so every element is set before `set_len`.
+    let dst = SendPtr(out.as_mut_ptr());
+    blocks(batch, m, n, k).into_par_iter().for_each(|(b, rows, cols)| {
+        // SAFETY: the blocks are disjoint and inside image `b`'s `m × n` block of the
+        // capacity; gemm writes all of each (`acc` false: nothing is read), so every element
+        // is set before `set_len`.
         unsafe {
-            gemm_raw(
-                (m, n, k),
-                out.as_mut_ptr().add(b * m * n),
+            gemm_serial(
+                (rows.len(), cols.len(), k),
+                dst.get().add(b * m * n + rows.start * n + cols.start),
                 n,
-                lhs,
-                lhs_strides,
-                &rhs[b * rhs_step..],
-                rhs_strides,
+                &lhs[rows.start * lhs_rs..],
+                (lhs_rs, lhs_cs),
+                &rhs[b * rhs_step + cols.start * rhs_cs..],
+                (rhs_rs, rhs_cs),
                 false,
             )
         };
-    }
+    });
     // SAFETY: every element was written above.
     unsafe { out.set_len(len) };
     out
+}
+
+/// A raw pointer tasks may share, each writing its own disjoint part of one buffer.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr<T>(pub *mut T);
+// SAFETY: only used for disjoint writes, which callers vouch for.
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// The pointer (a method, so closures capture the whole `Send` wrapper).
+    pub(crate) fn get(self) -> *mut T {
+        self.0
+    }
+}
+
+/// How many parallel tasks an op of `work` multiply-adds over `items` independent items
+/// should split each item into: about two tasks per thread when the work is worth it,
+/// one split per op rather than one per matrix product (threads are woken once).
+pub(crate) fn splits(items: usize, work: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if threads > 1 && work > 1 << 20 {
+        (2 * threads).div_ceil(items.max(1)).max(1)
+    } else {
+        1
+    }
+}
+
+/// `parts` near-equal consecutive ranges covering `0..len`.
+pub(crate) fn ranges(len: usize, parts: usize) -> impl Iterator<Item = std::ops::Range<usize>> + Clone {
+    let parts = parts.clamp(1, len.max(1));
+    (0..parts).map(move |i| i * len / parts..(i + 1) * len / parts)
+}
+
+/// The blocks `(image, rows, columns)` of `batch` products of `m × n` (inner size `k`) to
+/// run in parallel: columns are split while blocks stay at least 64 wide, then rows (at
+/// least 16, a kernel's height).
+pub(crate) fn blocks(
+    batch: usize,
+    m: usize,
+    n: usize,
+    k: usize,
+) -> Vec<(usize, std::ops::Range<usize>, std::ops::Range<usize>)> {
+    let per = splits(batch, batch * m * n * k);
+    let cs = per.min(n / 64).max(1);
+    let rs = per.div_ceil(cs).min(m / 16).max(1);
+    (0..batch)
+        .flat_map(|b| ranges(m, rs).flat_map(move |r| ranges(n, cs).map(move |c| (b, r.clone(), c))))
+        .collect()
 }
 
 /// `dst (m×n, rows `dst_rs` apart) = lhs · rhs`, plus `dst` when `acc`.
@@ -97,6 +149,45 @@ pub(crate) fn matmul_batch<T: WithDType>(
 /// `m × n` block with rows `dst_rs` apart, and not aliased.
 #[allow(clippy::too_many_arguments)]
 unsafe fn gemm_raw<T: WithDType>(
+    mnk: (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+    acc: bool,
+) {
+    let (m, n, k) = mnk;
+    let threads = rayon::current_num_threads();
+    // Small products are not worth waking other threads for.
+    let par = threads > 1 && m * n * k > 1 << 18;
+    gemm_on(mnk, dst, dst_rs, lhs, lhs_strides, rhs, rhs_strides, acc, par)
+}
+
+/// [`gemm_raw`] on the calling thread only: for products that are themselves one of
+/// several tasks run in parallel (one rayon split per op instead of one per product).
+///
+/// # Safety
+/// As [`gemm_raw`].
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn gemm_serial<T: WithDType>(
+    mnk: (usize, usize, usize),
+    dst: *mut T,
+    dst_rs: usize,
+    lhs: &[T],
+    lhs_strides: (usize, usize),
+    rhs: &[T],
+    rhs_strides: (usize, usize),
+    acc: bool,
+) {
+    gemm_on(mnk, dst, dst_rs, lhs, lhs_strides, rhs, rhs_strides, acc, false)
+}
+
+/// # Safety
+/// As [`gemm_raw`].
+#[allow(clippy::too_many_arguments)]
+unsafe fn gemm_on<T: WithDType>(
     (m, n, k): (usize, usize, usize),
     dst: *mut T,
     dst_rs: usize,
@@ -105,15 +196,14 @@ unsafe fn gemm_raw<T: WithDType>(
     rhs: &[T],
     (rhs_rs, rhs_cs): (usize, usize),
     acc: bool,
+    parallel: bool,
 ) {
     // gemm reads through raw pointers: check every index it can touch.
     assert!(m > 0 && n > 0 && k > 0 && n <= dst_rs);
     assert!(lhs.len() > (m - 1) * lhs_rs + (k - 1) * lhs_cs);
     assert!(rhs.len() > (k - 1) * rhs_rs + (n - 1) * rhs_cs);
-    let threads = rayon::current_num_threads();
-    // Small products are not worth waking other threads for.
-    let par = if threads > 1 && m * n * k > 1 << 18 {
-        gemm::Parallelism::Rayon(threads)
+    let par = if parallel {
+        gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
     };
