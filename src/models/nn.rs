@@ -61,6 +61,8 @@ impl ConvConfig {
 #[derive(Clone)]
 pub struct Conv {
     weight: Tensor,
+    /// The weight transformed for Winograd's algorithm (3×3, stride 1, one group).
+    winograd: Option<std::sync::Arc<crate::ops::winograd::Kernel>>,
     bias: Option<Tensor>,
     stride: usize,
     pad: Pad,
@@ -79,14 +81,26 @@ impl Conv {
         // `shapes` lists the weight, then the bias if there is one.
         let bias = cfg.bias.then(|| loaded.pop()).flatten();
         let weight = loaded.remove(0);
-        Ok(Conv {
+        Conv {
             weight,
+            winograd: None,
             bias,
             stride: cfg.stride,
             pad: cfg.pad,
             groups: cfg.groups,
             k,
-        })
+        }
+        .prepared()
+    }
+
+    /// With the weight transformed for Winograd's algorithm where it applies.
+    fn prepared(mut self) -> candle_core::Result<Conv> {
+        self.winograd = if self.k == 3 && self.stride == 1 && self.groups == 1 && !self.weight.track_op() {
+            crate::ops::winograd::Kernel::new(&self.weight)?.map(std::sync::Arc::new)
+        } else {
+            None
+        };
+        Ok(self)
     }
 
     /// The tensors a convolution named `prefix` holds in a state dict.
@@ -110,7 +124,7 @@ impl Conv {
             Some(b) => ((b * &scale)? + shift)?,
             None => shift,
         });
-        Ok(self)
+        self.prepared()
     }
 
     fn pads(&self, i: usize) -> (usize, usize) {
@@ -205,7 +219,7 @@ impl Conv {
         } else if self.is_depthwise(c)? {
             crate::ops::depthwise::depthwise_conv2d_bias_act(x, &self.weight, b, self.stride, pads, act)
         } else if self.groups == 1 {
-            crate::ops::conv2d_bias_act(x, &self.weight, b, self.stride, pads, act)
+            crate::ops::conv2d_bias_act(x, &self.weight, b, self.stride, pads, act, self.winograd.as_ref())
         } else {
             crate::ops::bias::bias_act(&self.convolve(x, pads)?, b, act)
         }

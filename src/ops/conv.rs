@@ -7,8 +7,11 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
+use std::sync::Arc;
+
 use super::bias::{act_grad, epilogue, Act};
 use super::pointwise::{gemm_serial, matmul_into, ranges, splits, SendPtr};
+use super::winograd::{self, Element, Kernel};
 use rayon::prelude::*;
 
 #[derive(Debug, Clone, Copy)]
@@ -388,7 +391,66 @@ impl CustomOp2 for GradWeight {
 /// The convolution with its bias and activation as one op: one graph node (one output
 /// buffer forward, one gradient accumulation backward) instead of two, and the bias and
 /// activation applied to each image's output while it is still in cache.
-struct Conv2dBiasAct(Conv2d, Act);
+struct Conv2dBiasAct(Conv2d, Act, Option<Arc<Kernel>>);
+
+impl Conv2dBiasAct {
+    /// The transformed kernel when Winograd's algorithm applies to this call: stride 1, a
+    /// kernel transformed for these channels and dtype, and enough tiles to pay.
+    fn winograd<'a, T: Element>(&'a self, g: &Geom) -> Option<(&'a [T], &'a [T])> {
+        let k = self.2.as_deref()?;
+        let tiles = winograd::tiles(g.n, g.h, g.w, self.0.pad);
+        (self.0.stride == 1 && k.shape() == (g.o, g.c) && winograd::pays(tiles, g.c, g.o))
+            .then(|| T::of(k))
+            .flatten()
+    }
+
+    fn forward<T: Element>(&self, x: &[T], k: &[T], b: &[T], g: &Geom) -> Vec<T> {
+        match self.winograd::<T>(g) {
+            Some((u, _)) => winograd::conv(
+                x,
+                (g.n, g.c, g.h, g.w),
+                u,
+                g.o,
+                self.0.pad,
+                (g.oh, g.ow),
+                Some((b, self.1)),
+            ),
+            None => self.0.forward(x, k, g, Some((b, self.1))),
+        }
+    }
+}
+
+/// The input gradient of a stride-1 3×3 convolution by Winograd's algorithm: the
+/// convolution of the output gradient by the flipped, transposed kernel, with padding
+/// `2 − p` on each side. Operand: the output gradient.
+struct WinogradGradInput(Arc<Kernel>, [usize; 4], Shape);
+
+impl candle_core::CustomOp1 for WinogradGradInput {
+    fn name(&self) -> &'static str {
+        "cnnscope-conv2d-grad-input-winograd"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let dims = l.shape().dims4()?;
+        let (_, c, h, w) = self.2.dims4()?;
+        fn run<T: Element>(
+            op: &WinogradGradInput,
+            gy: &[T],
+            dims: (usize, usize, usize, usize),
+            c: usize,
+            hw: (usize, usize),
+        ) -> candle_core::Result<Vec<T>> {
+            let (_, back) = T::of(&op.0).ok_or_else(|| candle_core::Error::Msg("winograd: kernel dtype".into()))?;
+            Ok(winograd::conv(gy, dims, back, c, op.1, hw, None))
+        }
+        let out = match s {
+            CpuStorage::F32(v) => CpuStorage::F32(run(self, super::contiguous_slice(v, l)?, dims, c, (h, w))?),
+            CpuStorage::F64(v) => CpuStorage::F64(run(self, super::contiguous_slice(v, l)?, dims, c, (h, w))?),
+            _ => candle_core::bail!("conv2d: f32 or f64 operands"),
+        };
+        Ok((out, self.2.clone()))
+    }
+}
 
 impl CustomOp3 for Conv2dBiasAct {
     fn name(&self) -> &'static str {
@@ -408,13 +470,8 @@ impl CustomOp3 for Conv2dBiasAct {
         if l3.shape().elem_count() != g.o {
             candle_core::bail!("conv2d: bias {:?} does not fit {} outputs", l3.shape(), g.o)
         }
-        let act = self.1;
-        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| self.0.forward(
-            x,
-            k,
-            &g,
-            Some((b, act))
-        ));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| self
+            .forward(x, k, b, &g));
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -427,7 +484,32 @@ impl CustomOp3 for Conv2dBiasAct {
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = act_grad(gy, res, self.1)?.contiguous()?;
-        let (gx, gk) = self.0.bwd(x, k, res, &g)?;
+        let [pt, pb, pl, pr] = self.0.pad;
+        let geom = self.0.geom(x.shape(), k.shape())?;
+        let back = [
+            2usize.saturating_sub(pt),
+            2usize.saturating_sub(pb),
+            2usize.saturating_sub(pl),
+            2usize.saturating_sub(pr),
+        ];
+        let winograd = self.2.as_ref().filter(|w| {
+            self.0.stride == 1
+                && pt.max(pb).max(pl).max(pr) <= 2
+                && w.shape() == (geom.o, geom.c)
+                && winograd::pays(winograd::tiles(geom.n, geom.oh, geom.ow, back), geom.o, geom.c)
+        });
+        let (gx, gk) = match winograd {
+            Some(w) => {
+                let gx = g.apply_op1_no_bwd(&WinogradGradInput(w.clone(), back, x.shape().clone()))?;
+                let gk = if k.track_op() {
+                    Some(g.apply_op2_no_bwd(x, &GradWeight(self.0, k.shape().clone()))?)
+                } else {
+                    None
+                };
+                (Some(gx), gk)
+            }
+            None => self.0.bwd(x, k, res, &g)?,
+        };
         let gb = if b.track_op() {
             Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
         } else {
@@ -438,6 +520,8 @@ impl CustomOp3 for Conv2dBiasAct {
 }
 
 /// `act(conv2d(x, k) + b)`: [`conv2d`] with a per-channel bias and an activation, one op.
+/// `winograd`: `k` transformed ([`Kernel::new`]), for Winograd's algorithm where it applies
+/// (a weight that takes part in the gradient graph may change, so it is not used then).
 pub fn conv2d_bias_act(
     x: &Tensor,
     k: &Tensor,
@@ -445,11 +529,13 @@ pub fn conv2d_bias_act(
     stride: usize,
     pad: [usize; 4],
     act: Act,
+    winograd: Option<&Arc<Kernel>>,
 ) -> candle_core::Result<Tensor> {
+    let winograd = winograd.filter(|_| !k.track_op()).cloned();
     x.contiguous()?.apply_op3(
         &k.contiguous()?,
         &b.contiguous()?,
-        Conv2dBiasAct(Conv2d { stride, pad }, act),
+        Conv2dBiasAct(Conv2d { stride, pad }, act, winograd),
     )
 }
 
@@ -533,7 +619,7 @@ mod tests {
             let kv = Var::from_tensor(&Tensor::randn(0f64, 1.0, (o, c, k, k), &dev).unwrap()).unwrap();
             let b = Var::from_tensor(&Tensor::randn(0f64, 1.0, o, &dev).unwrap()).unwrap();
             for act in [Act::Identity, Act::Relu, Act::GuidedRelu, Act::Relu6, Act::GuidedRelu6] {
-                let ours = conv2d_bias_act(&x, &kv, &b, stride, pad, act).unwrap();
+                let ours = conv2d_bias_act(&x, &kv, &b, stride, pad, act, None).unwrap();
                 let theirs = crate::ops::bias::bias_act(&conv2d(&x, &kv, stride, pad).unwrap(), &b, act).unwrap();
                 assert!(max_diff(&ours, &theirs) < 1e-12, "{act:?}");
                 let probe = Tensor::randn(0f64, 1.0, ours.dims(), &dev).unwrap();
@@ -542,6 +628,43 @@ mod tests {
                 for v in [x.as_tensor(), kv.as_tensor(), b.as_tensor()] {
                     assert!(max_diff(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-10, "{act:?}");
                 }
+            }
+        }
+    }
+
+    /// The op with a Winograd kernel against the same op without: forward, input and
+    /// weight gradients (the input gradient runs by Winograd too, padding 2 − p).
+    #[test]
+    fn winograd_path_matches_the_direct_one() {
+        let dev = Device::Cpu;
+        for &(n, c, o, h, w, pad) in &[(1, 256, 256, 16, 16, [1, 1, 1, 1]), (2, 260, 257, 15, 13, [0, 1, 1, 0])] {
+            let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
+            let k = Tensor::randn(0f64, 1.0, (o, c, 3, 3), &dev).unwrap();
+            let b = Tensor::randn(0f64, 1.0, o, &dev).unwrap();
+            let kernel = Arc::new(Kernel::new(&k).unwrap().unwrap());
+            let g = Geom {
+                n,
+                c,
+                h,
+                w,
+                o,
+                kh: 3,
+                kw: 3,
+                oh: h + pad[0] + pad[1] - 2,
+                ow: w + pad[2] + pad[3] - 2,
+            };
+            assert!(
+                winograd::pays(winograd::tiles(g.n, g.h, g.w, pad), c, o),
+                "the case takes the Winograd path"
+            );
+            for act in [Act::Identity, Act::Relu] {
+                let ours = conv2d_bias_act(&x, &k, &b, 1, pad, act, Some(&kernel)).unwrap();
+                let theirs = conv2d_bias_act(&x, &k, &b, 1, pad, act, None).unwrap();
+                assert!(max_diff(&ours, &theirs) < 1e-10, "{act:?}");
+                let probe = Tensor::randn(0f64, 1.0, ours.dims(), &dev).unwrap();
+                let g1 = (ours * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                let g2 = (theirs * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+                assert!(max_diff(g1.get(&x).unwrap(), g2.get(&x).unwrap()) < 1e-10, "{act:?}");
             }
         }
     }

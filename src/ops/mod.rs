@@ -31,6 +31,7 @@ pub mod mbconv;
 pub mod pointwise;
 pub mod relu;
 pub mod relu6;
+pub mod winograd;
 
 pub use conv::{conv2d, conv2d_bias_act};
 pub use depthwise::depthwise_conv2d;
