@@ -7,7 +7,7 @@
 # WORKLOAD is `gallery` (default: bench/gallery.yaml, EfficientNet-Lite0, against
 # peer_gallery.py), `resnet50` (bench/resnet50.yaml, the same gallery on ResNet-50 with
 # seeded random weights written once into target/bench/ by make_random_torchvision.py,
-# against `peer_gallery.py --arch resnet50`) or `metrics` (bench/metrics.yaml,
+# against `peer_gallery.py --arch resnet50`; `resnet18` and `vgg16` likewise) or `metrics` (bench/metrics.yaml,
 # deletion/insertion and the randomisation test, against peer_metrics.py; it also
 # compares the numbers with bench/compare_metrics.py) or `units` (bench/units.yaml, LeNet-5's
 # units over 2,000 held-out digits with t-SNE and random directions, against
@@ -28,14 +28,14 @@ peer_python=${PEER_PYTHON:-.venv-peer/bin/python}
 peer_dir=${PEER_DIR:-../shared/bench}
 case "$workload" in
     gallery) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/gallery.yaml ;;
-    resnet50) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/resnet50.yaml
-        peer_args=(--arch resnet50 --weights target/bench/resnet50.safetensors) ;;
+    resnet18|resnet50|vgg16) peer_script=${PEER_SCRIPT:-$peer_dir/peer_gallery.py}; config=bench/$workload.yaml
+        peer_args=(--arch "$workload" --weights "target/bench/$workload.safetensors") ;;
     metrics) peer_script=${PEER_SCRIPT:-$peer_dir/peer_metrics.py}; config=bench/metrics.yaml ;;
     units) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/units.yaml
         peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --skip-fv) ;;
     featurevis) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/featurevis.yaml
         peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --only-fv) ;;
-    *) echo "unknown workload \`$workload\` (gallery, resnet50, metrics, units or featurevis)" >&2; exit 1 ;;
+    *) echo "unknown workload \`$workload\` (gallery, resnet18, resnet50, vgg16, metrics, units or featurevis)" >&2; exit 1 ;;
 esac
 # The photographs without anything else in the folder (the peer opens every file).
 images=${PEER_IMAGES:-../shared/data/images}
@@ -43,10 +43,12 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 [ -x target/release/cnnscope ] || cargo build --release
 [ -x "$peer_python" ] || { echo "no peer environment at $peer_python (see docs/performance.md)" >&2; exit 1; }
-if [ "$workload" = resnet50 ] && [ ! -f target/bench/resnet50.safetensors ]; then
-    mkdir -p target/bench
-    "$peer_python" "$peer_dir/make_random_torchvision.py" resnet50 target/bench/resnet50.safetensors
-fi
+case "$workload" in resnet18|resnet50|vgg16)
+    if [ ! -f "target/bench/$workload.safetensors" ]; then
+        mkdir -p target/bench
+        "$peer_python" "$peer_dir/make_random_torchvision.py" "$workload" "target/bench/$workload.safetensors"
+    fi ;;
+esac
 
 measure() { # label, command...: prints "label seconds peak_rss_mb"
     local label=$1; shift

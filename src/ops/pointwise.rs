@@ -108,11 +108,13 @@ impl<T> SendPtr<T> {
 }
 
 /// How many parallel tasks an op of `work` multiply-adds over `items` independent items
-/// should split each item into: about two tasks per thread when the work is worth it,
-/// one split per op rather than one per matrix product (threads are woken once).
+/// (images, tiles) should split each item into: none when the items alone can keep every
+/// thread busy (splitting an item repeats work: packing, column matrices), else about two
+/// tasks per thread when the work is worth it. One split per op rather than one per matrix
+/// product: threads are woken once.
 pub(crate) fn splits(items: usize, work: usize) -> usize {
     let threads = rayon::current_num_threads();
-    if threads > 1 && work > 1 << 20 {
+    if threads > 1 && work > 1 << 20 && items < threads {
         (2 * threads).div_ceil(items.max(1)).max(1)
     } else {
         1
