@@ -76,7 +76,7 @@ impl MaxPool2d {
                     let found = rows.clone().find_map(|r| {
                         cr.clone()
                             .map(|col| r * w + col)
-                            .find(|&i| plane[i] == m || (m != m && plane[i] != plane[i]))
+                            .find(|&i| plane[i] == m || (is_nan(m) && is_nan(plane[i])))
                     });
                     // The maximum is one of the window's inputs, so it is always found.
                     if let Some(i) = found {
@@ -105,12 +105,17 @@ impl MaxPool2d {
     }
 }
 
+#[inline(always)]
+#[allow(clippy::eq_op)] // `v != v` is the NaN test for any float type
+fn is_nan<T: WithDType>(v: T) -> bool {
+    v != v
+}
+
 /// Whether `v` replaces the running maximum `m`: when larger, or NaN (which propagates);
 /// ties keep the earlier value.
 #[inline(always)]
-#[allow(clippy::eq_op)] // `v != v` is the NaN test for any float type
 fn wins<T: WithDType>(v: T, m: T) -> T {
-    if v > m || v != v {
+    if v > m || is_nan(v) {
         v
     } else {
         m

@@ -140,6 +140,7 @@ pub fn pays(tiles: usize, c: usize, o: usize) -> bool {
 /// the 16 products and the output transform by output channel run in parallel. The
 /// transforms run along a row of tiles at once, so they vectorise.
 #[allow(clippy::too_many_arguments)]
+#[allow(clippy::needless_range_loop)] // the loops walk several arrays in step, by tile
 pub fn conv<T: WithDType>(
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
