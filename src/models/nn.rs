@@ -61,7 +61,7 @@ impl ConvConfig {
 #[derive(Clone)]
 pub struct Conv {
     weight: Tensor,
-    /// The weight transformed for Winograd's algorithm (3×3, stride 1, one group).
+    /// The weight transformed for Winograd's algorithm (3×3, stride 1, one group, wide).
     winograd: Option<std::sync::Arc<crate::ops::winograd::Kernel>>,
     bias: Option<Tensor>,
     stride: usize,
@@ -95,7 +95,13 @@ impl Conv {
 
     /// With the weight transformed for Winograd's algorithm where it applies.
     fn prepared(mut self) -> candle_core::Result<Conv> {
-        self.winograd = if self.k == 3 && self.stride == 1 && self.groups == 1 && !self.weight.track_op() {
+        let (o, c) = (self.weight.dim(0)?, self.weight.dim(1)?);
+        self.winograd = if self.k == 3
+            && self.stride == 1
+            && self.groups == 1
+            && crate::ops::winograd::wide(c, o)
+            && !self.weight.track_op()
+        {
             crate::ops::winograd::Kernel::new(&self.weight)?.map(std::sync::Arc::new)
         } else {
             None

@@ -131,7 +131,13 @@ pub fn tiles(n: usize, h: usize, w: usize, [pt, pb, pl, pr]: [usize; 4]) -> usiz
 /// one core (docs/performance.md): with 64 channels the transforms make it 1.6–2.6×
 /// slower than the direct path, with 128 it is even, from 256 it is 1.1–1.5× faster.
 pub fn pays(tiles: usize, c: usize, o: usize) -> bool {
-    tiles >= 64 && c >= 256 && o >= 256
+    tiles >= 64 && wide(c, o)
+}
+
+/// Whether a convolution has channels enough for [`pays`] ever to hold: only those keep a
+/// transformed kernel.
+pub fn wide(c: usize, o: usize) -> bool {
+    c >= 256 && o >= 256
 }
 
 /// The convolution of `x` `(N, C, H, W)` by a transformed kernel `u` (16 × O × C) with
