@@ -379,6 +379,37 @@ fn mobilenet_v2() {
 
 /// Layer shapes follow the configured input: VGG at 64×64 pools to 2×2 and averages up to 7×7;
 /// AlexNet at its smallest input.
+/// VGG and AlexNet run a convolution (and its batch norm) with the ReLU after it as one op
+/// when a pass touches none of them but the ReLU: logits and input gradients (plain and
+/// guided) equal those of a pass that keeps every layer, which runs each layer on its own.
+#[test]
+fn fused_plain_layers_equal_the_separate_ones() {
+    for id in ["vgg11_bn", "alexnet"] {
+        let arch = models::architecture(id).unwrap();
+        let input = rgb(64);
+        let weights = random_weights(&(arch.tensors)(&input, 1000), DType::F64);
+        let model = build(id, &weights, &input, DType::F64);
+        let x = Tensor::randn(0f64, 1.0, (2, 3, 64, 64), &Device::Cpu).unwrap();
+        let fused = model.forward(&x, &mut Tap::default()).unwrap();
+        let separate = model.forward(&x, &mut Tap::new(Select::All, Select::None)).unwrap();
+        let d = max_abs(&(&fused - &separate).unwrap()) / max_abs(&separate);
+        assert!(d < 1e-12, "{id}: logits differ by {d:e}");
+        for guided in [false, true] {
+            let grads = |layers| {
+                if guided {
+                    models::guided_gradients(model.as_ref(), &x, &[3, 5], layers).unwrap()
+                } else {
+                    models::gradients(model.as_ref(), &x, &[3, 5], layers).unwrap()
+                }
+            };
+            let (a, b) = (grads(Select::None).input, grads(Select::All).input);
+            assert!(max_abs(&b) > 0.0, "{id}: a gradient reaches the input");
+            let d = max_abs(&(&a - &b).unwrap()) / max_abs(&b);
+            assert!(d < 1e-10, "{id} guided {guided}: input gradients differ by {d:e}");
+        }
+    }
+}
+
 #[test]
 fn output_shapes_follow_the_input_size() {
     let shape = |id: &str, size: usize, layer: &str| -> Vec<usize> {

@@ -76,11 +76,7 @@ impl CustomOp3 for Affine {
         } else {
             None
         };
-        let gt = if t.track_op() {
-            Some(gy.sum((0, 2, 3))?.reshape(t.shape())?)
-        } else {
-            None
-        };
+        let gt = super::bias::bias_grad(&gy, t)?;
         Ok((Some(gx), gs, gt))
     }
 }

@@ -115,6 +115,16 @@ pub(crate) fn act_grad(gy: &Tensor, y: &Tensor, act: Act) -> candle_core::Result
     }
 }
 
+/// The gradient of a per-channel bias `b` from the gradient `g` after it (`(N, C, H, W)`),
+/// only when the bias takes part in the gradient graph.
+pub(crate) fn bias_grad(g: &Tensor, b: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    if b.track_op() {
+        Ok(Some(g.sum((0, 2, 3))?.reshape(b.shape())?))
+    } else {
+        Ok(None)
+    }
+}
+
 /// Operands (gy, y): the gradient before the activation, from its output `y`.
 struct ActGrad(Act);
 
@@ -171,11 +181,7 @@ impl CustomOp2 for AddBias {
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let g = act_grad(gy, res, self.0)?;
-        let gb = if b.track_op() {
-            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
-        } else {
-            None
-        };
+        let gb = bias_grad(&g, b)?;
         Ok((Some(g), gb))
     }
 }

@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithD
 
 use std::sync::Arc;
 
-use super::bias::{act_grad, epilogue, Act};
+use super::bias::{act_grad, bias_grad, epilogue, Act};
 use super::pointwise::{gemm_serial, matmul_into, ranges, splits, SendPtr};
 use super::winograd::{self, Element, Kernel};
 use rayon::prelude::*;
@@ -343,12 +343,19 @@ impl CustomOp2 for Conv2d {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let gy = gy.contiguous()?;
         let gx = gy.apply_op2_no_bwd(k, &GradInput(*self, x.shape().clone()))?;
-        let gk = if k.track_op() {
-            Some(gy.apply_op2_no_bwd(x, &GradWeight(*self, k.shape().clone()))?)
+        Ok((Some(gx), self.weight_grad(x, k, &gy)?))
+    }
+}
+
+impl Conv2d {
+    /// The weight's gradient from the (contiguous) output gradient, only when the weight
+    /// takes part in the gradient graph.
+    fn weight_grad(&self, x: &Tensor, k: &Tensor, gy: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        if k.track_op() {
+            Ok(Some(gy.apply_op2_no_bwd(x, &GradWeight(*self, k.shape().clone()))?))
         } else {
-            None
-        };
-        Ok((Some(gx), gk))
+            Ok(None)
+        }
     }
 }
 
@@ -396,17 +403,16 @@ struct Conv2dBiasAct(Conv2d, Act, Option<Arc<Kernel>>);
 impl Conv2dBiasAct {
     /// The transformed kernel when Winograd's algorithm applies to this call: stride 1, a
     /// kernel transformed for these channels and dtype, and enough tiles to pay.
-    fn winograd<'a, T: Element>(&'a self, g: &Geom) -> Option<(&'a [T], &'a [T])> {
+    fn winograd<'a, T: Element>(&'a self, g: &Geom) -> Option<&'a [T]> {
         let k = self.2.as_deref()?;
         let tiles = winograd::tiles(g.n, g.h, g.w, self.0.pad);
-        (self.0.stride == 1 && k.shape() == (g.o, g.c) && winograd::pays(tiles, g.c, g.o))
-            .then(|| T::of(k))
-            .flatten()
+        let applies = self.0.stride == 1 && k.shape() == (g.o, g.c) && winograd::pays(tiles, g.c, g.o);
+        applies.then(|| T::of(k).map(|(forward, _)| forward)).flatten()
     }
 
     fn forward<T: Element>(&self, x: &[T], k: &[T], b: &[T], g: &Geom) -> Vec<T> {
         match self.winograd::<T>(g) {
-            Some((u, _)) => winograd::conv(
+            Some(u) => winograd::conv(
                 x,
                 (g.n, g.c, g.h, g.w),
                 u,
@@ -501,20 +507,11 @@ impl CustomOp3 for Conv2dBiasAct {
         let (gx, gk) = match winograd {
             Some(w) => {
                 let gx = g.apply_op1_no_bwd(&WinogradGradInput(w.clone(), back, x.shape().clone()))?;
-                let gk = if k.track_op() {
-                    Some(g.apply_op2_no_bwd(x, &GradWeight(self.0, k.shape().clone()))?)
-                } else {
-                    None
-                };
-                (Some(gx), gk)
+                (Some(gx), self.0.weight_grad(x, k, &g)?)
             }
             None => self.0.bwd(x, k, res, &g)?,
         };
-        let gb = if b.track_op() {
-            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
-        } else {
-            None
-        };
+        let gb = bias_grad(&g, b)?;
         Ok((gx, gk, gb))
     }
 }

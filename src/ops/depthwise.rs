@@ -10,7 +10,7 @@
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 use rayon::prelude::*;
 
-use super::bias::{act_grad, relu6_mask, relu6_passes, Act};
+use super::bias::{act_grad, bias_grad, relu6_mask, relu6_passes, Act};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Depthwise {
@@ -550,11 +550,7 @@ impl CustomOp3 for DepthwiseBias {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = act_grad(gy, res, self.1)?;
         let (gx, gk) = self.0.bwd(x, k, res, &g)?;
-        let gb = if b.track_op() {
-            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
-        } else {
-            None
-        };
+        let gb = bias_grad(&g, b)?;
         Ok((gx, gk, gb))
     }
 }

@@ -5,7 +5,7 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor, WithDType};
 
-use super::bias::{act_grad, epilogue, Act};
+use super::bias::{act_grad, bias_grad, epilogue, Act};
 
 use super::contiguous_slice as slice;
 use rayon::prelude::*;
@@ -390,11 +390,7 @@ impl CustomOp3 for PointwiseBias {
         } else {
             None
         };
-        let gb = if b.track_op() {
-            Some(g.sum((0, 2, 3))?.reshape(b.shape())?)
-        } else {
-            None
-        };
+        let gb = bias_grad(&g, b)?;
         Ok((Some(gx), gw, gb))
     }
 }

@@ -182,10 +182,10 @@ pub fn conv<T: WithDType>(
                             continue;
                         }
                         let src = &plane[yy as usize * w..yy as usize * w + w];
-                        // Input column xx lands at line index xx + left.
-                        let lo = 0;
-                        let hi = w.min(2 * tw + 2 - pl.min(2 * tw + 2));
-                        buf[pl + lo..pl + hi].copy_from_slice(&src[lo..hi]);
+                        // Input column xx lands at line index xx + left; columns past the
+                        // last tile are not read.
+                        let n = w.min(2 * tw + 2 - pl.min(2 * tw + 2));
+                        buf[pl..pl + n].copy_from_slice(&src[..n]);
                     }
                     // Bᵀ d: rows combined, per column q, for every tile of the row.
                     for q in 0..4 {
