@@ -202,7 +202,7 @@ fn check_methods(config: &Config, models: &[LoadedModel]) -> Result<()> {
         }
         if mc.metrics.randomisation.is_some() {
             let checkpoints = crate::build::explain::checkpoints_of(mc, info.layers);
-            let modules = randomisation::modules(&(mc.arch.tensors)(&mc.input.spec(), mc.classes.len()));
+            let modules = randomisation::modules(&mc.arch.expected_tensors(&mc.input.spec(), mc.classes.len()));
             if let Err((i, msg)) = randomisation::check_checkpoints(&checkpoints, &modules) {
                 let key = format!("{}.randomisation.checkpoints[{i}]", mc.metrics_key);
                 return Err(config.error(&key, format!("{msg} (model `{}`)", mc.id)));

@@ -22,20 +22,34 @@ pub(super) fn validate(
     for (i, m) in raw.into_iter().enumerate() {
         let key = format!("models[{i}]");
         check.id(&format!("{key}.id"), &m.id)?;
-        let arch = crate::models::architecture(&m.arch).ok_or_else(|| {
-            check.err(
+        let builtin = crate::models::architecture(&m.arch);
+        if builtin.is_none() && m.arch != "onnx" {
+            return Err(check.err(
                 &format!("{key}.arch"),
                 format!(
-                    "unknown architecture `{}` (built in: {})",
+                    "unknown architecture `{}` (built in: {}; or `onnx` with `weights:` an ONNX file)",
                     m.arch,
                     crate::models::architecture_ids().join(", ")
                 ),
-            )
-        })?;
+            ));
+        }
         let weights = check.file(&format!("{key}.weights"), &m.weights)?;
         let classes_path = check.file(&format!("{key}.classes"), &m.classes)?;
         let classes = read_classes(&classes_path)?;
         let input = validate_input(m.input, &format!("{key}.input"), check)?;
+        let arch = match builtin {
+            Some(a) => a,
+            None => {
+                if weights.extension().and_then(|e| e.to_str()) != Some("onnx") {
+                    return Err(check.err(
+                        &format!("{key}.weights"),
+                        format!("`arch: onnx` needs an ONNX file (`.onnx`), not `{}`", weights.display()),
+                    ));
+                }
+                // The graph is read and checked now: an unsupported operator is a config error.
+                crate::models::onnx::architecture(&weights, &input.spec(), classes.len())?
+            }
+        };
         (arch.check_input)(&input.spec()).map_err(|msg| check.err(&format!("{key}.input.size"), msg))?;
         let training_log = match &m.training_log {
             Some(p) => Some(check.file(&format!("{key}.training_log"), p)?),

@@ -42,7 +42,7 @@ impl Method for WeightGradients {
                 data.insert(name.clone(), v);
             }
         }
-        let model = (cx.arch.build)(
+        let model = cx.arch.build_model(
             VarBuilder::from_varmap(&varmap, cx.x.dtype(), &Device::Cpu),
             &cx.input.spec(),
             cx.model.model.num_classes(),

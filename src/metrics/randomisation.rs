@@ -112,7 +112,7 @@ pub fn randomise(
     seed: u64,
 ) -> Result<Vec<LoadedModel>> {
     let spec = input.spec();
-    let modules = modules(&(arch.tensors)(&spec, classes));
+    let modules = modules(&arch.expected_tensors(&spec, classes));
     check_checkpoints(checkpoints, &modules).map_err(|(_, m)| Error::msg(m))?;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tensors = lm.tensors.clone();
@@ -130,7 +130,7 @@ pub fn randomise(
         }
         let map: HashMap<String, Tensor> = tensors.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let vb = VarBuilder::from_tensors(map, candle_core::DType::F32, &Device::Cpu);
-        let model = (arch.build)(vb, &spec, classes)?;
+        let model = arch.build_model(vb, &spec, classes)?;
         out.push(LoadedModel {
             model,
             tensors: tensors.clone(),

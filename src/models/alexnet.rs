@@ -23,6 +23,7 @@ pub const ARCH: Architecture = Architecture {
     check_input,
     tensors,
     build,
+    graph: None,
 };
 
 /// The smallest input whose last max-pool still has a 3×3 window.

@@ -37,6 +37,7 @@ pub const ARCH: Architecture = Architecture {
     check_input,
     tensors,
     build,
+    graph: None,
 };
 
 const EPS: f64 = 1e-3;

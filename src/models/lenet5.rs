@@ -23,6 +23,7 @@ pub const ARCH: Architecture = Architecture {
     check_input,
     tensors,
     build,
+    graph: None,
 };
 
 fn check_input(input: &InputSpec) -> Result<(), String> {

@@ -35,6 +35,7 @@ pub const ARCH: Architecture = Architecture {
     check_input,
     tensors,
     build,
+    graph: None,
 };
 
 const EPS: f64 = 1e-5;

@@ -18,6 +18,7 @@ pub mod layer;
 pub mod lenet5;
 pub mod mobilenet_v2;
 pub mod nn;
+pub mod onnx;
 pub mod plain;
 pub mod region;
 pub mod resnet;
@@ -47,6 +48,8 @@ pub enum LayerKind {
     /// A composite block (a residual block, an MBConv block): its output.
     Block,
     Linear,
+    /// Another operation of an ONNX graph (an addition, a concatenation, a sigmoid, ...).
+    Op,
 }
 
 impl LayerKind {
@@ -60,6 +63,7 @@ impl LayerKind {
             LayerKind::AvgPool => "avgpool",
             LayerKind::Block => "block",
             LayerKind::Linear => "linear",
+            LayerKind::Op => "op",
         }
     }
 }
@@ -363,6 +367,27 @@ pub struct Architecture {
     /// The tensors a weights file must hold, with their shapes.
     pub tensors: fn(&InputSpec, usize) -> layer::Tensors,
     pub build: fn(VarBuilder, &InputSpec, usize) -> candle_core::Result<Box<dyn Model>>,
+    /// The graph of an ONNX model (`arch: onnx`), which `tensors` and `build` then ignore:
+    /// use [`Architecture::expected_tensors`] and [`Architecture::build_model`].
+    pub graph: Option<&'static onnx::Graph>,
+}
+
+impl Architecture {
+    /// The tensors a weights file must hold, with their shapes.
+    pub fn expected_tensors(&self, input: &InputSpec, classes: usize) -> layer::Tensors {
+        match self.graph {
+            Some(g) => onnx::tensors(g),
+            None => (self.tensors)(input, classes),
+        }
+    }
+
+    /// The network with the weights `vb` holds.
+    pub fn build_model(&self, vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
+        match self.graph {
+            Some(g) => onnx::build(g, vb),
+            None => (self.build)(vb, input, classes),
+        }
+    }
 }
 
 impl std::fmt::Debug for Architecture {
@@ -421,7 +446,8 @@ pub fn load_as(
         .map(|(k, v)| Ok((k.clone(), v.to_dtype(dtype)?)))
         .collect::<candle_core::Result<_>>()?;
     let vb = VarBuilder::from_tensors(map, dtype, &Device::Cpu);
-    let model = (arch.build)(vb, input, classes)
+    let model = arch
+        .build_model(vb, input, classes)
         .map_err(|e| Error::at(path, format!("cannot build {} from these weights: {e}", arch.id)))?;
     Ok(LoadedModel { model, tensors })
 }
@@ -474,10 +500,11 @@ pub fn read_weights(path: &Path) -> Result<HashMap<String, Tensor>> {
             }
             Ok(all.into_iter().collect())
         }
+        "onnx" => onnx::graph::read_weights(path),
         _ => Err(Error::at(
             path,
             format!(
-                "unsupported weights format `.{ext}`: expected `.safetensors`, or a PyTorch `.pth`/`.pt` in zip format"
+                "unsupported weights format `.{ext}`: expected `.safetensors`, an ONNX `.onnx` (with `arch: onnx`), or a PyTorch `.pth`/`.pt` in zip format"
             ),
         )),
     }
@@ -490,7 +517,14 @@ fn check_tensors(
     input: &InputSpec,
     classes: usize,
 ) -> Result<BTreeMap<String, Tensor>> {
-    let expected = (arch.tensors)(input, classes);
+    let expected = arch.expected_tensors(input, classes);
+    // An ONNX file also holds constants that are not weights.
+    let raw = if arch.graph.is_some() {
+        let names: std::collections::HashSet<&String> = expected.iter().map(|(n, _)| n).collect();
+        raw.into_iter().filter(|(k, _)| names.contains(k)).collect()
+    } else {
+        raw
+    };
     let mut out = BTreeMap::new();
     for (name, shape) in &expected {
         let Some(t) = raw.get(name) else {

@@ -16,6 +16,8 @@ pub enum Pad {
     /// TensorFlow's "SAME": `max((⌈i/s⌉ − 1)·s + k − i, 0)` in all, half (rounded down)
     /// before and the rest after, computed from the input size at run time.
     Same,
+    /// `[top, bottom, left, right]` (ONNX's `pads`).
+    Explicit([usize; 4]),
 }
 
 /// TensorFlow's SAME padding for one dimension: (before, after).
@@ -93,6 +95,20 @@ impl Conv {
         .prepared()
     }
 
+    /// A `k × k` convolution from its weight `(out, in/groups, k, k)` and bias (ONNX graphs).
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>, k: usize, cfg: ConvConfig) -> candle_core::Result<Self> {
+        Conv {
+            weight,
+            winograd: None,
+            bias,
+            stride: cfg.stride,
+            pad: cfg.pad,
+            groups: cfg.groups,
+            k,
+        }
+        .prepared()
+    }
+
     /// With the weight transformed for Winograd's algorithm where it applies.
     fn prepared(mut self) -> candle_core::Result<Conv> {
         let (o, c) = (self.weight.dim(0)?, self.weight.dim(1)?);
@@ -137,11 +153,15 @@ impl Conv {
         match self.pad {
             Pad::Sym(p) => (p, p),
             Pad::Same => same_pad(i, self.k, self.stride),
+            Pad::Explicit(_) => unreachable!("explicit padding is read whole"),
         }
     }
 
     /// The padding for an `h × w` input: `[top, bottom, left, right]`.
     pub fn padding(&self, h: usize, w: usize) -> [usize; 4] {
+        if let Pad::Explicit(p) = self.pad {
+            return p;
+        }
         let ((t, b), (l, r)) = (self.pads(h), self.pads(w));
         [t, b, l, r]
     }
@@ -321,6 +341,13 @@ pub fn linear(cin: usize, cout: usize, vb: VarBuilder) -> candle_core::Result<Li
     })
 }
 
+impl Linear {
+    /// From a weight `(out, in)` and a bias `(out)`.
+    pub fn from_tensors(weight: Tensor, bias: Tensor) -> Linear {
+        Linear { weight, bias }
+    }
+}
+
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if fast_dtype(x) && x.rank() == 2 && x.dtype() == self.weight.dtype() {
@@ -347,6 +374,17 @@ impl BatchNorm {
         let (w, b, mean, var) = (w?, b?, mean?, var?);
         let scale = (w / (var + eps)?.sqrt()?)?;
         let shift = (b - (mean * &scale)?)?;
+        Ok(BatchNorm {
+            scale: scale.reshape((1, c, 1, 1))?,
+            shift: shift.reshape((1, c, 1, 1))?,
+        })
+    }
+
+    /// From its four tensors (ONNX's `BatchNormalization` inputs).
+    pub fn from_tensors(w: Tensor, b: Tensor, mean: Tensor, var: Tensor, eps: f64) -> candle_core::Result<Self> {
+        let c = w.elem_count();
+        let scale = (w.reshape(c)? / (var.reshape(c)? + eps)?.sqrt()?)?;
+        let shift = (b.reshape(c)? - (mean.reshape(c)? * &scale)?)?;
         Ok(BatchNorm {
             scale: scale.reshape((1, c, 1, 1))?,
             shift: shift.reshape((1, c, 1, 1))?,

@@ -30,6 +30,7 @@ pub const RESNET18: Architecture = Architecture {
     check_input,
     tensors: tensors::<18>,
     build: build::<18>,
+    graph: None,
 };
 
 pub const RESNET34: Architecture = Architecture {
@@ -41,6 +42,7 @@ pub const RESNET34: Architecture = Architecture {
     check_input,
     tensors: tensors::<34>,
     build: build::<34>,
+    graph: None,
 };
 
 pub const RESNET50: Architecture = Architecture {
@@ -52,6 +54,7 @@ pub const RESNET50: Architecture = Architecture {
     check_input,
     tensors: tensors::<50>,
     build: build::<50>,
+    graph: None,
 };
 
 /// Blocks per stage, and whether the blocks are bottlenecks.

@@ -33,6 +33,7 @@ pub const VGG11: Architecture = Architecture {
     check_input,
     tensors: tensors::<11, false>,
     build: build::<11, false>,
+    graph: None,
 };
 
 pub const VGG11_BN: Architecture = Architecture {
@@ -44,6 +45,7 @@ pub const VGG11_BN: Architecture = Architecture {
     check_input,
     tensors: tensors::<11, true>,
     build: build::<11, true>,
+    graph: None,
 };
 
 pub const VGG16: Architecture = Architecture {
@@ -55,6 +57,7 @@ pub const VGG16: Architecture = Architecture {
     check_input,
     tensors: tensors::<16, false>,
     build: build::<16, false>,
+    graph: None,
 };
 
 pub const VGG16_BN: Architecture = Architecture {
@@ -66,6 +69,7 @@ pub const VGG16_BN: Architecture = Architecture {
     check_input,
     tensors: tensors::<16, true>,
     build: build::<16, true>,
+    graph: None,
 };
 
 fn id(depth: usize, bn: bool) -> &'static str {

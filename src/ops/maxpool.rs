@@ -12,11 +12,23 @@ pub struct MaxPool2d {
     pub kernel: usize,
     pub stride: usize,
     pub padding: usize,
+    /// PyTorch's `ceil_mode`: a last, partial window where the stride leaves inputs over
+    /// (one that starts inside the input or its leading padding).
+    pub ceil: bool,
 }
 
 impl MaxPool2d {
     fn out_size(&self, n: usize) -> usize {
-        (n + 2 * self.padding - self.kernel) / self.stride + 1
+        let span = n + 2 * self.padding - self.kernel;
+        if !self.ceil {
+            return span / self.stride + 1;
+        }
+        let out = span.div_ceil(self.stride) + 1;
+        if (out - 1) * self.stride >= n + self.padding {
+            out - 1
+        } else {
+            out
+        }
     }
 
     /// The window of output `o` along one dimension of size `n`: its input range.
@@ -170,10 +182,16 @@ impl CustomOp1 for MaxPool2d {
 
 /// Max pooling over the last two dimensions of an `(N, C, H, W)` tensor.
 pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> candle_core::Result<Tensor> {
+    max_pool2d_mode(x, kernel, stride, padding, false)
+}
+
+/// [`max_pool2d`] with PyTorch's `ceil_mode` when `ceil`.
+pub fn max_pool2d_mode(x: &Tensor, kernel: usize, stride: usize, padding: usize, ceil: bool) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2d {
         kernel,
         stride,
         padding,
+        ceil,
     })
 }
 
