@@ -26,11 +26,27 @@ fn load(path: &Path, spec: &InputSpec, classes: usize) -> models::LoadedModel {
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    (a - b).unwrap().abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    (a - b)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 fn largest(a: &Tensor) -> f32 {
-    a.abs().unwrap().flatten_all().unwrap().max(0).unwrap().to_scalar::<f32>().unwrap()
+    a.abs()
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .max(0)
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap()
 }
 
 /// Logits and the input gradient of both exports of `name` match PyTorch's.
@@ -115,8 +131,12 @@ fn guided_backprop_replaces_the_relu_backward() {
     };
     let m = load(&data().join("residual-dynamo.onnx"), &spec, 7);
     let x = r["x"].narrow(0, 0, 1).unwrap();
-    let plain = models::gradients(m.model.as_ref(), &x, &[2], Select::None).unwrap().input;
-    let guided = models::guided_gradients(m.model.as_ref(), &x, &[2], Select::None).unwrap().input;
+    let plain = models::gradients(m.model.as_ref(), &x, &[2], Select::None)
+        .unwrap()
+        .input;
+    let guided = models::guided_gradients(m.model.as_ref(), &x, &[2], Select::None)
+        .unwrap()
+        .input;
     assert!(max_abs(&plain, &guided) > 1e-6);
 }
 
@@ -146,7 +166,10 @@ fn errors_name_the_file_the_node_and_the_operator() {
         },
         7,
     );
-    assert!(e.contains("residual-torchscript.onnx") && e.contains("30") && e.contains("dimension 2"), "{e}");
+    assert!(
+        e.contains("residual-torchscript.onnx") && e.contains("30") && e.contains("dimension 2"),
+        "{e}"
+    );
     // Another class count.
     let e = expect_err(&src, &spec, 10);
     assert!(e.contains("[N, 10]") && e.contains("[1, 7]"), "{e}");
@@ -158,10 +181,17 @@ fn errors_name_the_file_the_node_and_the_operator() {
         m.encode_to_vec()
     };
     let p = dir.path().join("unsupported.onnx");
-    std::fs::write(&p, edited(&|g| g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Elu".into())).unwrap();
+    std::fs::write(
+        &p,
+        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Elu".into()),
+    )
+    .unwrap();
     let e = expect_err(&p, &spec, 7);
     assert!(
-        e.contains("unsupported.onnx") && e.contains("(Elu)") && e.contains("not supported") && e.contains("node `/relu/Relu`"),
+        e.contains("unsupported.onnx")
+            && e.contains("(Elu)")
+            && e.contains("not supported")
+            && e.contains("node `/relu/Relu`"),
         "{e}"
     );
     // An attribute that is not supported.
@@ -181,10 +211,17 @@ fn errors_name_the_file_the_node_and_the_operator() {
     )
     .unwrap();
     let e = expect_err(&p, &spec, 7);
-    assert!(e.contains("dilated.onnx") && e.contains("(MaxPool)") && e.contains("dilations"), "{e}");
+    assert!(
+        e.contains("dilated.onnx") && e.contains("(MaxPool)") && e.contains("dilations"),
+        "{e}"
+    );
     // A node reading a value nothing computes.
     let p = dir.path().join("dangling.onnx");
-    std::fs::write(&p, edited(&|g| g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap().input[0] = "nowhere".into())).unwrap();
+    std::fs::write(
+        &p,
+        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap().input[0] = "nowhere".into()),
+    )
+    .unwrap();
     let e = expect_err(&p, &spec, 7);
     assert!(e.contains("dangling.onnx") && e.contains("`nowhere`"), "{e}");
     // Truncated.
@@ -207,7 +244,9 @@ fn built_in_networks_equal_their_onnx_exports() {
         width: 224,
     };
     for (arch, cam) in [("resnet18", "layer4"), ("mobilenet_v2", "features")] {
-        let builtin = models::architecture(&arch.replace('_', "-")).or(models::architecture(arch)).unwrap();
+        let builtin = models::architecture(&arch.replace('_', "-"))
+            .or(models::architecture(arch))
+            .unwrap();
         let a = models::load(builtin, &dir.join(format!("{arch}.safetensors")), &spec, 1000).unwrap();
         let onnx = dir.join(format!("{arch}.onnx"));
         let b = load(&onnx, &spec, 1000);
@@ -216,7 +255,13 @@ fn built_in_networks_equal_their_onnx_exports() {
         let lb = b.model.forward(&x, &mut Tap::default()).unwrap();
         let err = max_abs(&la, &lb);
         assert!(err <= 1e-3 * largest(&la), "{arch}: logits differ by {err}");
-        let ga = models::gradients(a.model.as_ref(), &x, &[1, 2], Select::Only(vec![builtin.gradcam_layer.into()])).unwrap();
+        let ga = models::gradients(
+            a.model.as_ref(),
+            &x,
+            &[1, 2],
+            Select::Only(vec![builtin.gradcam_layer.into()]),
+        )
+        .unwrap();
         let onnx_cam = models::onnx::architecture(&onnx, &spec, 1000).unwrap().gradcam_layer;
         assert!(onnx_cam.starts_with(cam), "{arch}: default CAM layer {onnx_cam}");
         let gb = models::gradients(b.model.as_ref(), &x, &[1, 2], Select::Only(vec![onnx_cam.into()])).unwrap();
@@ -230,13 +275,28 @@ fn built_in_networks_equal_their_onnx_exports() {
         };
         let r = pearson(&cam(&ga), &cam(&gb));
         assert!(r >= 0.999, "{arch}: Grad-CAM Pearson {r}");
-        println!("{arch}: logits max diff {err:.2e}, saliency r {:.6}", pearson(&ga.input, &gb.input));
+        println!(
+            "{arch}: logits max diff {err:.2e}, saliency r {:.6}",
+            pearson(&ga.input, &gb.input)
+        );
     }
 }
 
 fn pearson(a: &Tensor, b: &Tensor) -> f64 {
-    let a: Vec<f64> = a.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
-    let b: Vec<f64> = b.flatten_all().unwrap().to_dtype(DType::F64).unwrap().to_vec1().unwrap();
+    let a: Vec<f64> = a
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    let b: Vec<f64> = b
+        .flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
@@ -246,4 +306,36 @@ fn pearson(a: &Tensor, b: &Tensor) -> f64 {
         sbb += (y - mb).powi(2);
     }
     sab / (saa * sbb).sqrt()
+}
+
+/// A gallery with `arch: onnx`: the site builds with every method, the model page lists the
+/// graph's layers, `gradcam`'s `layer:` takes their names, and a bad name is a config error.
+#[test]
+fn a_gallery_builds_an_onnx_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::create_dir_all(d.join("models")).unwrap();
+    std::fs::create_dir_all(d.join("images")).unwrap();
+    std::fs::copy(data().join("residual-torchscript.onnx"), d.join("models/net.onnx")).unwrap();
+    std::fs::write(d.join("classes.txt"), "a\nb\nc\nd\ne\nf\ng\n").unwrap();
+    image::RgbImage::from_fn(40, 30, |x, y| image::Rgb([(x * 6) as u8, (y * 8) as u8, 90]))
+        .save(d.join("images/ramp.png"))
+        .unwrap();
+    let config = |layer: &str| {
+        format!(
+            "site:\n  title: ONNX\nmodels:\n  - id: net\n    arch: onnx\n    weights: models/net.onnx\n    classes: classes.txt\n    input: {{ size: [32, 27], channels: 3, mean: [0.5, 0.5, 0.5], std: [0.25, 0.25, 0.25] }}\n    methods: [{{ name: saliency }}, {{ name: guided-backprop }}, {{ name: integrated-gradients }}, {{ name: occlusion }}, {{ name: gradcam, layer: {layer} }}]\nimages:\n  - id: ramp\n    path: images/ramp.png\n    label: c\n"
+        )
+    };
+    let cfg = common::write_config(d, &config("layer1.0"));
+    common::cli::run_ok(&["build"], &cfg);
+    let page = std::fs::read_to_string(d.join("public/models/net/index.html")).unwrap();
+    for layer in ["layer1.0.relu_1", "layer1.1.conv2", "maxpool", "fc"] {
+        assert!(page.contains(layer), "model page lacks {layer}");
+    }
+    let manifest = std::fs::read_to_string(d.join("public/manifest.json")).unwrap();
+    assert!(manifest.contains("\"arch\": \"onnx\"") || manifest.contains("\"arch\":\"onnx\""));
+    assert!(manifest.contains("gradcam"));
+    let cfg = common::write_config(d, &config("layer9"));
+    let err = common::cli::run_err(&["build"], &cfg);
+    assert!(err.contains("layer9") && err.contains("gallery.yaml"), "{err}");
 }

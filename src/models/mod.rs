@@ -382,7 +382,12 @@ impl Architecture {
     }
 
     /// The network with the weights `vb` holds.
-    pub fn build_model(&self, vb: VarBuilder, input: &InputSpec, classes: usize) -> candle_core::Result<Box<dyn Model>> {
+    pub fn build_model(
+        &self,
+        vb: VarBuilder,
+        input: &InputSpec,
+        classes: usize,
+    ) -> candle_core::Result<Box<dyn Model>> {
         match self.graph {
             Some(g) => onnx::build(g, vb),
             None => (self.build)(vb, input, classes),

@@ -186,7 +186,13 @@ pub fn max_pool2d(x: &Tensor, kernel: usize, stride: usize, padding: usize) -> c
 }
 
 /// [`max_pool2d`] with PyTorch's `ceil_mode` when `ceil`.
-pub fn max_pool2d_mode(x: &Tensor, kernel: usize, stride: usize, padding: usize, ceil: bool) -> candle_core::Result<Tensor> {
+pub fn max_pool2d_mode(
+    x: &Tensor,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    ceil: bool,
+) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool2d {
         kernel,
         stride,

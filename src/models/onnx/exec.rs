@@ -151,10 +151,16 @@ impl Exec {
     /// Loads the op's weights through `w` (from the file or a `VarBuilder`).
     pub fn new(op: &Op, params: &[Option<Param>], w: impl Fn(&Param) -> Tensor) -> candle_core::Result<Exec> {
         let need = |i: usize, what: &str| {
-            get(params, i, &w).ok_or_else(|| candle_core::Error::Msg(format!("the {what} (input {}) is missing", i + 1)))
+            get(params, i, &w)
+                .ok_or_else(|| candle_core::Error::Msg(format!("the {what} (input {}) is missing", i + 1)))
         };
         Ok(match op {
-            Op::Conv { k, stride, pads, groups } => {
+            Op::Conv {
+                k,
+                stride,
+                pads,
+                groups,
+            } => {
                 let weight = need(0, "weight")?;
                 let (o, ci) = (weight.dim(0)?, weight.dim(1)?);
                 if o % groups != 0 {
@@ -202,7 +208,10 @@ impl Exec {
                 }
                 let wt = b.t()?.contiguous()?;
                 let out = wt.dim(0)?;
-                Exec::Linear(Linear::from_tensors(wt.clone(), Tensor::zeros(out, wt.dtype(), wt.device())?))
+                Exec::Linear(Linear::from_tensors(
+                    wt.clone(),
+                    Tensor::zeros(out, wt.dtype(), wt.device())?,
+                ))
             }
             Op::BatchNorm { eps } => {
                 let [s, b, m, v] = [0, 1, 2, 3].map(|i| need(i, ["scale", "bias", "mean", "variance"][i]));
@@ -230,7 +239,10 @@ impl Exec {
             }
             Exec::Linear(l) => {
                 if x.rank() != 2 {
-                    candle_core::bail!("a fully connected layer needs an (N, features) input, not {:?}", x.dims());
+                    candle_core::bail!(
+                        "a fully connected layer needs an (N, features) input, not {:?}",
+                        x.dims()
+                    );
                 }
                 one(candle_core::Module::forward(l, x)?)
             }
@@ -255,7 +267,11 @@ fn run_op(op: &Op, ins: &[Tensor], tap: &mut Tap, act: Option<Act>) -> candle_co
     let y = match op {
         Op::Binary(kind) => {
             let b = &ins[1];
-            let b = if b.dtype() != x.dtype() { b.to_dtype(x.dtype())? } else { b.clone() };
+            let b = if b.dtype() != x.dtype() {
+                b.to_dtype(x.dtype())?
+            } else {
+                b.clone()
+            };
             if kind == "Add" && act.is_some() && x.dims() == b.dims() {
                 return Ok(vec![tap.add_relu(x, &b)?]);
             }
@@ -312,7 +328,13 @@ fn run_op(op: &Op, ins: &[Tensor], tap: &mut Tap, act: Option<Act>) -> candle_co
         Op::Concat { axis, .. } => {
             let same: Vec<Tensor> = ins
                 .iter()
-                .map(|t| if t.dtype() != x.dtype() { t.to_dtype(x.dtype()) } else { Ok(t.clone()) })
+                .map(|t| {
+                    if t.dtype() != x.dtype() {
+                        t.to_dtype(x.dtype())
+                    } else {
+                        Ok(t.clone())
+                    }
+                })
                 .collect::<candle_core::Result<_>>()?;
             Tensor::cat(&same, *axis)?
         }

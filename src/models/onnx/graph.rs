@@ -167,7 +167,7 @@ impl Graph {
             let v = read_initializer(path, t)?;
             b.define(&t.name, v);
         }
-        let mut scopes: Vec<Vec<String>> = Vec::new();
+        let mut scopes: Vec<(Vec<String>, String)> = Vec::new();
         for (i, n) in graph.node.iter().enumerate() {
             let label = if n.name.is_empty() {
                 format!("{}#{i}", n.op_type)
@@ -191,7 +191,7 @@ impl Graph {
                 e => e,
             })?;
             if b.nodes.len() > before {
-                scopes.push(module_scopes(n));
+                scopes.push(module_scopes(n, &label));
             }
         }
         let out_name = graph
@@ -313,7 +313,10 @@ fn read_initializer(path: &Path, t: &TensorProto) -> Result<Val> {
         if v.len() != n {
             return Err(bad(&format!("holds {} values for shape {shape:?}", v.len())));
         }
-        Ok(Val::Const(Tensor::from_vec(v, shape.as_slice(), &Device::Cpu)?, Some(t.name.clone())))
+        Ok(Val::Const(
+            Tensor::from_vec(v, shape.as_slice(), &Device::Cpu)?,
+            Some(t.name.clone()),
+        ))
     };
     match t.data_type {
         1 => {
@@ -321,7 +324,11 @@ fn read_initializer(path: &Path, t: &TensorProto) -> Result<Val> {
             if r.is_empty() {
                 floats(t.float_data.clone())
             } else {
-                floats(r.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect())
+                floats(
+                    r.chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect(),
+                )
             }
         }
         11 => {
@@ -329,7 +336,11 @@ fn read_initializer(path: &Path, t: &TensorProto) -> Result<Val> {
             if r.is_empty() {
                 floats(t.double_data.iter().map(|&v| v as f32).collect())
             } else {
-                floats(r.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32).collect())
+                floats(
+                    r.chunks_exact(8)
+                        .map(|c| f64::from_le_bytes(c.try_into().expect("8")) as f32)
+                        .collect(),
+                )
             }
         }
         10 | 16 => {
@@ -356,7 +367,9 @@ fn read_initializer(path: &Path, t: &TensorProto) -> Result<Val> {
             let v: Vec<i64> = if r.is_empty() {
                 t.int64_data.clone()
             } else {
-                r.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().expect("8"))).collect()
+                r.chunks_exact(8)
+                    .map(|c| i64::from_le_bytes(c.try_into().expect("8")))
+                    .collect()
             };
             Ok(Val::Ints(shape, v))
         }
@@ -382,16 +395,17 @@ fn read_initializer(path: &Path, t: &TensorProto) -> Result<Val> {
             };
             Ok(Val::Ints(shape, v))
         }
-        d => Err(bad(&format!("data type {d} is not supported (float, double, half, bfloat16 or integers)"))),
+        d => Err(bad(&format!(
+            "data type {d} is not supported (float, double, half, bfloat16 or integers)"
+        ))),
     }
 }
 
 /// The bytes of an initializer kept in a file beside the model (`external_data=True`).
 fn external(path: &Path, t: &TensorProto) -> Result<Vec<u8>> {
     let get = |k: &str| t.external_data.iter().find(|e| e.key == k).map(|e| e.value.clone());
-    let loc = get("location").ok_or_else(|| {
-        Error::at(path, format!("initializer `{}` is external but names no file", t.name))
-    })?;
+    let loc = get("location")
+        .ok_or_else(|| Error::at(path, format!("initializer `{}` is external but names no file", t.name)))?;
     let file = path.parent().unwrap_or(Path::new(".")).join(&loc);
     let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
     let bytes = std::fs::read(&file).map_err(|e| {
@@ -404,21 +418,28 @@ fn external(path: &Path, t: &TensorProto) -> Result<Vec<u8>> {
             ),
         )
     })?;
-    let len: u64 = get("length").and_then(|v| v.parse().ok()).unwrap_or(bytes.len() as u64 - offset.min(bytes.len() as u64));
+    let len: u64 = get("length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(bytes.len() as u64 - offset.min(bytes.len() as u64));
     let (s, e) = (offset as usize, (offset + len) as usize);
     if e > bytes.len() {
         return Err(Error::at(
             path,
-            format!("initializer `{}`: `{}` is shorter than its offset and length", t.name, file.display()),
+            format!(
+                "initializer `{}`: `{}` is shorter than its offset and length",
+                t.name,
+                file.display()
+            ),
         ));
     }
     Ok(bytes[s..e].to_vec())
 }
 
-/// The module path the exporter recorded for a node, outermost first: from the dynamo
-/// exporter's `pkg.torch.onnx.name_scopes` (`['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d']`),
-/// else from the TorchScript exporter's node name (`/layer1/layer1.0/conv1/Conv`).
-fn module_scopes(n: &NodeProto) -> Vec<String> {
+/// The module path the exporter recorded for a node, outermost first, and the op's own
+/// name: from the dynamo exporter's `pkg.torch.onnx.name_scopes` (`['', 'layer1',
+/// 'layer1.0', 'layer1.0.conv1', 'conv2d']`), else from the TorchScript exporter's node name
+/// (`/layer1/layer1.0/conv1/Conv`), else the node's name.
+fn module_scopes(n: &NodeProto, label: &str) -> (Vec<String>, String) {
     if let Some(p) = n.metadata_props.iter().find(|p| p.key == "pkg.torch.onnx.name_scopes") {
         let items: Vec<String> = p
             .value
@@ -427,10 +448,9 @@ fn module_scopes(n: &NodeProto) -> Vec<String> {
             .map(|s| s.trim().trim_matches('\'').trim_matches('"').to_string())
             .collect();
         // The last item names the op itself; the empty first one the top module.
-        if items.len() >= 2 {
-            return items[..items.len() - 1].iter().filter(|s| !s.is_empty()).cloned().collect();
+        if let Some((op, scopes)) = items.split_last() {
+            return (scopes.iter().filter(|s| !s.is_empty()).cloned().collect(), op.clone());
         }
-        return Vec::new();
     }
     if n.name.starts_with('/') {
         let parts: Vec<&str> = n.name.split('/').filter(|s| !s.is_empty()).collect();
@@ -444,9 +464,9 @@ fn module_scopes(n: &NodeProto) -> Vec<String> {
             };
             out.push(full);
         }
-        return out;
+        return (out, parts.last().map_or(label.to_string(), |s| s.to_string()));
     }
-    Vec::new()
+    (Vec::new(), label.to_string())
 }
 
 struct Builder {
@@ -509,7 +529,11 @@ impl Builder {
             None => Ok(None),
             Some((_, Val::Ints(_, v))) => Ok(Some(v.clone())),
             Some((_, Val::Const(t, _))) => Ok(Some(
-                t.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v as i64).collect(),
+                t.flatten_all()?
+                    .to_vec1::<f32>()?
+                    .into_iter()
+                    .map(|v| v as i64)
+                    .collect(),
             )),
             Some((_, Val::Map(_))) => candle_core::bail!(
                 "input {i} must be a constant (or computed from shapes only), but it depends on the network's input"
@@ -579,11 +603,19 @@ impl Builder {
                 return Ok(());
             }
             "ConstantOfShape" => {
-                let shape: Vec<usize> = self.ints(n, 0)?.unwrap_or_default().iter().map(|&d| d as usize).collect();
+                let shape: Vec<usize> = self
+                    .ints(n, 0)?
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|&d| d as usize)
+                    .collect();
                 let (value, int) = match attr(n, "value").and_then(|a| a.t.as_ref()) {
                     Some(t) => match read_initializer(&path, t)? {
                         Val::Ints(_, v) => (v.first().copied().unwrap_or(0) as f32, true),
-                        Val::Const(c, _) => (c.flatten_all()?.to_vec1::<f32>()?.first().copied().unwrap_or(0.0), false),
+                        Val::Const(c, _) => (
+                            c.flatten_all()?.to_vec1::<f32>()?.first().copied().unwrap_or(0.0),
+                            false,
+                        ),
                         Val::Map(_) => unreachable!("initializers are constants"),
                     },
                     None => (0.0, false),
@@ -616,7 +648,12 @@ impl Builder {
             let to = attr_i(n, "to", 1);
             let v = match inputs.first() {
                 Some(Val::Const(t, _)) if matches!(to, 6 | 7) => {
-                    let v: Vec<i64> = t.flatten_all()?.to_vec1::<f32>()?.into_iter().map(|v| v as i64).collect();
+                    let v: Vec<i64> = t
+                        .flatten_all()?
+                        .to_vec1::<f32>()?
+                        .into_iter()
+                        .map(|v| v as i64)
+                        .collect();
                     Val::Ints(t.dims().to_vec(), v)
                 }
                 Some(v @ (Val::Const(..) | Val::Map(_))) if matches!(to, 1 | 10 | 11 | 16) => v.clone(),
@@ -762,7 +799,9 @@ impl Builder {
                 trans_b: attr_i(n, "transB", 0) != 0,
             },
             "MatMul" => match self.need(n, 1)?.1 {
-                Val::Map(_) => candle_core::bail!("a product of two feature maps is not supported (the second factor must be a weight)"),
+                Val::Map(_) => candle_core::bail!(
+                    "a product of two feature maps is not supported (the second factor must be a weight)"
+                ),
                 _ => Op::MatMul,
             },
             "Add" | "Sub" | "Mul" | "Div" => Op::Binary(n.op_type.clone()),
@@ -811,7 +850,9 @@ impl Builder {
                         candle_core::bail!("the indices output is not supported");
                     }
                     if pads[0] != pads[1] || pads[2] != pads[3] || pads[0] != pads[2] || 2 * pads[0] > k {
-                        candle_core::bail!("padding {pads:?} is not supported (equal on every side, at most half the kernel)");
+                        candle_core::bail!(
+                            "padding {pads:?} is not supported (equal on every side, at most half the kernel)"
+                        );
                     }
                     Op::MaxPool {
                         k,
@@ -831,14 +872,20 @@ impl Builder {
                     }
                 }
             }
-            "GlobalAveragePool" => Op::Mean { axes: vec![2, 3], keep: true },
+            "GlobalAveragePool" => Op::Mean {
+                axes: vec![2, 3],
+                keep: true,
+            },
             "ReduceMean" => {
                 let rank = map_dims(0)?.len();
                 let axes = match attr_ints(n, "axes") {
                     Some(a) => a,
                     None => self.ints(n, 1)?.unwrap_or_else(|| (0..rank as i64).collect()),
                 };
-                let axes: Vec<usize> = axes.iter().map(|&a| axis(a, rank)).collect::<candle_core::Result<_>>()?;
+                let axes: Vec<usize> = axes
+                    .iter()
+                    .map(|&a| axis(a, rank))
+                    .collect::<candle_core::Result<_>>()?;
                 if axes.contains(&0) {
                     candle_core::bail!("a mean over the batch dimension is not supported");
                 }
@@ -853,7 +900,10 @@ impl Builder {
                 if a == 0 {
                     candle_core::bail!("concatenation along the batch dimension is not supported");
                 }
-                Op::Concat { axis: a, inputs: n.input.len() }
+                Op::Concat {
+                    axis: a,
+                    inputs: n.input.len(),
+                }
             }
             "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => {
                 // The per-sample shape of the output, from the input's (batch one).
@@ -876,7 +926,13 @@ impl Builder {
                         let mut out: Vec<i64> = t
                             .iter()
                             .enumerate()
-                            .map(|(i, &v)| if v == 0 && !allowzero { dims.get(i).map_or(0, |&d| d as i64) } else { v })
+                            .map(|(i, &v)| {
+                                if v == 0 && !allowzero {
+                                    dims.get(i).map_or(0, |&d| d as i64)
+                                } else {
+                                    v
+                                }
+                            })
                             .collect();
                         let total: usize = dims.iter().product();
                         let known: i64 = out.iter().filter(|&&v| v >= 0).product();
@@ -902,20 +958,29 @@ impl Builder {
                             let axes: Vec<usize> = if axes.is_empty() {
                                 (1..dims.len()).filter(|&i| dims[i] == 1).collect()
                             } else {
-                                axes.iter().map(|&a| axis(a, rank_out)).collect::<candle_core::Result<_>>()?
+                                axes.iter()
+                                    .map(|&a| axis(a, rank_out))
+                                    .collect::<candle_core::Result<_>>()?
                             };
                             if axes.contains(&0) {
                                 candle_core::bail!("squeezing the batch dimension is not supported");
                             }
-                            dims.iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect()
+                            dims.iter()
+                                .enumerate()
+                                .filter(|(i, _)| !axes.contains(i))
+                                .map(|(_, &d)| d)
+                                .collect()
                         } else {
                             let r = dims.len() + axes.len();
-                            let axes: Vec<usize> = axes.iter().map(|&a| axis(a, r)).collect::<candle_core::Result<_>>()?;
+                            let axes: Vec<usize> =
+                                axes.iter().map(|&a| axis(a, r)).collect::<candle_core::Result<_>>()?;
                             if axes.contains(&0) {
                                 candle_core::bail!("a new leading dimension before the batch is not supported");
                             }
                             let mut it = dims.iter();
-                            (0..r).map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect()
+                            (0..r)
+                                .map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) })
+                                .collect()
                         }
                     }
                 };
@@ -940,7 +1005,8 @@ impl Builder {
                 Op::Transpose { perm }
             }
             "Pad" => {
-                let mode = attr(n, "mode").map_or("constant".to_string(), |a| String::from_utf8_lossy(&a.s).to_string());
+                let mode =
+                    attr(n, "mode").map_or("constant".to_string(), |a| String::from_utf8_lossy(&a.s).to_string());
                 if mode != "constant" {
                     candle_core::bail!("padding mode `{mode}` is not supported (only constant)");
                 }
@@ -1030,7 +1096,7 @@ impl Builder {
         mut self,
         input: ValueId,
         output: ValueId,
-        scopes: Vec<Vec<String>>,
+        scopes: Vec<(Vec<String>, String)>,
         classes: usize,
         producer: String,
         opset: i64,
@@ -1043,7 +1109,11 @@ impl Builder {
                 Val::Const(t, _) => consts.push((id, t.clone())),
                 Val::Ints(s, v) => consts.push((
                     id,
-                    Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &Device::Cpu)?,
+                    Tensor::from_vec(
+                        v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                        s.as_slice(),
+                        &Device::Cpu,
+                    )?,
                 )),
                 Val::Map(_) => {}
             }
@@ -1072,6 +1142,11 @@ impl Builder {
         if !live[input] {
             return Err(Error::at(&self.path, "the graph's output does not depend on its input"));
         }
+        // Scopes with other scopes inside: containers (a block, a Sequential), not leaves.
+        let containers: HashSet<String> = node_scopes
+            .iter()
+            .flat_map(|(s, _)| s.iter().take(s.len().saturating_sub(1)).cloned())
+            .collect();
         // Layer names: the module path, else the node's name; repeats get `_1`, `_2`, ...
         let mut layers = Vec::new();
         let mut weights: Vec<(String, Vec<usize>)> = Vec::new();
@@ -1084,12 +1159,30 @@ impl Builder {
                     }
                 }
             }
-            let Val::Map(t) = &self.vals[n.outputs[0]] else { continue };
+            let Val::Map(t) = &self.vals[n.outputs[0]] else {
+                continue;
+            };
             let shape = t.dims()[1..].to_vec();
             if shape.len() != 1 && shape.len() != 3 {
                 continue;
             }
-            let base = s.last().cloned().unwrap_or_else(|| n.onnx.trim_start_matches('/').to_string());
+            // A convolution or linear layer is named after its weight's module where the
+            // weight says (`layer1.0.conv1.weight`: the dynamo exporter names a convolution
+            // with its batch norm folded in after the batch norm); an op written in a
+            // module's `forward` (an addition in a block) after the module and the op.
+            let (scopes, op_name) = s;
+            let from_weight = match (&n.op, n.params.first()) {
+                (exec::Op::Conv { .. } | exec::Op::Gemm { .. }, Some(Some(Param::Weight(w, _)))) => {
+                    w.strip_suffix(".weight").map(str::to_string)
+                }
+                _ => None,
+            };
+            let base = match (from_weight, scopes.last()) {
+                (Some(w), _) => w,
+                (None, Some(last)) if containers.contains(last) => format!("{last}.{op_name}"),
+                (None, Some(last)) => last.clone(),
+                (None, None) => op_name.clone(),
+            };
             let mut name = base.clone();
             let mut k = 1;
             while self.layers_seen.contains(&name) {
@@ -1117,7 +1210,7 @@ impl Builder {
         }
         // Module scopes name the last layer inside them (`layer4` = the output of its last block).
         let mut last_in: HashMap<String, usize> = HashMap::new();
-        for (i, s) in node_scopes.iter().enumerate() {
+        for (i, (s, _)) in node_scopes.iter().enumerate() {
             if nodes[i].names.is_empty() {
                 continue;
             }
@@ -1212,19 +1305,29 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
                 .iter()
                 .map(|&i| {
                     let i = if i < 0 { i + len } else { i };
-                    v0.get(i as usize).copied().ok_or_else(|| format!("index {i} out of range"))
+                    v0.get(i as usize)
+                        .copied()
+                        .ok_or_else(|| format!("index {i} out of range"))
                 })
                 .collect::<std::result::Result<_, _>>()?;
             one(si, out)
         }
         "Unsqueeze" | "Squeeze" | "Flatten" => {
-            let s = if n.op_type == "Unsqueeze" && s0.is_empty() { vec![1] } else { vec![v0.len()] };
+            let s = if n.op_type == "Unsqueeze" && s0.is_empty() {
+                vec![1]
+            } else {
+                vec![v0.len()]
+            };
             one(s, v0)
         }
         "Reshape" => {
             let t = ints(1)?.1;
             let total = v0.len() as i64;
-            let mut shape: Vec<i64> = t.iter().enumerate().map(|(i, &d)| if d == 0 { s0.get(i).map_or(0, |&v| v as i64) } else { d }).collect();
+            let mut shape: Vec<i64> = t
+                .iter()
+                .enumerate()
+                .map(|(i, &d)| if d == 0 { s0.get(i).map_or(0, |&v| v as i64) } else { d })
+                .collect();
             let known: i64 = shape.iter().filter(|&&d| d >= 0).product();
             if let Some(p) = shape.iter().position(|&d| d == -1) {
                 shape[p] = total / known.max(1);
@@ -1240,7 +1343,10 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
                 return Err("transposing integer tensors of other than two dimensions is not supported".into());
             }
             let (r, c) = (s0[0], s0[1]);
-            let v: Vec<i64> = (0..c).flat_map(|j| (0..r).map(move |i| (i, j))).map(|(i, j)| v0[i * c + j]).collect();
+            let v: Vec<i64> = (0..c)
+                .flat_map(|j| (0..r).map(move |i| (i, j)))
+                .map(|(i, j)| v0[i * c + j])
+                .collect();
             one(vec![c, r], v)
         }
         "Concat" => {
@@ -1253,8 +1359,18 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
         "Slice" => {
             let starts = ints(1)?.1;
             let ends = ints(2)?.1;
-            let axes = inputs.get(3).map(|_| ints(3)).transpose()?.map(|a| a.1).unwrap_or(vec![0]);
-            let steps = inputs.get(4).map(|_| ints(4)).transpose()?.map(|a| a.1).unwrap_or(vec![1]);
+            let axes = inputs
+                .get(3)
+                .map(|_| ints(3))
+                .transpose()?
+                .map(|a| a.1)
+                .unwrap_or(vec![0]);
+            let steps = inputs
+                .get(4)
+                .map(|_| ints(4))
+                .transpose()?
+                .map(|a| a.1)
+                .unwrap_or(vec![1]);
             if starts.len() != 1 || axes.first().is_some_and(|&a| a != 0 && a != -(s0.len() as i64)) {
                 return Err("slicing integer tensors other than along their first axis is not supported".into());
             }
@@ -1264,7 +1380,13 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
             if step == 0 {
                 return Err("a slice step of 0".into());
             }
-            let norm = |v: i64, lo: i64, hi: i64| if v < 0 { (v + rows).clamp(lo, hi) } else { v.clamp(lo, hi) };
+            let norm = |v: i64, lo: i64, hi: i64| {
+                if v < 0 {
+                    (v + rows).clamp(lo, hi)
+                } else {
+                    v.clamp(lo, hi)
+                }
+            };
             let idx: Vec<i64> = if step > 0 {
                 let (s, e) = (norm(starts[0], 0, rows), norm(ends[0], 0, rows));
                 (s..e).step_by(step as usize).collect()
@@ -1292,7 +1414,11 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
         }
         "Add" | "Sub" | "Mul" | "Div" => {
             let (s1, v1) = ints(1)?;
-            let (s, len) = if v0.len() >= v1.len() { (s0, v0.len()) } else { (s1, v1.len()) };
+            let (s, len) = if v0.len() >= v1.len() {
+                (s0, v0.len())
+            } else {
+                (s1, v1.len())
+            };
             let at = |v: &Vec<i64>, i: usize| if v.len() == 1 { v[0] } else { v[i] };
             let out: Vec<i64> = (0..len)
                 .map(|i| {
@@ -1308,7 +1434,9 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
                 .collect::<std::result::Result<_, _>>()?;
             one(s, out)
         }
-        op => Err(format!("`{op}` on integer tensors (a shape computation) is not supported")),
+        op => Err(format!(
+            "`{op}` on integer tensors (a shape computation) is not supported"
+        )),
     }
 }
 
@@ -1317,8 +1445,12 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
     let t = |i: usize| -> std::result::Result<Tensor, String> {
         match inputs.get(i) {
             Some(Val::Const(t, _)) => Ok(t.clone()),
-            Some(Val::Ints(s, v)) => Tensor::from_vec(v.iter().map(|&x| x as f32).collect::<Vec<_>>(), s.as_slice(), &Device::Cpu)
-                .map_err(|e| e.to_string()),
+            Some(Val::Ints(s, v)) => Tensor::from_vec(
+                v.iter().map(|&x| x as f32).collect::<Vec<_>>(),
+                s.as_slice(),
+                &Device::Cpu,
+            )
+            .map_err(|e| e.to_string()),
             _ => Err(format!("input {i} is missing")),
         }
     };
@@ -1350,7 +1482,13 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
             let mut out: Vec<i64> = target
                 .iter()
                 .enumerate()
-                .map(|(i, &v)| if v == 0 { dims.get(i).map_or(0, |&d| d as i64) } else { v })
+                .map(|(i, &v)| {
+                    if v == 0 {
+                        dims.get(i).map_or(0, |&d| d as i64)
+                    } else {
+                        v
+                    }
+                })
                 .collect();
             let known: i64 = out.iter().filter(|&&v| v >= 0).product();
             if let Some(p) = out.iter().position(|&v| v == -1) {
@@ -1370,7 +1508,9 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
                     .iter()
                     .enumerate()
                     .filter(|(i, &d)| {
-                        !(d == 1 && (axes.is_empty() || axes.iter().any(|&a| a.rem_euclid(dims.len() as i64) as usize == *i)))
+                        !(d == 1
+                            && (axes.is_empty()
+                                || axes.iter().any(|&a| a.rem_euclid(dims.len() as i64) as usize == *i)))
                     })
                     .map(|(_, &d)| d)
                     .collect(),
@@ -1378,7 +1518,9 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
                     let r = dims.len() + axes.len();
                     let axes: Vec<usize> = axes.iter().map(|&a| a.rem_euclid(r as i64) as usize).collect();
                     let mut it = dims.iter();
-                    (0..r).map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) }).collect()
+                    (0..r)
+                        .map(|i| if axes.contains(&i) { 1 } else { *it.next().unwrap_or(&1) })
+                        .collect()
                 }
             };
             x.reshape(shape).map_err(e)?

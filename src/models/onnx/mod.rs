@@ -106,8 +106,17 @@ pub fn build(graph: &'static Graph, vb: VarBuilder) -> candle_core::Result<Box<d
         .map(|l| {
             let mut info = LayerInfo::new(l.name.clone(), l.kind, l.shape.clone());
             // A batch norm's statistics are not parameters: its scale and shift are.
-            let counted = if l.kind == super::LayerKind::BatchNorm { 2 } else { l.weights.len() };
-            info.parameters = l.weights.iter().take(counted).map(|(_, s)| s.iter().product::<usize>()).sum();
+            let counted = if l.kind == super::LayerKind::BatchNorm {
+                2
+            } else {
+                l.weights.len()
+            };
+            info.parameters = l
+                .weights
+                .iter()
+                .take(counted)
+                .map(|(_, s)| s.iter().product::<usize>())
+                .sum();
             info.tensors = l.weights.iter().map(|(n, _)| n.clone()).collect();
             if matches!(l.kind, super::LayerKind::Conv | super::LayerKind::Linear) {
                 info.weight = l.weights.first().map(|(n, _)| n.clone());
