@@ -162,7 +162,7 @@ impl Exec {
                 groups,
             } => {
                 let weight = need(0, "weight")?;
-                let (o, ci) = (weight.dim(0)?, weight.dim(1)?);
+                let o = weight.dim(0)?;
                 if o % groups != 0 {
                     candle_core::bail!("{o} filters do not split into {groups} groups");
                 }
@@ -177,7 +177,6 @@ impl Exec {
                     groups: *groups,
                     bias: true,
                 };
-                let _ = ci;
                 Exec::Conv(Conv::from_tensors(weight, Some(bias), *k, cfg)?)
             }
             Op::Gemm {

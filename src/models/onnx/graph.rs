@@ -637,7 +637,7 @@ impl Builder {
             .collect::<candle_core::Result<_>>()?;
         let all_ints = !inputs.is_empty() && inputs.iter().all(|v| matches!(v, Val::Ints(..)));
         if all_ints && op_type != "Cast" || op_type == "Cast" && matches!(inputs.first(), Some(Val::Ints(..))) {
-            let v = fold_ints(n, &inputs).map_err(|m| err(m))?;
+            let v = fold_ints(n, &inputs).map_err(&err)?;
             for (k, v) in v.into_iter().enumerate() {
                 self.out(n, k, v);
             }
@@ -664,7 +664,7 @@ impl Builder {
         }
         let any_map = (0..n.input.len()).any(|i| matches!(self.get(n, i), Ok(Some((_, Val::Map(_))))));
         if !any_map {
-            let t = fold_consts(n, &inputs).map_err(|m| err(m))?;
+            let t = fold_consts(n, &inputs).map_err(&err)?;
             self.out(n, 0, Val::Const(t, None));
             return Ok(());
         }
@@ -911,7 +911,11 @@ impl Builder {
                 let target: Vec<usize> = match n.op_type.as_str() {
                     "Flatten" => {
                         let a = attr_i(n, "axis", 1);
-                        let a = if a < 0 { a + dims.len() as i64 } else { a } as usize;
+                        let a = if a < 0 { a + dims.len() as i64 } else { a };
+                        if a < 0 || a as usize > dims.len() {
+                            candle_core::bail!("axis {a} is out of range for rank {}", dims.len());
+                        }
+                        let a = a as usize;
                         let outer: usize = dims[..a.min(dims.len())].iter().product();
                         if a == 0 || outer != 1 {
                             candle_core::bail!("flattening into the batch dimension (axis {a}) is not supported");
@@ -949,7 +953,7 @@ impl Builder {
                         out
                     }
                     _ => {
-                        let rank_out = if n.op_type == "Squeeze" { dims.len() } else { dims.len() };
+                        let rank_out = dims.len();
                         let axes = match attr_ints(n, "axes") {
                             Some(a) => a,
                             None => self.ints(n, 1)?.unwrap_or_default(),
@@ -1067,6 +1071,9 @@ impl Builder {
                     None => self.ints(n, 3)?.unwrap_or_else(|| (0..starts.len() as i64).collect()),
                 };
                 let steps = self.ints(n, 4)?.unwrap_or_else(|| vec![1; starts.len()]);
+                if ends.len() != starts.len() || axes.len() != starts.len() {
+                    candle_core::bail!("`starts`, `ends` and `axes` differ in length");
+                }
                 let mut ranges = Vec::new();
                 for i in 0..starts.len() {
                     let a = axis(axes[i], dims.len())?;
@@ -1371,7 +1378,8 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
                 .transpose()?
                 .map(|a| a.1)
                 .unwrap_or(vec![1]);
-            if starts.len() != 1 || axes.first().is_some_and(|&a| a != 0 && a != -(s0.len() as i64)) {
+            if starts.len() != 1 || ends.len() != 1 || axes.first().is_some_and(|&a| a != 0 && a != -(s0.len() as i64))
+            {
                 return Err("slicing integer tensors other than along their first axis is not supported".into());
             }
             let rows = s0.first().copied().unwrap_or(1) as i64;
@@ -1414,6 +1422,13 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
         }
         "Add" | "Sub" | "Mul" | "Div" => {
             let (s1, v1) = ints(1)?;
+            if v0.len() != v1.len() && v0.len() != 1 && v1.len() != 1 {
+                return Err(format!(
+                    "integer tensors of {} and {} values do not broadcast",
+                    v0.len(),
+                    v1.len()
+                ));
+            }
             let (s, len) = if v0.len() >= v1.len() {
                 (s0, v0.len())
             } else {
@@ -1504,6 +1519,7 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
                     let a = attr_i(n, "axis", 1).rem_euclid(dims.len().max(1) as i64 + 1) as usize;
                     vec![dims[..a].iter().product(), dims[a..].iter().product()]
                 }
+                "Squeeze" if dims.is_empty() => dims.clone(),
                 "Squeeze" => dims
                     .iter()
                     .enumerate()
