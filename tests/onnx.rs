@@ -339,3 +339,62 @@ fn a_gallery_builds_an_onnx_model() {
     let err = common::cli::run_err(&["build"], &cfg);
     assert!(err.contains("layer9") && err.contains("gallery.yaml"), "{err}");
 }
+
+/// `CNNSCOPE_ONNX_ZOO=DIR` (written by `tests/data/onnx/make_zoo.py DIR`): torchvision
+/// classifiers that are not built in — SqueezeNet 1.1, EfficientNet-B0, DenseNet-121,
+/// ShuffleNetV2 ×0.5, MNASNet 0.5 — exported to ONNX with random weights, against PyTorch:
+/// logits within 1e-3 of the largest logit, saliency and Grad-CAM at the default layer
+/// with Pearson ≥ 0.999. Prints the numbers docs/models.md gives.
+#[test]
+#[ignore = "needs CNNSCOPE_ONNX_ZOO (files made with PyTorch)"]
+fn torchvision_classifiers_match_pytorch() {
+    let dir = PathBuf::from(std::env::var("CNNSCOPE_ONNX_ZOO").expect("CNNSCOPE_ONNX_ZOO"));
+    let spec = InputSpec {
+        channels: 3,
+        height: 224,
+        width: 224,
+    };
+    for name in [
+        "squeezenet1_1",
+        "efficientnet_b0",
+        "densenet121",
+        "shufflenet_v2_x0_5",
+        "mnasnet0_5",
+    ] {
+        let r = candle_core::safetensors::load(dir.join(format!("{name}.safetensors")), &Device::Cpu).unwrap();
+        let path = dir.join(format!("{name}.onnx"));
+        let m = load(&path, &spec, 1000);
+        let arch = models::onnx::architecture(&path, &spec, 1000).unwrap();
+        // PyTorch's map is taken at the module make_zoo.py names; a Grad-CAM Pearson of
+        // ≥ 0.999 shows that the default layer is that module's output.
+        let x = &r["x"];
+        let logits = m.model.forward(x, &mut Tap::default()).unwrap();
+        let err = max_abs(&logits, &r["logits"]) / largest(&r["logits"]);
+        let targets: Vec<usize> = r["target"]
+            .to_vec1::<i64>()
+            .unwrap()
+            .iter()
+            .map(|&t| t as usize)
+            .collect();
+        let g = models::gradients(
+            m.model.as_ref(),
+            x,
+            &targets,
+            Select::Only(vec![arch.gradcam_layer.into()]),
+        )
+        .unwrap();
+        let sal = pearson(&g.input, &r["saliency"]);
+        let (_, act, grad) = &g.layers[0];
+        let w = grad.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
+        let cam = act.broadcast_mul(&w).unwrap().sum(1).unwrap().relu().unwrap();
+        let cam_r = pearson(&cam, &r["cam"]);
+        println!(
+            "{name}: {} layers, logits max diff {err:.1e} of the largest, saliency r {sal:.6}, Grad-CAM at `{}` r {cam_r:.6}",
+            m.model.layers().len(),
+            arch.gradcam_layer
+        );
+        assert!(err <= 1e-3, "{name}: logits differ by {err} of the largest");
+        assert!(sal >= 0.999, "{name}: saliency Pearson {sal}");
+        assert!(cam_r >= 0.999, "{name}: Grad-CAM Pearson {cam_r}");
+    }
+}
