@@ -13,7 +13,10 @@
 # units over 2,000 held-out digits with t-SNE and random directions, against
 # `peer_units.py --skip-fv`; compared by bench/compare_units.py) or `featurevis`
 # (bench/featurevis.yaml, eight EfficientNet-Lite0 channels optimised at 128×128, against
-# `peer_units.py --only-fv` with torch-lucent; compared by bench/compare_featurevis.py).
+# `peer_units.py --only-fv` with torch-lucent; compared by bench/compare_featurevis.py) or
+# `onnx-resnet18` (bench/onnx-resnet18.yaml: the ResNet-18 workload on the ONNX export of the
+# same weights, written by bench/export_onnx.py, against the built-in resnet18 on
+# bench/resnet18.yaml — cnnscope against itself, no peer).
 #
 # Needs: a release build (cargo build --release), the peer's Python environment in
 # $PEER_PYTHON (default .venv-peer/bin/python; set up as in ../shared/bench/README.md, plus
@@ -35,7 +38,8 @@ case "$workload" in
         peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --skip-fv) ;;
     featurevis) peer_script=${PEER_SCRIPT:-$peer_dir/peer_units.py}; config=bench/featurevis.yaml
         peer_args=(--lenet models/lenet5-mnist.safetensors --mnist data/mnist --only-fv) ;;
-    *) echo "unknown workload \`$workload\` (gallery, resnet18, resnet50, vgg16, metrics, units or featurevis)" >&2; exit 1 ;;
+    onnx-resnet18) config=bench/onnx-resnet18.yaml; baseline=bench/resnet18.yaml ;;
+    *) echo "unknown workload \`$workload\` (gallery, resnet18, resnet50, vgg16, onnx-resnet18, metrics, units or featurevis)" >&2; exit 1 ;;
 esac
 # The photographs without anything else in the folder (the peer opens every file).
 images=${PEER_IMAGES:-../shared/data/images}
@@ -43,12 +47,16 @@ out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 [ -x target/release/cnnscope ] || cargo build --release
 [ -x "$peer_python" ] || { echo "no peer environment at $peer_python (see docs/performance.md)" >&2; exit 1; }
-case "$workload" in resnet18|resnet50|vgg16)
-    if [ ! -f "target/bench/$workload.safetensors" ]; then
+case "$workload" in resnet18|resnet50|vgg16|onnx-resnet18)
+    arch=${workload#onnx-}
+    if [ ! -f "target/bench/$arch.safetensors" ]; then
         mkdir -p target/bench
-        "$peer_python" "$peer_dir/make_random_torchvision.py" "$workload" "target/bench/$workload.safetensors"
+        "$peer_python" "$peer_dir/make_random_torchvision.py" "$arch" "target/bench/$arch.safetensors"
     fi ;;
 esac
+if [ "$workload" = onnx-resnet18 ] && [ ! -f target/bench/resnet18.onnx ]; then
+    "$peer_python" bench/export_onnx.py resnet18 target/bench/resnet18.safetensors target/bench/resnet18.onnx
+fi
 
 measure() { # label, command...: prints "label seconds peak_rss_mb"
     local label=$1; shift
@@ -61,7 +69,9 @@ measure() { # label, command...: prints "label seconds peak_rss_mb"
 
 for r in $(seq "$rounds"); do
     rm -rf "$out/peer" "$out/site"
-    if [ "$workload" = units ] || [ "$workload" = featurevis ]; then
+    if [ -n "${baseline:-}" ]; then
+        measure peer target/release/cnnscope build --no-cache --config "$baseline" --output "$out/peer" | tee -a "$out/results"
+    elif [ "$workload" = units ] || [ "$workload" = featurevis ]; then
         measure peer "$peer_python" "$peer_script" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
     else
         measure peer "$peer_python" "$peer_script" --images "$images" --out "$out/peer" --threads 2 "${peer_args[@]}" | tee -a "$out/results"
@@ -83,5 +93,6 @@ p=$(awk '$1=="peer"{print $2}' "$out/results" | median)
 c=$(awk '$1=="cnnscope"{print $2}' "$out/results" | median)
 prss=$(awk '$1=="peer"{print $3}' "$out/results" | sort -n | tail -1)
 crss=$(awk '$1=="cnnscope"{print $3}' "$out/results" | sort -n | tail -1)
+[ -n "${baseline:-}" ] && echo "(here \"peer\" is the built-in architecture on $baseline)"
 echo "median wall time: peer ${p} s, cnnscope ${c} s; ratio cnnscope/peer $(printf "%.2f" "$(echo "scale=4; $c / $p" | bc)")"
 echo "peak RSS: peer ${prss} MB, cnnscope ${crss} MB"

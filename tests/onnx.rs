@@ -275,8 +275,20 @@ fn built_in_networks_equal_their_onnx_exports() {
         };
         let r = pearson(&cam(&ga), &cam(&gb));
         assert!(r >= 0.999, "{arch}: Grad-CAM Pearson {r}");
+        // Occlusion's copies through the region path.
+        let x1 = x.narrow(0, 0, 1).unwrap();
+        let origins = [(0, 0), (96, 160), (192, 192), (16, 112)];
+        let patches = Tensor::zeros((4, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+        let t = std::time::Instant::now();
+        let pa = a.model.forward_patched(&x1, &patches, &origins).unwrap();
+        let ta = t.elapsed();
+        let t = std::time::Instant::now();
+        let pb = b.model.forward_patched(&x1, &patches, &origins).unwrap();
+        let tb = t.elapsed();
+        let perr = max_abs(&pa, &pb);
+        assert!(perr <= 1e-3 * largest(&pa), "{arch}: patched logits differ by {perr}");
         println!(
-            "{arch}: logits max diff {err:.2e}, saliency r {:.6}",
+            "{arch}: logits max diff {err:.2e}, saliency r {:.6}, patched logits max diff {perr:.2e} ({ta:?} built-in, {tb:?} ONNX)",
             pearson(&ga.input, &gb.input)
         );
     }
@@ -396,5 +408,37 @@ fn torchvision_classifiers_match_pytorch() {
         assert!(err <= 1e-3, "{name}: logits differ by {err} of the largest");
         assert!(sal >= 0.999, "{name}: saliency Pearson {sal}");
         assert!(cam_r >= 0.999, "{name}: Grad-CAM Pearson {cam_r}");
+    }
+}
+
+/// Occlusion's region path (each copy computed only where its patch reaches) gives the
+/// logits of the full copies, for both networks and both exporters.
+#[test]
+fn patched_forward_equals_the_full_copies() {
+    for (name, (h, w), classes) in [("residual", (32, 27), 7), ("ops", (23, 19), 5)] {
+        let spec = InputSpec {
+            channels: 3,
+            height: h,
+            width: w,
+        };
+        for exporter in ["dynamo", "torchscript"] {
+            let m = load(&data().join(format!("{name}-{exporter}.onnx")), &spec, classes);
+            let x = Tensor::randn(0f32, 1.0, (1, 3, h, w), &Device::Cpu).unwrap();
+            let origins = [(0, 0), (5, 9), (h - 6, w - 6), (10, 3)];
+            let patches = Tensor::zeros((origins.len(), 3, 6, 6), DType::F32, &Device::Cpu).unwrap();
+            let fast = m.model.forward_patched(&x, &patches, &origins).unwrap();
+            let full = m
+                .model
+                .forward(
+                    &models::region::copies(&x, &patches, &origins).unwrap(),
+                    &mut Tap::default(),
+                )
+                .unwrap();
+            let err = max_abs(&fast, &full);
+            assert!(
+                err <= 1e-5 * largest(&full).max(1.0),
+                "{name}-{exporter}: patched logits differ by {err}"
+            );
+        }
     }
 }

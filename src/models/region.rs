@@ -78,7 +78,8 @@ impl Region {
         Ok((h, w))
     }
 
-    fn box_size(&self) -> candle_core::Result<(usize, usize)> {
+    /// The size of each copy's box.
+    pub fn box_size(&self) -> candle_core::Result<(usize, usize)> {
         let (_, _, h, w) = self.crop.dims4()?;
         Ok((h, w))
     }

@@ -14,8 +14,10 @@ use std::sync::Mutex;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
+use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, Model, Tap};
 use crate::error::Result;
+use crate::ops::bias::Act;
 use exec::Exec;
 pub use graph::{Graph, OPERATORS};
 
@@ -184,8 +186,74 @@ impl Model for OnnxModel {
             vals[*id] = Some(t.clone());
         }
         vals[g.input] = Some(x.clone());
+        self.run_from(0, vals, vec![false; g.nodes.len()], tap)
+    }
+
+    /// Occlusion's copies: while the graph is convolutions, activations, batch norms,
+    /// max-pools of ReLU outputs and additions, each copy is computed only over the box its
+    /// patch reaches (`models::region`); from the first other node on, as full maps.
+    fn forward_patched(&self, x: &Tensor, patches: &Tensor, origins: &[(usize, usize)]) -> candle_core::Result<Tensor> {
+        if !region::supported(x) {
+            return self.forward(&region::copies(x, patches, origins)?, &mut Tap::default());
+        }
+        let g = self.graph;
+        let mut regions: Vec<Option<(Region, bool)>> = (0..g.values).map(|_| None).collect();
+        regions[g.input] = Some((Region::new(x, patches, origins)?, false));
         let mut done = vec![false; g.nodes.len()];
+        let mut start = g.nodes.len();
         for (i, node) in g.nodes.iter().enumerate() {
+            if done[i] {
+                continue;
+            }
+            match self.region_step(i, &regions, &mut done)? {
+                Some((out, r)) => {
+                    let full = r.0.is_full()?;
+                    regions[out] = Some(r);
+                    for &v in &node.inputs {
+                        if g.last_use[v] == i {
+                            regions[v] = None;
+                        }
+                    }
+                    if full {
+                        start = i + 1;
+                        break;
+                    }
+                }
+                None => {
+                    start = i;
+                    break;
+                }
+            }
+        }
+        // Every map still needed, whole, then the rest of the graph.
+        let mut vals: Vec<Option<Tensor>> = vec![None; g.values];
+        for (id, t) in &self.consts {
+            vals[*id] = Some(t.clone());
+        }
+        for (id, r) in regions.into_iter().enumerate() {
+            if let Some((r, _)) = r {
+                vals[id] = Some(r.into_full()?);
+            }
+        }
+        self.run_from(start, vals, done, &mut Tap::default())
+    }
+
+    fn patched_batch(&self, batch: usize) -> usize {
+        region::patched_batch(batch)
+    }
+}
+
+impl OnnxModel {
+    /// Runs nodes `start..` (skipping those `done`) on the values computed so far.
+    fn run_from(
+        &self,
+        start: usize,
+        mut vals: Vec<Option<Tensor>>,
+        mut done: Vec<bool>,
+        tap: &mut Tap,
+    ) -> candle_core::Result<Tensor> {
+        let g = self.graph;
+        for (i, node) in g.nodes.iter().enumerate().skip(start) {
             if done[i] {
                 continue;
             }
@@ -226,5 +294,93 @@ impl Model for OnnxModel {
         vals[g.output]
             .take()
             .ok_or_else(|| candle_core::Error::Msg("the graph's output was not computed".into()))
+    }
+
+    /// Node `i` on regions, when all its inputs are regions and the op has a region form:
+    /// the value it writes and its region, with whether that map is never negative (a max-pool
+    /// pads boxes with zeros, right only then). `None`: the node needs whole maps.
+    fn region_step(
+        &self,
+        i: usize,
+        regions: &[Option<(Region, bool)>],
+        done: &mut [bool],
+    ) -> candle_core::Result<Option<(usize, (Region, bool))>> {
+        let g = self.graph;
+        let node = &g.nodes[i];
+        let Some(ins) = node
+            .inputs
+            .iter()
+            .map(|&v| regions[v].as_ref())
+            .collect::<Option<Vec<_>>>()
+        else {
+            return Ok(None);
+        };
+        if node.outputs.len() != 1 {
+            return Ok(None);
+        }
+        let fused = self.fuse[i];
+        let act = fused.and_then(|j| g.nodes[j].op.act(false));
+        let r = match (&self.execs[i], &node.op) {
+            (Exec::Conv(c), _) => (ins[0].0.conv(c, act.unwrap_or(Act::Identity))?, act.is_some()),
+            (Exec::BatchNorm(_), _) => (
+                ins[0]
+                    .0
+                    .map(|t| Ok(self.execs[i].run(&[t.clone()], &mut Tap::default())?.remove(0)))?,
+                false,
+            ),
+            (
+                Exec::Other(_),
+                exec::Op::MaxPool {
+                    k,
+                    stride,
+                    pad,
+                    ceil: false,
+                },
+            ) if ins[0].1 => (ins[0].0.max_pool_nonnegative(*k, *stride, *pad)?, true),
+            (Exec::Other(exec::Op::Binary(kind)), _) if kind == "Add" && ins.len() == 2 => {
+                let ((a, an), (b, bn)) = (ins[0], ins[1]);
+                let (sa, sb) = (a.box_size()?, b.box_size()?);
+                let sum = if sa.0 >= sb.0 && sa.1 >= sb.1 {
+                    a.add(b)?
+                } else if sb.0 >= sa.0 && sb.1 >= sa.1 {
+                    b.add(a)?
+                } else {
+                    return Ok(None);
+                };
+                match act {
+                    Some(_) => (sum.map(|t| crate::ops::relu(t, false))?, true),
+                    None => (sum, *an && *bn),
+                }
+            }
+            (
+                Exec::Other(
+                    op @ (exec::Op::Relu
+                    | exec::Op::Clip { .. }
+                    | exec::Op::Sigmoid
+                    | exec::Op::HardSwish
+                    | exec::Op::HardSigmoid { .. }),
+                ),
+                _,
+            ) => {
+                let nonneg = matches!(op, exec::Op::Relu | exec::Op::Sigmoid | exec::Op::HardSigmoid { .. })
+                    || matches!(op, exec::Op::Clip { lo, .. } if *lo >= 0.0);
+                (
+                    ins[0]
+                        .0
+                        .map(|t| Ok(self.execs[i].run(&[t.clone()], &mut Tap::default())?.remove(0)))?,
+                    nonneg,
+                )
+            }
+            (Exec::Other(exec::Op::Identity), _) => (ins[0].0.map(|t| Ok(t.clone()))?, ins[0].1),
+            _ => return Ok(None),
+        };
+        let out = match fused {
+            Some(j) => {
+                done[j] = true;
+                g.nodes[j].outputs[0]
+            }
+            None => node.outputs[0],
+        };
+        Ok(Some((out, r)))
     }
 }
