@@ -38,8 +38,19 @@ struct Server {
 
 impl Server {
     /// Whether a line it printed after the first `skip` contains `what`.
+    /// Whether the server printed `what` after its first `skip` lines, waiting up to 10 s
+    /// for it: the page can be served before the line that reports it is read.
     fn said_after(&self, skip: usize, what: &str) -> bool {
-        self.log.lock().unwrap().iter().skip(skip).any(|l| l.contains(what))
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            if self.log.lock().unwrap().iter().skip(skip).any(|l| l.contains(what)) {
+                return true;
+            }
+            if std::time::Instant::now() > until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
     }
     fn lines(&self) -> usize {
         self.log.lock().unwrap().len()
