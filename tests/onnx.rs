@@ -111,6 +111,14 @@ fn layers_are_named_after_the_modules() {
         assert_eq!(fc.parameters, 16 * 7 + 7);
         let l1 = m.model.layers().iter().find(|l| l.name == "layer1").unwrap();
         assert_eq!(l1.output_shape, vec![16, 4, 4]);
+        // Blocks that add their input back are residual, and the overview folds them.
+        let find = |n: &str| m.model.layers().iter().find(|l| l.name == n).unwrap();
+        for n in ["layer1.0", "layer1.1", "layer1"] {
+            assert!(find(n).residual, "{exporter}: {n} {:?}", find(n));
+        }
+        assert!(!find("layer1.0.conv1").residual);
+        assert_eq!(find("layer1.0.conv1").group.as_deref(), Some("layer1.0"), "{exporter}");
+        assert_eq!(find("fc").group, None);
         // A probe at a named layer sees that layer's gradient (conv + ReLU are not fused there).
         let x = Tensor::randn(0f32, 1.0, (1, 3, 32, 27), &Device::Cpu).unwrap();
         let g = models::gradients(m.model.as_ref(), &x, &[2], Select::Only(vec!["layer1".into()])).unwrap();

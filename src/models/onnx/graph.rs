@@ -49,6 +49,13 @@ pub struct Layer {
     /// Without the batch dimension.
     pub shape: Vec<usize>,
     pub weights: Vec<(String, Vec<usize>)>,
+    /// The stage the layer is drawn in (the overview folds a stage into one column).
+    pub group: Option<String>,
+    /// A module that adds its input back (a residual block, or a stage of them).
+    pub residual: bool,
+    /// The module scopes the layer lies in, outermost first (its own, for a module).
+    #[doc(hidden)]
+    pub scopes: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -1213,6 +1220,9 @@ impl Builder {
                 op_type: n.op_type.clone(),
                 shape,
                 weights: own,
+                group: None,
+                residual: false,
+                scopes: scopes.clone(),
             });
         }
         // Module scopes name the last layer inside them (`layer4` = the output of its last block).
@@ -1243,15 +1253,86 @@ impl Builder {
             for (_, s) in aliases.iter().filter(|(j, _)| *j == i) {
                 n.names.push(s.clone());
                 let base = with_alias.last().expect("just pushed").clone();
+                let upto = base
+                    .scopes
+                    .iter()
+                    .position(|x| x == s)
+                    .map_or(base.scopes.len(), |p| p + 1);
                 with_alias.push(Layer {
                     name: s.clone(),
                     kind: LayerKind::Block,
                     weights: Vec::new(),
+                    scopes: base.scopes[..upto].to_vec(),
                     ..base
                 });
             }
         }
-        let layers = with_alias;
+        let mut layers = with_alias;
+        // A module adds its input back when both operands of an addition inside it depend
+        // on the same map made outside it (directly, or through a projection).
+        let mut made_by: HashMap<ValueId, usize> = HashMap::new();
+        for (i, n) in nodes.iter().enumerate() {
+            for &o in &n.outputs {
+                made_by.insert(o, i);
+            }
+        }
+        let is_const: HashSet<ValueId> = consts.iter().map(|(id, _)| *id).collect();
+        let inside = |i: usize, scope: &str| node_scopes[i].0.iter().any(|x| x == scope);
+        // The maps from outside `scope` that `v` is computed from.
+        let entries = |v: ValueId, scope: &str| -> HashSet<ValueId> {
+            let (mut out, mut seen, mut stack) = (HashSet::new(), HashSet::new(), vec![v]);
+            while let Some(v) = stack.pop() {
+                if !seen.insert(v) || is_const.contains(&v) {
+                    continue;
+                }
+                match made_by.get(&v) {
+                    Some(&p) if inside(p, scope) => stack.extend(nodes[p].inputs.iter().copied()),
+                    _ => {
+                        out.insert(v);
+                    }
+                }
+            }
+            out
+        };
+        let mut residual_scopes: HashSet<String> = HashSet::new();
+        for (i, (s, _)) in node_scopes.iter().enumerate() {
+            let n = &nodes[i];
+            if !matches!(&n.op, exec::Op::Binary(k) if k == "Add") || n.inputs.iter().any(|v| is_const.contains(v)) {
+                continue;
+            }
+            for scope in s {
+                let (a, b) = (entries(n.inputs[0], scope), entries(n.inputs[1], scope));
+                if !a.is_disjoint(&b) {
+                    residual_scopes.insert(scope.clone());
+                }
+            }
+        }
+        for l in layers.iter_mut().filter(|l| l.kind == LayerKind::Block) {
+            l.residual = residual_scopes.contains(&l.name);
+        }
+        // Stages: the modules at the shallowest depth where none holds over half the layers.
+        let total = layers.len();
+        for depth in 1..=4 {
+            let mut count: HashMap<&str, usize> = HashMap::new();
+            for l in &layers {
+                if let Some(g) = l.scopes.get(depth - 1) {
+                    *count.entry(g.as_str()).or_default() += 1;
+                }
+            }
+            if count.values().all(|&c| 2 * c <= total) {
+                let groups: Vec<Option<String>> = layers
+                    .iter()
+                    .map(|l| {
+                        let g = l.scopes.get(depth - 1)?;
+                        (count[g.as_str()] > 1).then(|| g.clone())
+                    })
+                    .collect();
+                for (l, g) in layers.iter_mut().zip(groups) {
+                    l.group = g;
+                }
+                break;
+            }
+        }
         // Grad-CAM's default: the last spatial map (the outermost name it has).
         let cam_layer = nodes
             .iter()

@@ -120,6 +120,8 @@ pub fn build(graph: &'static Graph, vb: VarBuilder) -> candle_core::Result<Box<d
                 .map(|(_, s)| s.iter().product::<usize>())
                 .sum();
             info.tensors = l.weights.iter().map(|(n, _)| n.clone()).collect();
+            info.group = l.group.clone();
+            info.residual = l.residual;
             if matches!(l.kind, super::LayerKind::Conv | super::LayerKind::Linear) {
                 info.weight = l.weights.first().map(|(n, _)| n.clone());
             }
