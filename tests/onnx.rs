@@ -245,12 +245,7 @@ fn errors_name_the_file_the_node_and_the_operator() {
 #[test]
 #[ignore = "needs CNNSCOPE_ONNX_REFERENCE (files made with PyTorch)"]
 fn built_in_networks_equal_their_onnx_exports() {
-    let dir = PathBuf::from(std::env::var("CNNSCOPE_ONNX_REFERENCE").expect("CNNSCOPE_ONNX_REFERENCE"));
-    let spec = InputSpec {
-        channels: 3,
-        height: 224,
-        width: 224,
-    };
+    let (dir, spec) = (reference_dir("CNNSCOPE_ONNX_REFERENCE"), IMAGENET);
     for (arch, cam) in [("resnet18", "layer4"), ("mobilenet_v2", "features")] {
         let builtin = models::architecture(&arch.replace('_', "-"))
             .or(models::architecture(arch))
@@ -275,13 +270,7 @@ fn built_in_networks_equal_their_onnx_exports() {
         let gb = models::gradients(b.model.as_ref(), &x, &[1, 2], Select::Only(vec![onnx_cam.into()])).unwrap();
         let r = pearson(&ga.input, &gb.input);
         assert!(r >= 0.999, "{arch}: saliency Pearson {r}");
-        // Grad-CAM: ReLU(Σ_c mean(grad_c) · act_c).
-        let cam = |g: &models::Gradients| -> Tensor {
-            let (_, act, grad) = &g.layers[0];
-            let w = grad.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
-            act.broadcast_mul(&w).unwrap().sum(1).unwrap().relu().unwrap()
-        };
-        let r = pearson(&cam(&ga), &cam(&gb));
+        let r = pearson(&grad_cam(&ga), &grad_cam(&gb));
         assert!(r >= 0.999, "{arch}: Grad-CAM Pearson {r}");
         // Occlusion's copies through the region path.
         let x1 = x.narrow(0, 0, 1).unwrap();
@@ -300,6 +289,23 @@ fn built_in_networks_equal_their_onnx_exports() {
             pearson(&ga.input, &gb.input)
         );
     }
+}
+
+const IMAGENET: InputSpec = InputSpec {
+    channels: 3,
+    height: 224,
+    width: 224,
+};
+
+fn reference_dir(var: &str) -> PathBuf {
+    PathBuf::from(std::env::var(var).unwrap_or_else(|_| panic!("set {var}")))
+}
+
+/// Grad-CAM at the first probed layer: ReLU(Σ_c mean(grad_c) · act_c).
+fn grad_cam(g: &models::Gradients) -> Tensor {
+    let (_, act, grad) = &g.layers[0];
+    let w = grad.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
+    act.broadcast_mul(&w).unwrap().sum(1).unwrap().relu().unwrap()
 }
 
 fn pearson(a: &Tensor, b: &Tensor) -> f64 {
@@ -368,12 +374,7 @@ fn a_gallery_builds_an_onnx_model() {
 #[test]
 #[ignore = "needs CNNSCOPE_ONNX_ZOO (files made with PyTorch)"]
 fn torchvision_classifiers_match_pytorch() {
-    let dir = PathBuf::from(std::env::var("CNNSCOPE_ONNX_ZOO").expect("CNNSCOPE_ONNX_ZOO"));
-    let spec = InputSpec {
-        channels: 3,
-        height: 224,
-        width: 224,
-    };
+    let (dir, spec) = (reference_dir("CNNSCOPE_ONNX_ZOO"), IMAGENET);
     for name in [
         "squeezenet1_1",
         "efficientnet_b0",
@@ -404,10 +405,7 @@ fn torchvision_classifiers_match_pytorch() {
         )
         .unwrap();
         let sal = pearson(&g.input, &r["saliency"]);
-        let (_, act, grad) = &g.layers[0];
-        let w = grad.mean_keepdim(3).unwrap().mean_keepdim(2).unwrap();
-        let cam = act.broadcast_mul(&w).unwrap().sum(1).unwrap().relu().unwrap();
-        let cam_r = pearson(&cam, &r["cam"]);
+        let cam_r = pearson(&grad_cam(&g), &r["cam"]);
         println!(
             "{name}: {} layers, logits max diff {err:.1e} of the largest, saliency r {sal:.6}, Grad-CAM at `{}` r {cam_r:.6}",
             m.model.layers().len(),

@@ -83,16 +83,7 @@ impl Conv {
         // `shapes` lists the weight, then the bias if there is one.
         let bias = cfg.bias.then(|| loaded.pop()).flatten();
         let weight = loaded.remove(0);
-        Conv {
-            weight,
-            winograd: None,
-            bias,
-            stride: cfg.stride,
-            pad: cfg.pad,
-            groups: cfg.groups,
-            k,
-        }
-        .prepared()
+        Conv::from_tensors(weight, bias, k, cfg)
     }
 
     /// A `k × k` convolution from its weight `(out, in/groups, k, k)` and bias (ONNX graphs).

@@ -89,10 +89,9 @@ pub enum Op {
 pub enum Role {
     /// A feature map (or a constant operand).
     Map,
-    /// A weight.
+    /// A weight. (Inputs past the listed ones — shapes, axes, bounds — were read when the
+    /// graph was loaded.)
     Param,
-    /// Read when the graph was loaded (a shape, axes, bounds).
-    Attr,
 }
 
 impl Op {

@@ -693,7 +693,6 @@ impl Builder {
                     None => return Err(err(format!("input {i} is missing"))),
                 },
                 exec::Role::Param => params.push(self.param(n, i)?),
-                exec::Role::Attr => {}
             }
         }
         let tensors: Vec<Tensor> = ins

@@ -14,17 +14,22 @@ import torchvision
 from safetensors.torch import save_file
 
 
+def randomise_bn(model):
+    # Non-trivial batch-norm statistics and affine parameters, so that folding them is tested.
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+
+
 def main(out):
     torch.manual_seed(0)
     for name in ["resnet18", "mobilenet_v2"]:
         model = getattr(torchvision.models, name)()
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                with torch.no_grad():
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 1.5)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
+        randomise_bn(model)
         model.eval()
         sd = {k: v.contiguous() for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
         save_file(sd, f"{out}/{name}.safetensors")

@@ -18,6 +18,8 @@ import torch.nn.functional as F
 import torchvision
 from safetensors.torch import save_file
 
+from make_equivalence import randomise_bn
+
 
 def densenet_split(model, x):
     # DenseNet's last map is the functional ReLU in its forward (which the exporter names
@@ -43,13 +45,7 @@ def main(out, only=None):
             continue
         torch.manual_seed(0)
         model = getattr(torchvision.models, name)()
-        for m in model.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                with torch.no_grad():
-                    m.running_mean.uniform_(-0.2, 0.2)
-                    m.running_var.uniform_(0.5, 1.5)
-                    m.weight.uniform_(0.5, 1.5)
-                    m.bias.uniform_(-0.2, 0.2)
+        randomise_bn(model)
         model.eval()
         torch.onnx.export(model, (torch.randn(1, 3, 224, 224),), f"{out}/{name}.onnx", dynamo=True,
                           external_data=False, opset_version=18)
