@@ -364,6 +364,17 @@ fn a_gallery_builds_an_onnx_model() {
     let cfg = common::write_config(d, &config("layer9"));
     let err = common::cli::run_err(&["build"], &cfg);
     assert!(err.contains("layer9") && err.contains("gallery.yaml"), "{err}");
+    // A graph that does not fit the configured input: the config's line and key, then the file.
+    let cfg = common::write_config(d, &config("layer1.0").replace("size: [32, 27]", "size: [30, 27]"));
+    let err = common::cli::run_err(&["build"], &cfg);
+    assert!(
+        err.contains("gallery.yaml:6: models[0].weights") && err.contains("net.onnx") && err.contains("dimension 2"),
+        "{err}"
+    );
+    assert!(
+        d.join("public/models/net/index.html").exists(),
+        "the earlier site stays"
+    );
 }
 
 /// `CNNSCOPE_ONNX_ZOO=DIR` (written by `tests/data/onnx/make_zoo.py DIR`): torchvision

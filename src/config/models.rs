@@ -47,7 +47,8 @@ pub(super) fn validate(
                     ));
                 }
                 // The graph is read and checked now: an unsupported operator is a config error.
-                crate::models::onnx::architecture(&weights, &input.spec(), classes.len())?
+                crate::models::onnx::architecture(&weights, &input.spec(), classes.len())
+                    .map_err(|e| check.err(&format!("{key}.weights"), e))?
             }
         };
         (arch.check_input)(&input.spec()).map_err(|msg| check.err(&format!("{key}.input.size"), msg))?;
