@@ -325,9 +325,11 @@ impl OnnxModel {
         let r = match (&self.execs[i], &node.op) {
             (Exec::Conv(c), _) => (ins[0].0.conv(c, act.unwrap_or(Act::Identity))?, act.is_some()),
             (Exec::BatchNorm(_), _) => (
-                ins[0]
-                    .0
-                    .map(|t| Ok(self.execs[i].run(&[t.clone()], &mut Tap::default())?.remove(0)))?,
+                ins[0].0.map(|t| {
+                    Ok(self.execs[i]
+                        .run(std::slice::from_ref(t), &mut Tap::default())?
+                        .remove(0))
+                })?,
                 false,
             ),
             (
@@ -367,9 +369,11 @@ impl OnnxModel {
                 let nonneg = matches!(op, exec::Op::Relu | exec::Op::Sigmoid | exec::Op::HardSigmoid { .. })
                     || matches!(op, exec::Op::Clip { lo, .. } if *lo >= 0.0);
                 (
-                    ins[0]
-                        .0
-                        .map(|t| Ok(self.execs[i].run(&[t.clone()], &mut Tap::default())?.remove(0)))?,
+                    ins[0].0.map(|t| {
+                        Ok(self.execs[i]
+                            .run(std::slice::from_ref(t), &mut Tap::default())?
+                            .remove(0))
+                    })?,
                     nonneg,
                 )
             }
