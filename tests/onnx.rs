@@ -202,6 +202,18 @@ fn errors_name_the_file_the_node_and_the_operator() {
             && e.contains("node `/relu/Relu`"),
         "{e}"
     );
+    // A final softmax: the hint to export the logits.
+    let p = dir.path().join("softmax.onnx");
+    std::fs::write(
+        &p,
+        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Softmax".into()),
+    )
+    .unwrap();
+    let e = expect_err(&p, &spec, 7);
+    assert!(
+        e.contains("(Softmax)") && e.contains("without its final softmax"),
+        "{e}"
+    );
     // An attribute that is not supported.
     let p = dir.path().join("dilated.onnx");
     std::fs::write(

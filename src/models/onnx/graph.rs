@@ -677,6 +677,12 @@ impl Builder {
         }
         let op = self.lower(n).map_err(|e| err(e.to_string()))?;
         let Some(op) = op else {
+            if matches!(op_type, "Softmax" | "LogSoftmax") {
+                return Err(err(
+                    "a softmax is not supported: the methods explain logits, so export the network without its final softmax"
+                        .to_string(),
+                ));
+            }
             return Err(err(format!(
                 "operator `{op_type}` is not supported (supported: {})",
                 OPERATORS.join(", ")
