@@ -188,13 +188,15 @@ fn errors_name_the_file_the_node_and_the_operator() {
         f(m.graph.as_mut().unwrap());
         m.encode_to_vec()
     };
-    let p = dir.path().join("unsupported.onnx");
-    std::fs::write(
-        &p,
-        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Elu".into()),
-    )
-    .unwrap();
-    let e = expect_err(&p, &spec, 7);
+    // The error for the file edited by `f`, written as `name`.
+    let refused = |name: &str, f: &dyn Fn(&mut proto::GraphProto)| -> String {
+        let p = dir.path().join(name);
+        std::fs::write(&p, edited(f)).unwrap();
+        expect_err(&p, &spec, 7)
+    };
+    let e = refused("unsupported.onnx", &|g| {
+        g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Elu".into()
+    });
     assert!(
         e.contains("unsupported.onnx")
             && e.contains("(Elu)")
@@ -203,46 +205,32 @@ fn errors_name_the_file_the_node_and_the_operator() {
         "{e}"
     );
     // A final softmax: the hint to export the logits.
-    let p = dir.path().join("softmax.onnx");
-    std::fs::write(
-        &p,
-        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Softmax".into()),
-    )
-    .unwrap();
-    let e = expect_err(&p, &spec, 7);
+    let e = refused("softmax.onnx", &|g| {
+        g.node.iter_mut().find(|n| n.op_type == "Relu").unwrap().op_type = "Softmax".into()
+    });
     assert!(
         e.contains("(Softmax)") && e.contains("without its final softmax"),
         "{e}"
     );
     // An attribute that is not supported.
-    let p = dir.path().join("dilated.onnx");
-    std::fs::write(
-        &p,
-        edited(&|g| {
-            let n = g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap();
-            n.attribute.retain(|a| a.name != "dilations");
-            n.attribute.push(proto::AttributeProto {
-                name: "dilations".into(),
-                ints: vec![2, 2],
-                r#type: 7,
-                ..Default::default()
-            });
-        }),
-    )
-    .unwrap();
-    let e = expect_err(&p, &spec, 7);
+    let e = refused("dilated.onnx", &|g| {
+        let n = g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap();
+        n.attribute.retain(|a| a.name != "dilations");
+        n.attribute.push(proto::AttributeProto {
+            name: "dilations".into(),
+            ints: vec![2, 2],
+            r#type: 7,
+            ..Default::default()
+        });
+    });
     assert!(
         e.contains("dilated.onnx") && e.contains("(MaxPool)") && e.contains("dilations"),
         "{e}"
     );
     // A node reading a value nothing computes.
-    let p = dir.path().join("dangling.onnx");
-    std::fs::write(
-        &p,
-        edited(&|g| g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap().input[0] = "nowhere".into()),
-    )
-    .unwrap();
-    let e = expect_err(&p, &spec, 7);
+    let e = refused("dangling.onnx", &|g| {
+        g.node.iter_mut().find(|n| n.op_type == "MaxPool").unwrap().input[0] = "nowhere".into()
+    });
     assert!(e.contains("dangling.onnx") && e.contains("`nowhere`"), "{e}");
     // Truncated.
     let p = dir.path().join("truncated.onnx");

@@ -45,7 +45,6 @@ pub struct Node {
 pub struct Layer {
     pub name: String,
     pub kind: LayerKind,
-    pub op_type: String,
     /// Without the batch dimension.
     pub shape: Vec<usize>,
     pub weights: Vec<(String, Vec<usize>)>,
@@ -75,8 +74,6 @@ pub struct Graph {
     pub classes: usize,
     /// The last spatial feature map before the network pools it away: Grad-CAM's default.
     pub cam_layer: String,
-    pub producer: String,
-    pub opset: i64,
 }
 
 /// What a value is while the graph is read: a feature map (computed for a batch of one),
@@ -132,9 +129,10 @@ pub const OPERATORS: &[&str] = &[
 ];
 
 impl Graph {
-    /// Reads and checks `path` for an input of `spec` and `classes` outputs.
-    pub fn load(path: &Path, spec: &InputSpec, classes: usize) -> Result<Graph> {
-        let model = read_model(path)?;
+    /// Reads and checks the ONNX file `path` (whose content is `bytes`) for an input of
+    /// `spec` and `classes` outputs.
+    pub fn load(path: &Path, bytes: &[u8], spec: &InputSpec, classes: usize) -> Result<Graph> {
+        let model = decode_model(path, bytes)?;
         let mut initializers = HashMap::new();
         let graph = model
             .graph
@@ -222,13 +220,17 @@ impl Graph {
                 ),
             ));
         }
-        b.finish(input_id, output, scopes, classes, model.producer_name.clone(), opset)
+        b.finish(input_id, output, scopes, classes)
     }
 }
 
 fn read_model(path: &Path) -> Result<proto::ModelProto> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let model = proto::decode(&bytes).map_err(|e| {
+    decode_model(path, &bytes)
+}
+
+fn decode_model(path: &Path, bytes: &[u8]) -> Result<proto::ModelProto> {
+    let model = proto::decode(bytes).map_err(|e| {
         Error::at(
             path,
             format!("cannot read the file as ONNX: {e} (it is truncated, corrupt or not an ONNX model)"),
@@ -938,31 +940,7 @@ impl Builder {
                         let t = self
                             .ints(n, 1)?
                             .ok_or_else(|| candle_core::Error::Msg("no target shape".into()))?;
-                        let allowzero = attr_i(n, "allowzero", 0) != 0;
-                        let mut out: Vec<i64> = t
-                            .iter()
-                            .enumerate()
-                            .map(|(i, &v)| {
-                                if v == 0 && !allowzero {
-                                    dims.get(i).map_or(0, |&d| d as i64)
-                                } else {
-                                    v
-                                }
-                            })
-                            .collect();
-                        let total: usize = dims.iter().product();
-                        let known: i64 = out.iter().filter(|&&v| v >= 0).product();
-                        if let Some(p) = out.iter().position(|&v| v == -1) {
-                            if known == 0 || total as i64 % known != 0 {
-                                candle_core::bail!("cannot reshape {dims:?} to {t:?}");
-                            }
-                            out[p] = total as i64 / known;
-                        }
-                        let out: Vec<usize> = out.iter().map(|&v| v.max(0) as usize).collect();
-                        if out.iter().product::<usize>() != total {
-                            candle_core::bail!("cannot reshape {dims:?} to {t:?}");
-                        }
-                        out
+                        reshape_target(&dims, &t, attr_i(n, "allowzero", 0) != 0).map_err(candle_core::Error::Msg)?
                     }
                     _ => {
                         let rank_out = dims.len();
@@ -1117,8 +1095,6 @@ impl Builder {
         output: ValueId,
         scopes: Vec<(Vec<String>, String)>,
         classes: usize,
-        producer: String,
-        opset: i64,
     ) -> Result<Graph> {
         // Constants read by map ops.
         let used: HashSet<ValueId> = self.nodes.iter().flat_map(|n| n.inputs.iter().copied()).collect();
@@ -1222,7 +1198,6 @@ impl Builder {
             layers.push(Layer {
                 name,
                 kind: n.op.kind(),
-                op_type: n.op_type.clone(),
                 shape,
                 weights: own,
                 group: None,
@@ -1370,8 +1345,6 @@ impl Builder {
             weights,
             classes,
             cam_layer,
-            producer,
-            opset,
         })
     }
 }
@@ -1415,20 +1388,7 @@ fn fold_ints(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Vec<Val>, Str
         }
         "Reshape" => {
             let t = ints(1)?.1;
-            let total = v0.len() as i64;
-            let mut shape: Vec<i64> = t
-                .iter()
-                .enumerate()
-                .map(|(i, &d)| if d == 0 { s0.get(i).map_or(0, |&v| v as i64) } else { d })
-                .collect();
-            let known: i64 = shape.iter().filter(|&&d| d >= 0).product();
-            if let Some(p) = shape.iter().position(|&d| d == -1) {
-                shape[p] = total / known.max(1);
-            }
-            let shape: Vec<usize> = shape.iter().map(|&d| d.max(0) as usize).collect();
-            if shape.iter().product::<usize>() != v0.len() {
-                return Err(format!("cannot reshape {s0:?} integers to {t:?}"));
-            }
+            let shape = reshape_target(&s0, &t, false)?;
             one(shape, v0)
         }
         "Transpose" => {
@@ -1579,24 +1539,7 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
         }
         "Reshape" => {
             let target = ints(1).ok_or("the target shape must be integers")?;
-            let total: usize = dims.iter().product();
-            let mut out: Vec<i64> = target
-                .iter()
-                .enumerate()
-                .map(|(i, &v)| {
-                    if v == 0 {
-                        dims.get(i).map_or(0, |&d| d as i64)
-                    } else {
-                        v
-                    }
-                })
-                .collect();
-            let known: i64 = out.iter().filter(|&&v| v >= 0).product();
-            if let Some(p) = out.iter().position(|&v| v == -1) {
-                out[p] = total as i64 / known.max(1);
-            }
-            let out: Vec<usize> = out.iter().map(|&v| v.max(0) as usize).collect();
-            x.reshape(out).map_err(e)?
+            x.reshape(reshape_target(&dims, &target, false)?).map_err(e)?
         }
         "Unsqueeze" | "Squeeze" | "Flatten" => {
             let axes = attr_ints(n, "axes").or(ints(1)).unwrap_or_default();
@@ -1636,4 +1579,37 @@ fn fold_consts(n: &NodeProto, inputs: &[Val]) -> std::result::Result<Tensor, Str
         }
         op => return Err(format!("`{op}` on constants only is not supported")),
     })
+}
+
+/// ONNX's `Reshape` target for an input of `dims`: `0` copies the input's dimension (unless
+/// `allowzero`), one `-1` takes what is left; the element count must stay.
+fn reshape_target(dims: &[usize], target: &[i64], allowzero: bool) -> std::result::Result<Vec<usize>, String> {
+    let bad = || format!("cannot reshape {dims:?} to {target:?}");
+    let total: usize = dims.iter().product();
+    let mut out: Vec<i64> = target
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            if v == 0 && !allowzero {
+                dims.get(i).map_or(0, |&d| d as i64)
+            } else {
+                v
+            }
+        })
+        .collect();
+    if let Some(p) = out.iter().position(|&v| v == -1) {
+        let known: i64 = out.iter().filter(|&&v| v >= 0).product();
+        if known == 0 || total as i64 % known != 0 {
+            return Err(bad());
+        }
+        out[p] = total as i64 / known;
+    }
+    if out.iter().any(|&v| v < 0) {
+        return Err(bad());
+    }
+    let out: Vec<usize> = out.iter().map(|&v| v as usize).collect();
+    if out.iter().product::<usize>() != total {
+        return Err(bad());
+    }
+    Ok(out)
 }

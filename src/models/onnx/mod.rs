@@ -36,11 +36,10 @@ pub fn architecture(path: &Path, spec: &InputSpec, classes: usize) -> Result<&'s
         spec.width,
         classes,
     );
-    drop(bytes);
     if let Some((_, a)) = KNOWN.lock().expect("not poisoned").iter().find(|(k, _)| *k == key) {
         return Ok(a);
     }
-    let graph: &'static Graph = Box::leak(Box::new(Graph::load(path, spec, classes)?));
+    let graph: &'static Graph = Box::leak(Box::new(Graph::load(path, &bytes, spec, classes)?));
     let arch: &'static Architecture = Box::leak(Box::new(Architecture {
         id: "onnx",
         summary: "a network read from an ONNX file",
