@@ -449,9 +449,12 @@ fn main() -> ExitCode {
             println!(
                 "median of {} runs, {} threads",
                 repeat.max(1),
-                std::thread::available_parallelism().map_or(1, |n| n.get())
+                rayon::current_num_threads()
             );
-            cnnscope::bench::run(&weights, repeat.max(1), only.as_deref(), &|l| println!("{l}")).map(|_| ())
+            // On a worker of the pool, as the build's methods run: an op's split then
+            // shares the work with the other workers instead of parking this thread.
+            rayon::scope(|_| cnnscope::bench::run(&weights, repeat.max(1), only.as_deref(), &|l| println!("{l}")))
+                .map(|_| ())
         }
         Command::Train {
             arch,
