@@ -109,24 +109,32 @@ impl Conv2d {
         }
     }
 
-    /// Output rows `rows` of one image `(C, H, W)` → their column matrix
-    /// `(C·kh·kw, rows·OW)` (zeros where padded). Every element is written once: zeroing
-    /// the whole matrix first was a pass over memory as long as the copy itself.
-    fn im2col<T: WithDType>(&self, x: &[T], g: &Geom, rows: std::ops::Range<usize>, col: &mut [T]) {
+    /// Channels `chans` and output rows `rows` of one image `(C, H, W)` → their rows of the
+    /// column matrix, `(chans·kh·kw, rows·OW)` (zeros where padded). Every element is written
+    /// once: zeroing the whole matrix first was a pass over memory as long as the copy itself.
+    fn im2col<T: WithDType>(
+        &self,
+        x: &[T],
+        g: &Geom,
+        chans: std::ops::Range<usize>,
+        rows: std::ops::Range<usize>,
+        col: &mut [T],
+    ) {
         let (s, ow) = (self.stride, g.ow);
         let ohw = rows.len() * ow;
         let (pt, si) = (self.pad[0] as isize, self.stride as isize);
         let cols: Vec<(usize, usize, isize)> = (0..g.kw)
             .map(|kx| super::column_range(g.w, g.ow, kx, self.pad[2], self.stride))
             .collect();
-        for c in 0..g.c {
+        let c0 = chans.start;
+        for c in chans {
             for ky in 0..g.kh {
                 for oy in rows.clone() {
                     let iy = oy as isize * si + ky as isize - pt;
                     let inside = iy >= 0 && iy < g.h as isize;
                     let xrow = c * g.h * g.w + iy.max(0) as usize * g.w;
                     for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
-                        let row = (c * g.kh + ky) * g.kw + kx;
+                        let row = ((c - c0) * g.kh + ky) * g.kw + kx;
                         let at = row * ohw + (oy - rows.start) * ow;
                         let dst = &mut col[at..at + ow];
                         if !inside || lo >= hi {
@@ -136,13 +144,7 @@ impl Conv2d {
                         dst[..lo].fill(T::zero());
                         dst[hi..].fill(T::zero());
                         let first = (xrow as isize + lo as isize * si + shift) as usize;
-                        if s == 1 {
-                            dst[lo..hi].copy_from_slice(&x[first..first + (hi - lo)]);
-                        } else {
-                            for (d, &v) in dst[lo..hi].iter_mut().zip(x[first..].iter().step_by(s)) {
-                                *d = v;
-                            }
-                        }
+                        strided_copy(&mut dst[lo..hi], &x[first..], s);
                     }
                 }
             }
@@ -189,55 +191,82 @@ impl Conv2d {
         (0..oh).step_by(t).map(move |r| r..(r + t).min(oh))
     }
 
+    /// How many parts a task is split into, and the blocks of output channels: several only
+    /// when the (image, tile) items are fewer than the threads.
+    fn out_blocks(&self, g: &Geom) -> (usize, Vec<std::ops::Range<usize>>) {
+        let per = splits(g.n * self.tiles(g).count(), g.n * g.o * g.ohw() * g.ckk());
+        (per, ranges(g.o, per.min(g.o / 16).max(1)).collect())
+    }
+
     /// The convolution of every image, then `post`'s bias and activation. Tasks of (image,
     /// tile of output rows, block of output channels) run in parallel, each on one thread,
     /// the bias and activation applied to its block while it is in cache.
     fn forward<T: WithDType>(&self, x: &[T], k: &[T], g: &Geom, post: Option<(&[T], Act)>) -> Vec<T> {
-        let (ohw, chw, ckk) = (g.ohw(), g.c * g.h * g.w, g.ckk());
+        let (ohw, chw, ckk, kk) = (g.ohw(), g.c * g.h * g.w, g.ckk(), g.kh * g.kw);
         let len = g.n * g.o * ohw;
         let mut y: Vec<T> = Vec::with_capacity(len);
         let tiles: Vec<_> = self.tiles(g).collect();
-        let per = splits(g.n * tiles.len(), g.n * g.o * ohw * ckk);
-        let oblocks: Vec<_> = ranges(g.o, per.min(g.o / 16).max(1)).collect();
-        let mut jobs = Vec::new();
-        for i in 0..g.n {
-            for rows in &tiles {
-                for os in &oblocks {
-                    jobs.push((i, rows.clone(), os.clone()));
+        let (per, oblocks) = self.out_blocks(g);
+        let dst = SendPtr(y.as_mut_ptr());
+        let col_len = ckk * self.tile_rows(g) * g.ow;
+        // y[os, tile of image i] = W[os] · col, then the bias and activation.
+        let product = |col: &[T], i: usize, rows: &std::ops::Range<usize>, os: &std::ops::Range<usize>| {
+            let n = rows.len() * g.ow;
+            let at = i * g.o * ohw + rows.start * g.ow;
+            // SAFETY: the block (channels `os`, columns `at..at + n` of each) lies in `y`
+            // and no other task's overlaps it.
+            unsafe {
+                // The destination's rows are OH·OW apart.
+                gemm_serial(
+                    (os.len(), n, ckk),
+                    dst.get().add(at + os.start * ohw),
+                    ohw,
+                    &k[os.start * ckk..],
+                    (ckk, 1),
+                    col,
+                    (n, 1),
+                    false,
+                );
+                if let Some((b, act)) = post {
+                    for o in os.clone() {
+                        let row = std::slice::from_raw_parts_mut(dst.get().add(at + o * ohw), n);
+                        epilogue(row, &b[o..o + 1], 1, n, act);
+                    }
+                }
+            }
+        };
+        if oblocks.len() == 1 {
+            let jobs: Vec<_> = (0..g.n)
+                .flat_map(|i| tiles.iter().map(move |r| (i, r.clone())))
+                .collect();
+            jobs.into_par_iter().for_each_init(
+                || vec![T::zero(); col_len],
+                |col, (i, rows)| {
+                    self.im2col(&x[i * chw..(i + 1) * chw], g, 0..g.c, rows.clone(), col);
+                    product(col, i, &rows, &oblocks[0]);
+                },
+            );
+        } else {
+            // Fewer (image, tile) items than threads, so output channels are split: each
+            // item's column matrix is built once, by blocks of input channels in parallel,
+            // and shared by the blocks' products (it was rebuilt by each, 4× at 7² and 14²).
+            let mut col = vec![T::zero(); col_len];
+            for i in 0..g.n {
+                for rows in &tiles {
+                    let n = rows.len() * g.ow;
+                    let cp = SendPtr(col.as_mut_ptr());
+                    ranges(g.c, per).collect::<Vec<_>>().into_par_iter().for_each(|cs| {
+                        // SAFETY: channels `cs` own rows `cs·kk` of the column matrix.
+                        let block = unsafe {
+                            std::slice::from_raw_parts_mut(cp.get().add(cs.start * kk * n), cs.len() * kk * n)
+                        };
+                        self.im2col(&x[i * chw..(i + 1) * chw], g, cs, rows.clone(), block);
+                    });
+                    let col = &col[..ckk * n];
+                    oblocks.par_iter().for_each(|os| product(col, i, rows, os));
                 }
             }
         }
-        let dst = SendPtr(y.as_mut_ptr());
-        let col_len = ckk * self.tile_rows(g) * g.ow;
-        jobs.into_par_iter().for_each_init(
-            || vec![T::zero(); col_len],
-            |col, (i, rows, os)| {
-                let n = rows.len() * g.ow;
-                let at = i * g.o * ohw + rows.start * g.ow;
-                self.im2col(&x[i * chw..(i + 1) * chw], g, rows, col);
-                // SAFETY: the task's block (channels `os`, columns `at..at + n` of each) lies
-                // in `y` and no other task's overlaps it.
-                unsafe {
-                    // y[os, tile] = W[os] · col: the destination's rows are OH·OW apart.
-                    gemm_serial(
-                        (os.len(), n, ckk),
-                        dst.get().add(at + os.start * ohw),
-                        ohw,
-                        &k[os.start * ckk..],
-                        (ckk, 1),
-                        col,
-                        (n, 1),
-                        false,
-                    );
-                    if let Some((b, act)) = post {
-                        for o in os {
-                            let row = std::slice::from_raw_parts_mut(dst.get().add(at + o * ohw), n);
-                            epilogue(row, &b[o..o + 1], 1, n, act);
-                        }
-                    }
-                }
-            },
-        );
         // SAFETY: the tasks' blocks cover every image, output row and channel, and gemm
         // wrote every element of each (`acc` false).
         unsafe { y.set_len(len) };
@@ -293,7 +322,7 @@ impl Conv2d {
             for rows in self.tiles(g) {
                 let n = rows.len() * g.ow;
                 let at = rows.start * g.ow;
-                self.im2col(xi, g, rows, &mut col);
+                self.im2col(xi, g, 0..g.c, rows, &mut col);
                 // gW += gy[:, tile] · colᵀ: colᵀ has row stride 1 and column stride n.
                 matmul_into(
                     (g.o, g.ckk(), n),
@@ -541,6 +570,30 @@ pub fn conv2d(x: &Tensor, k: &Tensor, stride: usize, pad: [usize; 4]) -> candle_
     x.contiguous()?.apply_op2(&k.contiguous()?, Conv2d { stride, pad })
 }
 
+/// `dst[j] = src[j·s]`: the stride-2 case (every strided convolution here) written so that
+/// bounds checks leave the loop and it vectorises; the iterator form copied one by one.
+#[inline(always)]
+fn strided_copy<T: Copy>(dst: &mut [T], src: &[T], s: usize) {
+    let n = dst.len();
+    if n == 0 {
+        return;
+    }
+    let src = &src[..(n - 1) * s + 1];
+    match s {
+        1 => dst.copy_from_slice(src),
+        2 => {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src[2 * j];
+            }
+        }
+        _ => {
+            for (j, d) in dst.iter_mut().enumerate() {
+                *d = src[j * s];
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -566,6 +619,10 @@ mod tests {
             // Small maps split into blocks of output channels and of input channels.
             (1, 64, 64, 7, 9, 3, 1, [1, 1, 1, 1]),
             (3, 48, 40, 5, 6, 3, 2, [1, 1, 1, 1]),
+            // One image, output channels split, one column matrix shared: stride 2 with
+            // asymmetric padding, and a 1×1 stride-2 projection (ResNet's downsample).
+            (1, 64, 64, 13, 11, 3, 2, [0, 1, 1, 0]),
+            (1, 512, 64, 14, 14, 1, 2, [0, 0, 0, 0]),
         ];
         for &(n, c, o, h, w, k, stride, pad) in cases {
             let conv = Conv2d { stride, pad };
@@ -574,6 +631,9 @@ mod tests {
                 .unwrap();
             if (c, w) == (64, 100) {
                 assert!(conv.tiles(&g).count() > 1, "the case covers several tiles");
+            }
+            if n == 1 && o == 64 && rayon::current_num_threads() > 1 {
+                assert!(conv.out_blocks(&g).1.len() > 1, "the case shares one column matrix");
             }
             let x = Var::from_tensor(&Tensor::randn(0f64, 1.0, (n, c, h, w), &dev).unwrap()).unwrap();
             let kv = Var::from_tensor(&Tensor::randn(0f64, 1.0, (o, c, k, k), &dev).unwrap()).unwrap();
