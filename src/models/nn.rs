@@ -165,6 +165,11 @@ impl Conv {
         self.bias.as_ref()
     }
 
+    /// The weight transformed for Winograd's algorithm, where it applies.
+    pub fn winograd(&self) -> Option<&std::sync::Arc<crate::ops::winograd::Kernel>> {
+        self.winograd.as_ref()
+    }
+
     pub fn kernel(&self) -> usize {
         self.k
     }

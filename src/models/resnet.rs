@@ -12,11 +12,14 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use super::layer::{linear_tensors, Net, Tensors};
-use super::nn::{global_avg_pool, linear, out_size, BatchNorm, Conv, ConvConfig, Linear, Pad};
+use std::sync::Arc;
+
+use super::nn::{fast_dtype, global_avg_pool, linear, out_size, BatchNorm, Conv, ConvConfig, Linear, Pad};
 use super::region::{self, Region};
 use super::{Architecture, InputSpec, LayerInfo, LayerKind, Model, Tap};
 use crate::ops::bias::Act;
 use crate::ops::max_pool2d;
+use crate::ops::residual::{Residual, Unit};
 
 const EPS: f64 = 1e-5;
 const STEM: usize = 64;
@@ -256,6 +259,8 @@ fn build<const DEPTH: usize>(vb: VarBuilder, input: &InputSpec, classes: usize) 
 struct Block {
     main: Vec<Conv>,
     downsample: Option<Conv>,
+    /// The block as one op (`ops::residual`).
+    fused: Option<Arc<Residual>>,
 }
 
 impl Block {
@@ -269,7 +274,60 @@ impl Block {
         }
     }
 
+    fn new(main: Vec<Conv>, downsample: Option<Conv>) -> candle_core::Result<Block> {
+        let biased = main.iter().chain(&downsample).all(|c| c.bias().is_some());
+        let unit = |c: &Conv| match c.bias() {
+            Some(b) => Unit::new(c.weight(), b, c.stride(), c.winograd()),
+            None => candle_core::bail!("a folded convolution without bias"),
+        };
+        let fused = if biased {
+            let units = main.iter().map(unit).collect::<candle_core::Result<Vec<_>>>()?;
+            let shortcut = downsample.as_ref().map(unit).transpose()?;
+            Some(Arc::new(Residual::new(units, shortcut)?))
+        } else {
+            None
+        };
+        Ok(Block {
+            main,
+            downsample,
+            fused,
+        })
+    }
+
+    /// Whether a weight takes part in the gradient graph (the weight-gradients method).
+    fn tracked(&self) -> bool {
+        self.main
+            .iter()
+            .chain(&self.downsample)
+            .any(|c| c.weight().track_op() || c.bias().is_some_and(|b| b.track_op()))
+    }
+
+    /// Each convolution's padding for an input of `h × w`: the main path's, then the
+    /// shortcut's.
+    fn pads(&self, input: (usize, usize)) -> Vec<[usize; 4]> {
+        let (mut h, mut w) = input;
+        let mut pads = Vec::new();
+        for conv in &self.main {
+            let p = conv.padding(h, w);
+            let k = conv.kernel();
+            h = (h + p[0] + p[1]).saturating_sub(k) / conv.stride() + 1;
+            w = (w + p[2] + p[3]).saturating_sub(k) / conv.stride() + 1;
+            pads.push(p);
+        }
+        pads.extend(self.downsample.iter().map(|c| c.padding(input.0, input.1)));
+        pads
+    }
+
     fn forward(&self, x: &Tensor, tap: &Tap) -> candle_core::Result<Tensor> {
+        // The whole block as one op where it applies (see `ops::residual`).
+        if let Some(fused) = self
+            .fused
+            .as_ref()
+            .filter(|_| !tap.guided && fast_dtype(x) && !self.tracked())
+        {
+            let (_, _, h, w) = x.dims4()?;
+            return fused.forward(x, self.pads((h, w)));
+        }
         let mut y = x.clone();
         for (i, conv) in self.main.iter().enumerate() {
             y = conv.forward_with(&y, self.act(i, tap.guided))?;
@@ -326,14 +384,13 @@ impl ResNet {
                 blocks
                     .iter()
                     .map(|b| {
-                        Ok(Block {
-                            main: b
-                                .main
+                        Block::new(
+                            b.main
                                 .iter()
                                 .map(|u| u.load_folded(&vb))
                                 .collect::<candle_core::Result<_>>()?,
-                            downsample: b.downsample.as_ref().map(|u| u.load_folded(&vb)).transpose()?,
-                        })
+                            b.downsample.as_ref().map(|u| u.load_folded(&vb)).transpose()?,
+                        )
                     })
                     .collect::<candle_core::Result<Vec<_>>>()
             })

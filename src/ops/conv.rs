@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use super::bias::{act_grad, bias_grad, epilogue, Act};
 use super::pointwise::{gemm_serial, matmul_into, ranges, splits, SendPtr};
+use super::scratch::Scratch;
 use super::winograd::{self, Element, Kernel};
 use rayon::prelude::*;
 
@@ -239,18 +240,16 @@ impl Conv2d {
             let jobs: Vec<_> = (0..g.n)
                 .flat_map(|i| tiles.iter().map(move |r| (i, r.clone())))
                 .collect();
-            jobs.into_par_iter().for_each_init(
-                || vec![T::zero(); col_len],
-                |col, (i, rows)| {
-                    self.im2col(&x[i * chw..(i + 1) * chw], g, 0..g.c, rows.clone(), col);
-                    product(col, i, &rows, &oblocks[0]);
-                },
-            );
+            jobs.into_par_iter().for_each(|(i, rows)| {
+                let mut col = Scratch::<T>::new(col_len);
+                self.im2col(&x[i * chw..(i + 1) * chw], g, 0..g.c, rows.clone(), &mut col);
+                product(&col, i, &rows, &oblocks[0]);
+            });
         } else {
             // Fewer (image, tile) items than threads, so output channels are split: each
             // item's column matrix is built once, by blocks of input channels in parallel,
             // and shared by the blocks' products (it was rebuilt by each, 4× at 7² and 14²).
-            let mut col = vec![T::zero(); col_len];
+            let mut col = Scratch::<T>::new(col_len);
             for i in 0..g.n {
                 for rows in &tiles {
                     let n = rows.len() * g.ow;
@@ -283,40 +282,37 @@ impl Conv2d {
         let jobs: Vec<_> = (0..g.n).flat_map(|i| ranges(g.c, per).map(move |cs| (i, cs))).collect();
         let dst = SendPtr(gx.as_mut_ptr());
         let col_len = ckk * self.tile_rows(g) * g.ow;
-        jobs.into_par_iter().for_each_init(
-            || vec![T::zero(); col_len],
-            |col, (i, cs)| {
-                // SAFETY: channels `cs` of image `i` are this task's alone.
-                let gxi =
-                    unsafe { std::slice::from_raw_parts_mut(dst.get().add(i * chw + cs.start * hw), cs.len() * hw) };
-                let gyi = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
-                for rows in self.tiles(g) {
-                    let n = rows.len() * g.ow;
-                    let at = rows.start * g.ow;
-                    // gcol = W[:, cs]ᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
-                    // SAFETY: `col` holds the block's rows (`cs.len()·kk ≤ ckk`) of `n` columns.
-                    unsafe {
-                        gemm_serial(
-                            (cs.len() * kk, n, g.o),
-                            col.as_mut_ptr(),
-                            n,
-                            &k[cs.start * kk..],
-                            (1, ckk),
-                            &gyi[at..],
-                            (ohw, 1),
-                            false,
-                        )
-                    };
-                    self.col2im(col, g, cs.clone(), rows, gxi);
-                }
-            },
-        );
+        jobs.into_par_iter().for_each(|(i, cs)| {
+            let mut col = Scratch::<T>::new(col_len);
+            // SAFETY: channels `cs` of image `i` are this task's alone.
+            let gxi = unsafe { std::slice::from_raw_parts_mut(dst.get().add(i * chw + cs.start * hw), cs.len() * hw) };
+            let gyi = &gy[i * g.o * ohw..(i + 1) * g.o * ohw];
+            for rows in self.tiles(g) {
+                let n = rows.len() * g.ow;
+                let at = rows.start * g.ow;
+                // gcol = W[:, cs]ᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
+                // SAFETY: `col` holds the block's rows (`cs.len()·kk ≤ ckk`) of `n` columns.
+                unsafe {
+                    gemm_serial(
+                        (cs.len() * kk, n, g.o),
+                        col.as_mut_ptr(),
+                        n,
+                        &k[cs.start * kk..],
+                        (1, ckk),
+                        &gyi[at..],
+                        (ohw, 1),
+                        false,
+                    )
+                };
+                self.col2im(&col, g, cs.clone(), rows, gxi);
+            }
+        });
         gx
     }
 
     fn grad_weight<T: WithDType>(&self, gy: &[T], x: &[T], g: &Geom) -> Vec<T> {
         let mut gk = vec![T::zero(); g.o * g.ckk()];
-        let mut col = vec![T::zero(); g.ckk() * self.tile_rows(g) * g.ow];
+        let mut col = Scratch::<T>::new(g.ckk() * self.tile_rows(g) * g.ow);
         let mut first = true;
         for (gyi, xi) in gy.chunks(g.o * g.ohw()).zip(x.chunks(g.c * g.h * g.w)) {
             for rows in self.tiles(g) {
@@ -429,30 +425,76 @@ impl CustomOp2 for GradWeight {
 /// activation applied to each image's output while it is still in cache.
 struct Conv2dBiasAct(Conv2d, Act, Option<Arc<Kernel>>);
 
-impl Conv2dBiasAct {
-    /// The transformed kernel when Winograd's algorithm applies to this call: stride 1, a
-    /// kernel transformed for these channels and dtype, and enough tiles to pay.
-    fn winograd<'a, T: Element>(&'a self, g: &Geom) -> Option<&'a [T]> {
-        let k = self.2.as_deref()?;
-        let tiles = winograd::tiles(g.n, g.h, g.w, self.0.pad);
-        let applies = self.0.stride == 1 && k.shape() == (g.o, g.c) && winograd::pays(tiles, g.c, g.o);
-        applies.then(|| T::of(k).map(|(forward, _)| forward)).flatten()
-    }
+/// The transformed forward kernel when Winograd's algorithm applies to a call: stride 1,
+/// a kernel transformed for these channels and dtype, and enough tiles to pay.
+fn winograd_forward<'a, T: Element>(k: Option<&'a Kernel>, conv: &Conv2d, g: &Geom) -> Option<&'a [T]> {
+    let k = k?;
+    let tiles = winograd::tiles(g.n, g.h, g.w, conv.pad);
+    let applies = conv.stride == 1 && k.shape() == (g.o, g.c) && winograd::pays(tiles, g.c, g.o);
+    applies.then(|| T::of(k).map(|(forward, _)| forward)).flatten()
+}
 
-    fn forward<T: Element>(&self, x: &[T], k: &[T], b: &[T], g: &Geom) -> Vec<T> {
-        match self.winograd::<T>(g) {
-            Some(u) => winograd::conv(
-                x,
-                (g.n, g.c, g.h, g.w),
-                u,
-                g.o,
-                self.0.pad,
-                (g.oh, g.ow),
-                Some((b, self.1)),
-            ),
-            None => self.0.forward(x, k, g, Some((b, self.1))),
+/// The kernel and padding for the input gradient by Winograd's algorithm, when it applies:
+/// the gradient convolved by the flipped, transposed kernel with padding `2 − p` each side.
+fn winograd_backward<'a>(k: Option<&'a Arc<Kernel>>, conv: &Conv2d, g: &Geom) -> Option<(&'a Arc<Kernel>, [usize; 4])> {
+    let [pt, pb, pl, pr] = conv.pad;
+    let back = [
+        2usize.saturating_sub(pt),
+        2usize.saturating_sub(pb),
+        2usize.saturating_sub(pl),
+        2usize.saturating_sub(pr),
+    ];
+    let applies = |w: &&Arc<Kernel>| {
+        conv.stride == 1
+            && pt.max(pb).max(pl).max(pr) <= 2
+            && w.shape() == (g.o, g.c)
+            && winograd::pays(winograd::tiles(g.n, g.oh, g.ow, back), g.o, g.c)
+    };
+    k.filter(applies).map(|w| (w, back))
+}
+
+/// `act(conv(x, k) + b)` on slices, `x` `(N, C, H, W)` and `k` `(O, C, kh, kw)`, by the
+/// kernels [`conv2d_bias_act`] uses (Winograd's where `winograd` is given and applies):
+/// the output and its size `(OH, OW)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn bias_act_forward<T: Element>(
+    x: &[T],
+    xdims: (usize, usize, usize, usize),
+    k: &[T],
+    (o, kh, kw): (usize, usize, usize),
+    b: &[T],
+    conv: Conv2d,
+    act: Act,
+    winograd: Option<&Kernel>,
+) -> candle_core::Result<(Vec<T>, (usize, usize))> {
+    let (n, c, h, w) = xdims;
+    let g = conv.geom(&Shape::from(xdims), &Shape::from((o, c, kh, kw)))?;
+    let y = match winograd_forward::<T>(winograd, &conv, &g) {
+        Some(u) => winograd::conv(x, (n, c, h, w), u, g.o, conv.pad, (g.oh, g.ow), Some((b, act))),
+        None => conv.forward(x, k, &g, Some((b, act))),
+    };
+    Ok((y, (g.oh, g.ow)))
+}
+
+/// The input gradient of [`bias_act_forward`]'s convolution on slices, from the gradient
+/// `gy` `(N, O, OH, OW)` before the activation: Winograd's where it applies.
+pub(crate) fn grad_input<T: Element>(
+    gy: &[T],
+    xdims: (usize, usize, usize, usize),
+    k: &[T],
+    (o, kh, kw): (usize, usize, usize),
+    conv: Conv2d,
+    winograd: Option<&Arc<Kernel>>,
+) -> candle_core::Result<Vec<T>> {
+    let (n, c, h, w) = xdims;
+    let g = conv.geom(&Shape::from(xdims), &Shape::from((o, c, kh, kw)))?;
+    Ok(match winograd_backward(winograd, &conv, &g) {
+        Some((wk, back)) => {
+            let (_, u) = T::of(wk).ok_or_else(|| candle_core::Error::Msg("winograd: kernel dtype".into()))?;
+            winograd::conv(gy, (n, o, g.oh, g.ow), u, c, back, (h, w), None)
         }
-    }
+        None => conv.grad_input(gy, k, &g),
+    })
 }
 
 /// The input gradient of a stride-1 3×3 convolution by Winograd's algorithm: the
@@ -505,8 +547,10 @@ impl CustomOp3 for Conv2dBiasAct {
         if l3.shape().elem_count() != g.o {
             candle_core::bail!("conv2d: bias {:?} does not fit {} outputs", l3.shape(), g.o)
         }
-        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| self
-            .forward(x, k, b, &g));
+        let (xdims, kdims) = ((g.n, g.c, g.h, g.w), (g.o, g.kh, g.kw));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), (s3, l3), |x, k, b| {
+            bias_act_forward(x, xdims, k, kdims, b, self.0, self.1, self.2.as_deref())?.0
+        });
         Ok((out, Shape::from((g.n, g.o, g.oh, g.ow))))
     }
 
@@ -519,22 +563,10 @@ impl CustomOp3 for Conv2dBiasAct {
         gy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = act_grad(gy, res, self.1)?.contiguous()?;
-        let [pt, pb, pl, pr] = self.0.pad;
         let geom = self.0.geom(x.shape(), k.shape())?;
-        let back = [
-            2usize.saturating_sub(pt),
-            2usize.saturating_sub(pb),
-            2usize.saturating_sub(pl),
-            2usize.saturating_sub(pr),
-        ];
-        let winograd = self.2.as_ref().filter(|w| {
-            self.0.stride == 1
-                && pt.max(pb).max(pl).max(pr) <= 2
-                && w.shape() == (geom.o, geom.c)
-                && winograd::pays(winograd::tiles(geom.n, geom.oh, geom.ow, back), geom.o, geom.c)
-        });
+        let winograd = winograd_backward(self.2.as_ref(), &self.0, &geom);
         let (gx, gk) = match winograd {
-            Some(w) => {
+            Some((w, back)) => {
                 let gx = g.apply_op1_no_bwd(&WinogradGradInput(w.clone(), back, x.shape().clone()))?;
                 (Some(gx), self.0.weight_grad(x, k, &g)?)
             }

@@ -31,6 +31,8 @@ pub mod mbconv;
 pub mod pointwise;
 pub mod relu;
 pub mod relu6;
+pub mod residual;
+pub(crate) mod scratch;
 pub mod winograd;
 
 pub use conv::{conv2d, conv2d_bias_act};

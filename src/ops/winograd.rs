@@ -13,6 +13,7 @@ use candle_core::WithDType;
 
 use super::bias::{epilogue, Act};
 use super::pointwise::{gemm_serial, SendPtr};
+use super::scratch::Scratch;
 
 /// A convolution's kernel `(O, C, 3, 3)` transformed for the forward pass (16 × O × C) and
 /// for the input gradient (16 × C × O, from the flipped, transposed kernel).
@@ -159,9 +160,12 @@ pub fn conv<T: WithDType>(
     let (th, tw) = (oh.div_ceil(2), ow.div_ceil(2));
     let rows = n * th;
     let chunk = chunk_rows(c, o, tw, rows);
-    let mut y = vec![T::zero(); n * o * oh * ow];
-    let mut v = vec![T::zero(); 16 * c * chunk * tw];
-    let mut m = vec![T::zero(); 16 * o * chunk * tw];
+    // Not zeroed: the output transform writes every element of `y` (set_len below), the
+    // input transform and the products every element of `v` and `m` that is read.
+    let len = n * o * oh * ow;
+    let mut y: Vec<T> = Vec::with_capacity(len);
+    let mut v = Scratch::<T>::new(16 * c * chunk * tw);
+    let mut m = Scratch::<T>::new(16 * o * chunk * tw);
     for r0 in (0..rows).step_by(chunk) {
         let nr = chunk.min(rows - r0);
         let nt = nr * tw;
@@ -218,7 +222,7 @@ pub fn conv<T: WithDType>(
         });
         // The 16 products M[ξ] = U[ξ] · V[ξ], O × nt each.
         let mp = SendPtr(m.as_mut_ptr());
-        let vr = &v;
+        let vr = &*v;
         (0..16).into_par_iter().for_each(|xi| {
             // SAFETY: product ξ writes its own O × nt block of `m`.
             unsafe {
@@ -236,7 +240,7 @@ pub fn conv<T: WithDType>(
         });
         // Output transform, by output channel.
         let yp = SendPtr(y.as_mut_ptr());
-        let mr = &m;
+        let mr = &*m;
         (0..o).into_par_iter().for_each(|oi| {
             super::simd_with(|| {
                 let mut a = vec![vec![T::zero(); tw]; 8];
@@ -271,6 +275,9 @@ pub fn conv<T: WithDType>(
             })
         });
     }
+    // SAFETY: every tile row of every image was transformed back into `y`, each tile's
+    // 2 × 2 outputs inside the map, so every element is written.
+    unsafe { y.set_len(len) };
     if let Some((b, act)) = post {
         y.par_chunks_mut(oh * ow).enumerate().for_each(|(p, plane)| {
             let ch = p % o;
