@@ -128,28 +128,31 @@ impl Conv2d {
             .map(|kx| super::column_range(g.w, g.ow, kx, self.pad[2], self.stride))
             .collect();
         let c0 = chans.start;
-        for c in chans {
-            for ky in 0..g.kh {
-                for oy in rows.clone() {
-                    let iy = oy as isize * si + ky as isize - pt;
-                    let inside = iy >= 0 && iy < g.h as isize;
-                    let xrow = c * g.h * g.w + iy.max(0) as usize * g.w;
-                    for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
-                        let row = ((c - c0) * g.kh + ky) * g.kw + kx;
-                        let at = row * ohw + (oy - rows.start) * ow;
-                        let dst = &mut col[at..at + ow];
-                        if !inside || lo >= hi {
-                            dst.fill(T::zero());
-                            continue;
+        // AVX2 where the CPU has it (the strided copies vectorise wider); same values.
+        super::simd_with(|| {
+            for c in chans {
+                for ky in 0..g.kh {
+                    for oy in rows.clone() {
+                        let iy = oy as isize * si + ky as isize - pt;
+                        let inside = iy >= 0 && iy < g.h as isize;
+                        let xrow = c * g.h * g.w + iy.max(0) as usize * g.w;
+                        for (kx, &(lo, hi, shift)) in cols.iter().enumerate() {
+                            let row = ((c - c0) * g.kh + ky) * g.kw + kx;
+                            let at = row * ohw + (oy - rows.start) * ow;
+                            let dst = &mut col[at..at + ow];
+                            if !inside || lo >= hi {
+                                dst.fill(T::zero());
+                                continue;
+                            }
+                            dst[..lo].fill(T::zero());
+                            dst[hi..].fill(T::zero());
+                            let first = (xrow as isize + lo as isize * si + shift) as usize;
+                            strided_copy(&mut dst[lo..hi], &x[first..], s);
                         }
-                        dst[..lo].fill(T::zero());
-                        dst[hi..].fill(T::zero());
-                        let first = (xrow as isize + lo as isize * si + shift) as usize;
-                        strided_copy(&mut dst[lo..hi], &x[first..], s);
                     }
                 }
             }
-        }
+        });
     }
 
     /// Adds the column matrix of channels `chans` and output rows `rows` back onto those
@@ -164,19 +167,21 @@ impl Conv2d {
     ) {
         let (s, ow) = (self.stride, g.ow);
         let ohw = rows.len() * ow;
-        self.for_taps(g, chans, rows, |row, oy, xrow, lo, hi, shift| {
-            let src = &col[row * ohw + oy * ow..row * ohw + oy * ow + ow];
-            if s == 1 {
-                let dst = &mut gx
-                    [(xrow as isize + lo as isize + shift) as usize..(xrow as isize + hi as isize + shift) as usize];
-                for (d, &v) in dst.iter_mut().zip(&src[lo..hi]) {
-                    *d += v;
+        // AVX2 where the CPU has it: the additions are the same, in the same order.
+        super::simd_with(|| {
+            self.for_taps(g, chans, rows, |row, oy, xrow, lo, hi, shift| {
+                let src = &col[row * ohw + oy * ow + lo..row * ohw + oy * ow + hi];
+                let first = (xrow as isize + (lo * s) as isize + shift) as usize;
+                // The touched span, bounded first so that the loop runs without checks.
+                let dst = &mut gx[first..first + (src.len() - 1) * s + 1];
+                if s == 1 {
+                    dst.iter_mut().zip(src).for_each(|(d, &v)| *d += v);
+                } else {
+                    for (j, &v) in src.iter().enumerate() {
+                        dst[j * s] += v;
+                    }
                 }
-            } else {
-                for ox in lo..hi {
-                    gx[(xrow as isize + (ox * s) as isize + shift) as usize] += src[ox];
-                }
-            }
+            })
         });
     }
 

@@ -169,12 +169,19 @@ fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> candle_core:
     f(super::contiguous_slice(s.as_slice::<T>()?, l)?)
 }
 
-/// `g ← 0` where ReLU was flat (its output `y` is not positive), as PyTorch's rule.
+/// Whether ReLU's gradient passes at an output `y`: `0 < y < ∞`, the rule of the separate
+/// ops (`act_backward`), as PyTorch's.
+#[inline(always)]
+fn passes<T: WithDType>(y: T) -> bool {
+    (y > T::zero()) & (y < T::from_f64(f64::INFINITY))
+}
+
+/// `g ← 0` where ReLU was flat.
 fn relu_mask<T: WithDType>(g: &mut [T], y: &[T]) {
     super::simd(g, |g| {
         for (gv, &v) in g.iter_mut().zip(y) {
             let g0 = *gv;
-            *gv = if v > T::zero() { g0 } else { T::zero() };
+            *gv = if passes(v) { g0 } else { T::zero() };
         }
     });
 }
@@ -287,22 +294,30 @@ impl Op {
     /// Backward: the input gradient from the output `y` and its gradient `gy`.
     fn grad<T: Real>(&self, gy: &[T], y: &[T], s: &Saved<T>, n: usize) -> candle_core::Result<Vec<T>> {
         let b = &self.block;
-        let mut g = gy.to_vec();
-        relu_mask(&mut g, y);
+        // The last ReLU's mask, applied while copying out of the shared gradient.
+        let g: Vec<T> = super::simd_with(|| {
+            gy.iter()
+                .zip(y)
+                .map(|(&gv, &v)| if passes(v) { gv } else { T::zero() })
+                .collect()
+        });
         let dims = |i: usize| {
             let (c, h, w) = s.dims[i];
             (n, c, h, w)
         };
-        let short = match &b.shortcut {
-            Some(u) => self.unit_grad(b.main.len(), u, &g, dims(0), None)?,
-            None => g.clone(),
+        let projected = match &b.shortcut {
+            Some(u) => Some(self.unit_grad(b.main.len(), u, &g, dims(0), None)?),
+            None => None,
         };
+        let mut inner: Option<Vec<T>> = None;
         for i in (1..b.main.len()).rev() {
-            let mut gi = self.unit_grad(i, &b.main[i], &g, dims(i), None)?;
+            let mut gi = self.unit_grad(i, &b.main[i], inner.as_deref().unwrap_or(&g), dims(i), None)?;
             relu_mask(&mut gi, &s.acts[i - 1]);
-            g = gi;
+            inner = Some(gi);
         }
-        self.unit_grad(0, &b.main[0], &g, dims(0), Some(short))
+        let inner = inner.unwrap_or_else(|| g.clone());
+        // The shortcut's gradient (`g` itself for the identity) takes the first unit's.
+        self.unit_grad(0, &b.main[0], &inner, dims(0), Some(projected.unwrap_or(g)))
     }
 
     fn forward_storage<T: Real>(
