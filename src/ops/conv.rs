@@ -280,7 +280,10 @@ impl Conv2d {
     /// The input gradient: tasks of (image, block of input channels) run in parallel, each
     /// computing its channels' rows of the column matrix and adding them back onto its own
     /// channels (col2im of different channels never meets).
-    fn grad_input<T: WithDType>(&self, gy: &[T], k: &[T], g: &Geom) -> Vec<T> {
+    /// `wt`: the transposed weight `(C·kh·kw) × O` and its (row, column) strides: `(1,
+    /// C·kh·kw)` for the weight as it is, `(O, 1)` for a transposed copy, which gemm packs
+    /// as contiguous rows instead of gathering one element at a time.
+    fn grad_input<T: WithDType>(&self, gy: &[T], (k, (wrs, wcs)): (&[T], (usize, usize)), g: &Geom) -> Vec<T> {
         let (hw, chw, kk, ckk, ohw) = (g.h * g.w, g.c * g.h * g.w, g.kh * g.kw, g.ckk(), g.ohw());
         let mut gx = vec![T::zero(); g.n * chw];
         let per = splits(g.n, g.n * g.o * ohw * ckk);
@@ -295,15 +298,15 @@ impl Conv2d {
             for rows in self.tiles(g) {
                 let n = rows.len() * g.ow;
                 let at = rows.start * g.ow;
-                // gcol = W[:, cs]ᵀ · gy[:, tile]: Wᵀ has row stride 1 and column stride CKK.
+                // gcol = W[:, cs]ᵀ · gy[:, tile].
                 // SAFETY: `col` holds the block's rows (`cs.len()·kk ≤ ckk`) of `n` columns.
                 unsafe {
                     gemm_serial(
                         (cs.len() * kk, n, g.o),
                         col.as_mut_ptr(),
                         n,
-                        &k[cs.start * kk..],
-                        (1, ckk),
+                        &k[cs.start * kk * wrs..],
+                        (wrs, wcs),
                         &gyi[at..],
                         (ohw, 1),
                         false,
@@ -402,7 +405,11 @@ impl CustomOp2 for GradInput {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = self.0.geom(&self.1, l2.shape())?;
-        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |gy, k| self.0.grad_input(gy, k, &g));
+        let out = dispatch!("conv2d", (s1, l1), (s2, l2), |gy, k| self.0.grad_input(
+            gy,
+            (k, (1, g.ckk())),
+            &g
+        ));
         Ok((out, self.1.clone()))
     }
 }
@@ -481,12 +488,27 @@ pub(crate) fn bias_act_forward<T: Element>(
     Ok((y, (g.oh, g.ow)))
 }
 
+/// Whether [`grad_input`] runs by Winograd's algorithm for these sizes (it then needs no
+/// transposed weight).
+pub(crate) fn winograd_grad_input(
+    winograd: Option<&Arc<Kernel>>,
+    xdims: (usize, usize, usize, usize),
+    (o, kh, kw): (usize, usize, usize),
+    conv: Conv2d,
+) -> candle_core::Result<bool> {
+    let g = conv.geom(&Shape::from(xdims), &Shape::from((o, xdims.1, kh, kw)))?;
+    Ok(winograd_backward(winograd, &conv, &g).is_some())
+}
+
 /// The input gradient of [`bias_act_forward`]'s convolution on slices, from the gradient
 /// `gy` `(N, O, OH, OW)` before the activation: Winograd's where it applies.
+/// `kt`: the weight transposed, `(C·kh·kw) × O`, where the caller keeps one.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn grad_input<T: Element>(
     gy: &[T],
     xdims: (usize, usize, usize, usize),
     k: &[T],
+    kt: Option<&[T]>,
     (o, kh, kw): (usize, usize, usize),
     conv: Conv2d,
     winograd: Option<&Arc<Kernel>>,
@@ -498,7 +520,10 @@ pub(crate) fn grad_input<T: Element>(
             let (_, u) = T::of(wk).ok_or_else(|| candle_core::Error::Msg("winograd: kernel dtype".into()))?;
             winograd::conv(gy, (n, o, g.oh, g.ow), u, c, back, (h, w), None)
         }
-        None => conv.grad_input(gy, k, &g),
+        None => match kt {
+            Some(kt) => conv.grad_input(gy, (kt, (o, 1)), &g),
+            None => conv.grad_input(gy, (k, (1, g.ckk())), &g),
+        },
     })
 }
 

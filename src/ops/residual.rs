@@ -13,7 +13,7 @@
 //! f32 or f64, without guided ReLUs and with constant weights: models use the separate ops
 //! otherwise (guided backpropagation, weight gradients).
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor, WithDType};
 
@@ -31,6 +31,10 @@ pub struct Unit {
     k: usize,
     stride: usize,
     winograd: Option<Arc<Kernel>>,
+    /// The weight transposed, `(C·k·k) × O`, made at the first backward pass that needs it:
+    /// the input gradient's products read it by rows (the weight itself would be gathered
+    /// column by column when gemm packs it, on every call).
+    transposed: OnceLock<Tensor>,
 }
 
 impl Unit {
@@ -57,7 +61,21 @@ impl Unit {
             k,
             stride,
             winograd: winograd.cloned(),
+            transposed: OnceLock::new(),
         })
+    }
+
+    fn transposed(&self) -> candle_core::Result<&Tensor> {
+        if let Some(t) = self.transposed.get() {
+            return Ok(t);
+        }
+        let t = self
+            .weight
+            .reshape((self.o, self.c * self.k * self.k))?
+            .t()?
+            .contiguous()?;
+        // Another thread may have set it meanwhile: the same values either way.
+        Ok(self.transposed.get_or_init(|| t))
     }
 
     /// A matrix product over channels (1×1, stride 1, no padding), as `conv1x1_bias_act`.
@@ -231,27 +249,34 @@ impl Op {
         acc: Option<Vec<T>>,
     ) -> candle_core::Result<Vec<T>> {
         let pad = self.pads[i];
-        with_values::<T, _>(&u.weight, |k| {
-            let hw = h * w;
-            let mut gx = if u.pointwise(pad) {
-                match acc {
-                    Some(mut gx) => {
-                        for (gxi, gi) in gx.chunks_mut(c * hw).zip(g.chunks(u.o * hw)) {
-                            matmul((c, hw, u.o), gxi, k, (1, c), gi, (hw, 1), true);
-                        }
-                        return Ok(gx);
+        let hw = h * w;
+        if u.pointwise(pad) {
+            return with_values::<T, _>(u.transposed()?, |kt| match acc {
+                Some(mut gx) => {
+                    for (gxi, gi) in gx.chunks_mut(c * hw).zip(g.chunks(u.o * hw)) {
+                        matmul((c, hw, u.o), gxi, kt, (u.o, 1), gi, (hw, 1), true);
                     }
-                    None => return Ok(matmul_batch(n, (c, hw, u.o), k, (1, c), g, u.o * hw, (hw, 1))),
+                    Ok(gx)
                 }
+                None => Ok(matmul_batch(n, (c, hw, u.o), kt, (u.o, 1), g, u.o * hw, (hw, 1))),
+            });
+        }
+        let conv = Conv2d { stride: u.stride, pad };
+        let (xdims, kdims) = ((n, c, h, w), (u.o, u.k, u.k));
+        let winograd = u.winograd.as_ref();
+        let mut gx = with_values::<T, _>(&u.weight, |k| {
+            if conv::winograd_grad_input(winograd, xdims, kdims, conv)? {
+                conv::grad_input(g, xdims, k, None, kdims, conv, winograd)
             } else {
-                let conv = Conv2d { stride: u.stride, pad };
-                conv::grad_input(g, (n, c, h, w), k, (u.o, u.k, u.k), conv, u.winograd.as_ref())?
-            };
-            if let Some(a) = acc {
-                super::simd(&mut gx, |gx| gx.iter_mut().zip(&a).for_each(|(v, &s)| *v += s));
+                with_values::<T, _>(u.transposed()?, |kt| {
+                    conv::grad_input(g, xdims, k, Some(kt), kdims, conv, winograd)
+                })
             }
-            Ok(gx)
-        })
+        })?;
+        if let Some(a) = acc {
+            super::simd(&mut gx, |gx| gx.iter_mut().zip(&a).for_each(|(v, &s)| *v += s));
+        }
+        Ok(gx)
     }
 
     /// Forward: what the backward pass keeps, and the output with its size.
