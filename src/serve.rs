@@ -101,6 +101,8 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
     watch(&mut debouncer, &watched, log);
     let ignored = ignored(&opts, &output, site.as_ref());
     let mut since = built_at;
+    // Each handled file's modification time, to tell its later saves from reads.
+    let mut seen: std::collections::HashMap<PathBuf, std::time::SystemTime> = Default::default();
     while let Ok(events) = rx.recv() {
         let Ok(events) = events else { continue };
         // The watcher also reports reads (the build's own); a file changed when it is newer
@@ -109,8 +111,14 @@ pub fn serve(opts: ServeOptions, log: &(dyn Fn(&str) + Sync)) -> Result<()> {
         let changed: Vec<&Path> = events
             .iter()
             .map(|e| e.path.as_path())
-            .filter(|p| !ignored(p) && !editor_scratch(p) && !p.is_dir() && modified_since(p, since))
+            .filter(|p| !ignored(p) && !editor_scratch(p) && !p.is_dir() && modified(p, since, &seen))
             .collect();
+        for p in &changed {
+            match std::fs::metadata(p).and_then(|m| m.modified()) {
+                Ok(t) => seen.insert(p.to_path_buf(), t),
+                Err(_) => seen.remove(*p),
+            };
+        }
         let Some(first_change) = changed.first() else {
             continue;
         };
@@ -311,9 +319,22 @@ fn absolute(p: &Path) -> PathBuf {
 }
 
 /// Whether `p` was written at or after `since`, or no longer exists.
-fn modified_since(p: &Path, since: std::time::SystemTime) -> bool {
+/// Whether `p` was saved (or removed) since it was last handled: its modification time
+/// differs from the one recorded then, or, for a file not handled before, is not older than
+/// `since`, the last handling's start. File times come from the kernel's coarse clock, up to
+/// a tick behind `SystemTime::now()`: a note saved just after a quick failed rebuild could
+/// look older than that rebuild's start and be missed, hence the recorded times and the
+/// slack for the others.
+fn modified(
+    p: &Path,
+    since: std::time::SystemTime,
+    seen: &std::collections::HashMap<PathBuf, std::time::SystemTime>,
+) -> bool {
     match std::fs::metadata(p).and_then(|m| m.modified()) {
-        Ok(t) => t >= since,
+        Ok(t) => match seen.get(p) {
+            Some(&before) => t != before,
+            None => t + Duration::from_millis(50) >= since,
+        },
         Err(_) => true,
     }
 }
