@@ -136,6 +136,9 @@ struct Saved<T> {
     dims: Vec<(usize, usize, usize)>,
 }
 
+/// What a forward pass gives: the kept activations, the output and its size `(OH, OW)`.
+type Forward<T> = (Saved<T>, Vec<T>, (usize, usize));
+
 enum Kept {
     F32(Saved<f32>),
     F64(Saved<f64>),
@@ -280,11 +283,7 @@ impl Op {
     }
 
     /// Forward: what the backward pass keeps, and the output with its size.
-    fn run<T: Real>(
-        &self,
-        x: &[T],
-        (n, c, h, w): (usize, usize, usize, usize),
-    ) -> candle_core::Result<(Saved<T>, Vec<T>, (usize, usize))> {
+    fn run<T: Real>(&self, x: &[T], (n, c, h, w): (usize, usize, usize, usize)) -> candle_core::Result<Forward<T>> {
         let b = &self.block;
         let mut acts: Vec<Vec<T>> = Vec::new();
         let mut dims = vec![(c, h, w)];
@@ -311,7 +310,7 @@ impl Op {
                 s.len()
             )
         }
-        super::simd(&mut y, |y| y.iter_mut().zip(s).for_each(|(v, &t)| *v = *v + t));
+        super::simd(&mut y, |y| y.iter_mut().zip(s).for_each(|(v, &t)| *v += t));
         apply_act(&mut y, Act::Relu);
         Ok((Saved { acts, dims }, y, (oh, ow)))
     }
