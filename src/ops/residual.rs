@@ -241,8 +241,8 @@ impl Op {
         })
     }
 
-    /// Unit `i`'s input gradient from the gradient `g` before its activation; for a 1×1
-    /// product, added onto `acc` when given.
+    /// Unit `i`'s input gradient from the gradient `g` before its activation, added onto
+    /// `acc` when given (by the product itself for a 1×1 convolution).
     fn unit_grad<T: Real>(
         &self,
         i: usize,
