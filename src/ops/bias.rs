@@ -99,12 +99,7 @@ pub(crate) fn relu6_passes<T: WithDType>(y: T) -> bool {
 
 /// `g ← 0` where ReLU6 was flat (its output `y` is 0 or 6).
 pub(crate) fn relu6_mask<T: WithDType>(g: &mut [T], y: &[T]) {
-    super::simd(g, |g| {
-        for (gv, &v) in g.iter_mut().zip(y) {
-            let g0 = *gv;
-            *gv = if relu6_passes(v) { g0 } else { T::zero() };
-        }
-    });
+    act_mask(g, y, Act::Relu6)
 }
 
 /// The gradient before `act`, from the gradient after it and the op's output `y`.
@@ -128,24 +123,35 @@ pub(crate) fn bias_grad(g: &Tensor, b: &Tensor) -> candle_core::Result<Option<Te
 /// Operands (gy, y): the gradient before the activation, from its output `y`.
 struct ActGrad(Act);
 
+/// Whether the gradient passes a rectifying `act` at output `y` with incoming gradient
+/// `g`: where `0 < y < ceiling` (exactly where the input was in that range, since `y`
+/// equals the input there) and, guided, where `g` is positive.
+#[inline(always)]
+fn passes<T: WithDType>(g: T, y: T, (hi, guided): (T, bool)) -> bool {
+    (y > T::zero()) & (y < hi) & (!guided | (g > T::zero()))
+}
+
 /// The gradient before a rectifying `act` from the gradient `gy` after it and its output
-/// `y`, in one pass: it passes where `0 < y < ceiling` (exactly where the input was in that
-/// range, since `y` equals the input there) and, guided, where it is positive.
+/// `y`, in one pass.
 pub(crate) fn act_backward<T: WithDType>(gy: &[T], y: &[T], act: Act) -> Vec<T> {
-    let (lo, hi, guided) = (T::zero(), act.ceiling::<T>(), act.guided());
+    let rule = (act.ceiling::<T>(), act.guided());
     super::simd_with(|| {
         gy.iter()
             .zip(y)
-            .map(|(&gv, &v)| {
-                let keep = (v > lo) & (v < hi) & (!guided | (gv > lo));
-                if keep {
-                    gv
-                } else {
-                    T::zero()
-                }
-            })
+            .map(|(&gv, &v)| if passes(gv, v, rule) { gv } else { T::zero() })
             .collect()
     })
+}
+
+/// [`act_backward`] in place: `g ← 0` where the gradient does not pass.
+pub(crate) fn act_mask<T: WithDType>(g: &mut [T], y: &[T], act: Act) {
+    let rule = (act.ceiling::<T>(), act.guided());
+    super::simd(g, |g| {
+        for (gv, &v) in g.iter_mut().zip(y) {
+            let g0 = *gv;
+            *gv = if passes(g0, v, rule) { g0 } else { T::zero() };
+        }
+    });
 }
 
 impl CustomOp2 for AddBias {

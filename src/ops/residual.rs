@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor, WithDType};
 
-use super::bias::{apply_act, epilogue, Act};
+use super::bias::{act_backward, act_mask, apply_act, epilogue, Act};
 use super::conv::{self, Conv2d};
 use super::pointwise::{matmul, matmul_batch};
 use super::winograd::{Element, Kernel};
@@ -190,23 +190,6 @@ fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> candle_core:
     f(super::contiguous_slice(s.as_slice::<T>()?, l)?)
 }
 
-/// Whether ReLU's gradient passes at an output `y`: `0 < y < ∞`, the rule of the separate
-/// ops (`act_backward`), as PyTorch's.
-#[inline(always)]
-fn passes<T: WithDType>(y: T) -> bool {
-    (y > T::zero()) & (y < T::from_f64(f64::INFINITY))
-}
-
-/// `g ← 0` where ReLU was flat.
-fn relu_mask<T: WithDType>(g: &mut [T], y: &[T]) {
-    super::simd(g, |g| {
-        for (gv, &v) in g.iter_mut().zip(y) {
-            let g0 = *gv;
-            *gv = if passes(v) { g0 } else { T::zero() };
-        }
-    });
-}
-
 struct Op {
     block: Arc<Residual>,
     pads: Vec<[usize; 4]>,
@@ -319,12 +302,7 @@ impl Op {
     fn grad<T: Real>(&self, gy: &[T], y: &[T], s: &Saved<T>, n: usize) -> candle_core::Result<Vec<T>> {
         let b = &self.block;
         // The last ReLU's mask, applied while copying out of the shared gradient.
-        let g: Vec<T> = super::simd_with(|| {
-            gy.iter()
-                .zip(y)
-                .map(|(&gv, &v)| if passes(v) { gv } else { T::zero() })
-                .collect()
-        });
+        let g = act_backward(gy, y, Act::Relu);
         let dims = |i: usize| {
             let (c, h, w) = s.dims[i];
             (n, c, h, w)
@@ -336,7 +314,7 @@ impl Op {
         let mut inner: Option<Vec<T>> = None;
         for i in (1..b.main.len()).rev() {
             let mut gi = self.unit_grad(i, &b.main[i], inner.as_deref().unwrap_or(&g), dims(i), None)?;
-            relu_mask(&mut gi, &s.acts[i - 1]);
+            act_mask(&mut gi, &s.acts[i - 1], Act::Relu);
             inner = Some(gi);
         }
         let inner = inner.unwrap_or_else(|| g.clone());
