@@ -129,8 +129,8 @@ pub fn tiles(n: usize, h: usize, w: usize, [pt, pb, pl, pr]: [usize; 4]) -> usiz
 
 /// Whether the transforms pay for a call: enough tiles that the 16 products are not thin,
 /// and enough channels that the products, not the transforms, are the work. Measured on
-/// one core (docs/performance.md): with 64 channels the transforms make it 1.6–2.6×
-/// slower than the direct path, with 128 it is even, from 256 it is 1.1–1.5× faster.
+/// one core (docs/performance.md): from 64 input and output channels it is 1.2–1.7×
+/// faster than the direct path (ResNet's 3×3s at 56² to 7²).
 pub fn pays(tiles: usize, c: usize, o: usize) -> bool {
     tiles >= 64 && wide(c, o)
 }
@@ -138,16 +138,17 @@ pub fn pays(tiles: usize, c: usize, o: usize) -> bool {
 /// Whether a convolution has channels enough for [`pays`] ever to hold: only those keep a
 /// transformed kernel.
 pub fn wide(c: usize, o: usize) -> bool {
-    c >= 256 && o >= 256
+    c >= 64 && o >= 64
 }
 
 /// The convolution of `x` `(N, C, H, W)` by a transformed kernel `u` (16 × O × C) with
 /// zero padding `[top, _, left, _]` giving an `oh × ow` output, then `post`'s bias and
 /// activation. Work runs by batches of tile rows; in each, the input transform by channel,
-/// the 16 products and the output transform by output channel run in parallel. The
-/// transforms run along a row of tiles at once, so they vectorise.
+/// the 16 products and the output transform by output channel run in parallel. Each
+/// transform runs over all the tiles of an image in the batch at once, as flat loops over
+/// contiguous arrays: rows of 4–28 tiles are too short for a vectorised loop (LLVM's takes
+/// 32 elements at a time and leaves shorter rows to its scalar remainder).
 #[allow(clippy::too_many_arguments)]
-#[allow(clippy::needless_range_loop)] // the loops walk several arrays in step, by tile
 pub fn conv<T: WithDType>(
     x: &[T],
     (n, c, h, w): (usize, usize, usize, usize),
@@ -169,56 +170,27 @@ pub fn conv<T: WithDType>(
     for r0 in (0..rows).step_by(chunk) {
         let nr = chunk.min(rows - r0);
         let nt = nr * tw;
+        // The batch's tile rows by image: (image, first tile row, rows, first tile).
+        let mut segments = Vec::new();
+        let mut lr = 0;
+        while lr < nr {
+            let (i, ty) = ((r0 + lr) / th, (r0 + lr) % th);
+            let len = (th - ty).min(nr - lr);
+            segments.push((i, ty, len, lr * tw));
+            lr += len;
+        }
         // Input transform: V[ξ][c][t], t = row · tw + tx.
         let vp = SendPtr(v.as_mut_ptr());
-        (0..c).into_par_iter().for_each(|ci| {
-            super::simd_with(|| {
-                // One input row, zero-padded: column 2·tx + q of tile tx is `line[2·tx + q]`.
-                let mut line = vec![vec![T::zero(); 2 * tw + 2]; 4];
-                let mut d = vec![vec![T::zero(); tw]; 16];
-                for lr in 0..nr {
-                    let (i, ty) = ((r0 + lr) / th, (r0 + lr) % th);
-                    let plane = &x[(i * c + ci) * h * w..(i * c + ci + 1) * h * w];
-                    for (r, buf) in line.iter_mut().enumerate() {
-                        buf.fill(T::zero());
-                        let yy = (2 * ty + r) as isize - pt as isize;
-                        if yy < 0 || yy >= h as isize {
-                            continue;
-                        }
-                        let src = &plane[yy as usize * w..yy as usize * w + w];
-                        // Input column xx lands at line index xx + left; columns past the
-                        // last tile are not read.
-                        let n = w.min(2 * tw + 2 - pl.min(2 * tw + 2));
-                        buf[pl..pl + n].copy_from_slice(&src[..n]);
-                    }
-                    // Bᵀ d: rows combined, per column q, for every tile of the row.
-                    for q in 0..4 {
-                        for tx in 0..tw {
-                            let (a0, a1, a2, a3) = (
-                                line[0][2 * tx + q],
-                                line[1][2 * tx + q],
-                                line[2][2 * tx + q],
-                                line[3][2 * tx + q],
-                            );
-                            d[q][tx] = a0 - a2;
-                            d[4 + q][tx] = a1 + a2;
-                            d[8 + q][tx] = a2 - a1;
-                            d[12 + q][tx] = a1 - a3;
-                        }
-                    }
-                    // (Bᵀ d) B: columns combined, per row r.
-                    for r in 0..4 {
-                        for tx in 0..tw {
-                            let (b0, b1, b2, b3) = (d[4 * r][tx], d[4 * r + 1][tx], d[4 * r + 2][tx], d[4 * r + 3][tx]);
-                            let e = [b0 - b2, b1 + b2, b2 - b1, b1 - b3];
-                            for (q, &val) in e.iter().enumerate() {
-                                // SAFETY: channel `ci`'s entries are this task's alone, inside `v`.
-                                unsafe { *vp.get().add(((4 * r + q) * c + ci) * nt + lr * tw + tx) = val };
-                            }
-                        }
-                    }
-                }
-            })
+        (0..c).into_par_iter().for_each_init(Vec::new, |buf, ci| {
+            for &(i, ty, len, at) in &segments {
+                let plane = &x[(i * c + ci) * h * w..(i * c + ci + 1) * h * w];
+                // SAFETY: channel `ci`'s entries are this task's alone, inside `v`.
+                let dst: [&mut [T]; 16] = std::array::from_fn(|xi| unsafe {
+                    std::slice::from_raw_parts_mut(vp.get().add((xi * c + ci) * nt + at), len * tw)
+                });
+                let rows = (plane, (h, w), (2 * ty) as isize - pt as isize, pl, (len, tw));
+                input_transform_best(buf, rows, dst);
+            }
         });
         // The 16 products M[ξ] = U[ξ] · V[ξ], O × nt each.
         let mp = SendPtr(m.as_mut_ptr());
@@ -238,53 +210,198 @@ pub fn conv<T: WithDType>(
                 )
             };
         });
-        // Output transform, by output channel.
+        // Output transform, by output channel, then the bias and activation.
         let yp = SendPtr(y.as_mut_ptr());
         let mr = &*m;
-        (0..o).into_par_iter().for_each(|oi| {
-            super::simd_with(|| {
-                let mut a = vec![vec![T::zero(); tw]; 8];
-                let mut out = vec![vec![T::zero(); 2 * tw]; 2];
-                for lr in 0..nr {
-                    let (i, ty) = ((r0 + lr) / th, (r0 + lr) % th);
-                    let at = |xi: usize| &mr[(xi * o + oi) * nt + lr * tw..(xi * o + oi) * nt + lr * tw + tw];
-                    // Aᵀ m: 2 × 4 per tile.
-                    for q in 0..4 {
-                        let (m0, m1, m2, m3) = (at(q), at(4 + q), at(8 + q), at(12 + q));
-                        for tx in 0..tw {
-                            a[q][tx] = m0[tx] + m1[tx] + m2[tx];
-                            a[4 + q][tx] = m1[tx] - m2[tx] - m3[tx];
-                        }
-                    }
-                    // (Aᵀ m) A: 2 × 2 per tile, into two output rows.
-                    for r in 0..2 {
-                        for tx in 0..tw {
-                            let (b0, b1, b2, b3) = (a[4 * r][tx], a[4 * r + 1][tx], a[4 * r + 2][tx], a[4 * r + 3][tx]);
-                            out[r][2 * tx] = b0 + b1 + b2;
-                            out[r][2 * tx + 1] = b1 - b2 - b3;
-                        }
-                        let yy = 2 * ty + r;
-                        if yy < oh {
-                            let base = ((i * o + oi) * oh + yy) * ow;
-                            // SAFETY: output channel `oi`'s planes are this task's alone.
-                            let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add(base), ow) };
-                            dst.copy_from_slice(&out[r][..ow]);
-                        }
-                    }
+        (0..o).into_par_iter().for_each_init(Vec::new, |buf, oi| {
+            for &(i, ty, len, at) in &segments {
+                let mx: [&[T]; 16] = std::array::from_fn(|xi| &mr[(xi * o + oi) * nt + at..][..len * tw]);
+                // Output rows 2·ty .. 2·(ty + len), within the map.
+                let (y0, y1) = (2 * ty * ow, (2 * (ty + len)).min(oh) * ow);
+                // SAFETY: output channel `oi`'s planes are this task's alone.
+                let dst = unsafe { std::slice::from_raw_parts_mut(yp.get().add((i * o + oi) * oh * ow + y0), y1 - y0) };
+                output_transform_best(buf, &mx, (len, tw), ow, dst);
+                if let Some((b, act)) = post {
+                    epilogue(dst, &b[oi..oi + 1], 1, dst.len(), act);
                 }
-            })
+            }
         });
     }
     // SAFETY: every tile row of every image was transformed back into `y`, each tile's
     // 2 × 2 outputs inside the map, so every element is written.
     unsafe { y.set_len(len) };
-    if let Some((b, act)) = post {
-        y.par_chunks_mut(oh * ow).enumerate().for_each(|(p, plane)| {
-            let ch = p % o;
-            epilogue(plane, &b[ch..ch + 1], 1, oh * ow, act);
-        });
-    }
     y
+}
+
+/// `Bᵀ d B` of `len` rows of `tw` tiles of one channel's `plane` (`h × w`), whose first
+/// input row is `top` (negative: padding) and first input column `−pl`, into `dst(ξ)`
+/// (`len · tw` each). Each input row is padded, split into even and odd columns and
+/// combined across (`d B`: `[d0 − d2, d1 + d2, d2 − d1, d1 − d3]` of a tile's columns),
+/// once for the two rows of tiles that share it; then rows are combined down (`Bᵀ ·`).
+/// One channel's rows of tiles for [`input_transform`]: the plane, its size, the first
+/// input row (negative: padding), the left padding, and (rows of tiles, tiles per row).
+type InputRows<'a, T> = (&'a [T], (usize, usize), isize, usize, (usize, usize));
+
+/// [`input_transform`], compiled with AVX2 where the CPU has it. (Not through
+/// `ops::simd_with`: LLVM did not inline a closure this large into its AVX2 function.)
+fn input_transform_best<T: WithDType>(buf: &mut Vec<T>, rows: InputRows<T>, dst: [&mut [T]; 16]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<T: WithDType>(buf: &mut Vec<T>, rows: InputRows<T>, dst: [&mut [T]; 16]) {
+            input_transform(buf, rows, dst)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2(buf, rows, dst) };
+    }
+    input_transform(buf, rows, dst)
+}
+
+#[inline(always)]
+fn input_transform<T: WithDType>(
+    buf: &mut Vec<T>,
+    (plane, (h, w), top, pl, (len, tw)): InputRows<T>,
+    dst: [&mut [T]; 16],
+) {
+    let (nrow, wp, s) = (2 * len + 2, 2 * tw + 2, tw + 1);
+    // Padded rows (`nrow × wp`), their even and odd columns (`nrow × s`, and one to spare
+    // for the last `q + 1`), the row combinations (4 × `nrow × s`), the same without each
+    // row's last column, by rows of even and odd index (4 × 2 × `(len + 1) × tw`).
+    let (np, ns, nc) = (nrow * wp, nrow * s, (len + 1) * tw);
+    buf.resize(np + 2 * (ns + 1) + 4 * ns + 8 * nc, T::zero());
+    let (p, rest) = buf.split_at_mut(np);
+    let (e, rest) = rest.split_at_mut(ns + 1);
+    let (od, rest) = rest.split_at_mut(ns + 1);
+    let (hs, hc) = rest.split_at_mut(4 * ns);
+    for (r, line) in p.chunks_exact_mut(wp).enumerate() {
+        let yy = top + r as isize;
+        if !(0..h as isize).contains(&yy) {
+            line.fill(T::zero());
+            continue;
+        }
+        // Input column xx lands at index xx + pl; columns past the last tile are not read.
+        let src = &plane[yy as usize * w..][..w];
+        let k = w.min(wp.saturating_sub(pl));
+        let lo = pl.min(wp);
+        line[..lo].fill(T::zero());
+        line[lo..lo + k].copy_from_slice(&src[..k]);
+        line[lo + k..].fill(T::zero());
+    }
+    // Even and odd columns: rows of `s`, as the padded rows are `2 · s` wide.
+    for ((e, od), pair) in e.iter_mut().zip(od.iter_mut()).zip(p.chunks_exact(2)) {
+        *e = pair[0];
+        *od = pair[1];
+    }
+    e[ns] = T::zero();
+    od[ns] = T::zero();
+    // `d B` over every row at once (each row's last entry mixes it with the next row's
+    // first: dropped below).
+    {
+        let (h0, r) = hs.split_at_mut(ns);
+        let (h1, r) = r.split_at_mut(ns);
+        let (h2, h3) = r.split_at_mut(ns);
+        let (e0, e1, o0, o1) = (&e[..ns], &e[1..ns + 1], &od[..ns], &od[1..ns + 1]);
+        for q in 0..ns {
+            h0[q] = e0[q] - e1[q];
+            h1[q] = o0[q] + e1[q];
+            h2[q] = e1[q] - o0[q];
+            h3[q] = o0[q] - o1[q];
+        }
+    }
+    // Rows `tw` long, those of even index then those of odd index, per combination.
+    for j in 0..4 {
+        let src = &hs[j * ns..(j + 1) * ns];
+        let (even, odd) = hc[2 * j * nc..(2 * j + 2) * nc].split_at_mut(nc);
+        for (r, row) in src.chunks_exact(s).enumerate() {
+            let half = if r % 2 == 0 { &mut *even } else { &mut *odd };
+            half[(r / 2) * tw..][..tw].copy_from_slice(&row[..tw]);
+        }
+    }
+    // `Bᵀ ·`: tile row `lr` has input rows 2·lr, 2·lr + 1 (`even`, `odd` at lr) and
+    // 2·lr + 2, 2·lr + 3 (at lr + 1, `tw` further on).
+    let l = len * tw;
+    for j in 0..4 {
+        let (ev, od) = hc[2 * j * nc..(2 * j + 2) * nc].split_at(nc);
+        let (e0, e1, o0, o1) = (&ev[..l], &ev[tw..tw + l], &od[..l], &od[tw..tw + l]);
+        let d = &mut dst[j][..l];
+        for q in 0..l {
+            d[q] = e0[q] - e1[q];
+        }
+        let d = &mut dst[4 + j][..l];
+        for q in 0..l {
+            d[q] = o0[q] + e1[q];
+        }
+        let d = &mut dst[8 + j][..l];
+        for q in 0..l {
+            d[q] = e1[q] - o0[q];
+        }
+        let d = &mut dst[12 + j][..l];
+        for q in 0..l {
+            d[q] = o0[q] - o1[q];
+        }
+    }
+}
+
+/// `Aᵀ m A` of `len` rows of `tw` tiles of one output channel (`m[ξ]`, `len · tw` each)
+/// into the output rows `dst` (`ow` wide, 2 per row of tiles, the last one cut where the
+/// map's height is odd).
+/// [`output_transform`], compiled with AVX2 where the CPU has it (as [`input_transform_best`]).
+fn output_transform_best<T: WithDType>(buf: &mut Vec<T>, m: &[&[T]; 16], lt: (usize, usize), ow: usize, dst: &mut [T]) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") {
+        #[target_feature(enable = "avx2")]
+        unsafe fn avx2<T: WithDType>(buf: &mut Vec<T>, m: &[&[T]; 16], lt: (usize, usize), ow: usize, dst: &mut [T]) {
+            output_transform(buf, m, lt, ow, dst)
+        }
+        // SAFETY: the CPU has AVX2, checked just above.
+        return unsafe { avx2(buf, m, lt, ow, dst) };
+    }
+    output_transform(buf, m, lt, ow, dst)
+}
+
+#[inline(always)]
+fn output_transform<T: WithDType>(
+    buf: &mut Vec<T>,
+    m: &[&[T]; 16],
+    (len, tw): (usize, usize),
+    ow: usize,
+    dst: &mut [T],
+) {
+    let l = len * tw;
+    buf.resize(8 * l, T::zero());
+    // Per tile: rows 0 and 1 of the result, even and odd columns.
+    let (r0, r1) = buf[..4 * l].split_at_mut(2 * l);
+    let (e0, o0) = r0.split_at_mut(l);
+    let (e1, o1) = r1.split_at_mut(l);
+    for q in 0..l {
+        // Aᵀ m: 2 × 4, then · A: 2 × 2, in the order of a tile at a time.
+        let a = |k: usize| {
+            (
+                m[k][q] + m[4 + k][q] + m[8 + k][q],
+                m[4 + k][q] - m[8 + k][q] - m[12 + k][q],
+            )
+        };
+        let ((a0, b0), (a1, b1), (a2, b2), (a3, b3)) = (a(0), a(1), a(2), a(3));
+        e0[q] = a0 + a1 + a2;
+        o0[q] = a1 - a2 - a3;
+        e1[q] = b0 + b1 + b2;
+        o1[q] = b1 - b2 - b3;
+    }
+    // Interleaved into rows of 2·tw, then copied out `ow` wide.
+    let (parts, out) = buf.split_at_mut(4 * l);
+    let (top, bottom) = out.split_at_mut(2 * l);
+    for (r, y) in [top, bottom].into_iter().enumerate() {
+        let (e, od) = parts[2 * r * l..(2 * r + 2) * l].split_at(l);
+        for ((pair, &e), &od) in y.chunks_exact_mut(2).zip(e).zip(od) {
+            pair[0] = e;
+            pair[1] = od;
+        }
+        for lr in 0..len {
+            if let Some(row) = dst.get_mut((2 * lr + r) * ow..(2 * lr + r + 1) * ow) {
+                row.copy_from_slice(&y[lr * 2 * tw..][..ow]);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
