@@ -186,11 +186,27 @@ impl Region {
     /// Each copy's values over an `size` window at `starts[i]` (which may extend past
     /// the map: zeros there, as a convolution's zero padding): the copy's box where it
     /// has one, the unchanged map elsewhere.
-    fn gather(&self, starts: &[(isize, isize)], (gh, gw): (usize, usize)) -> candle_core::Result<Tensor> {
+    fn gather(&self, starts: &[(isize, isize)], size: (usize, usize)) -> candle_core::Result<Tensor> {
         let (_, c, h, w) = self.base.dims4()?;
-        let (bh, bw) = self.box_size()?;
-        let base = self.base.flatten_all()?.to_vec1::<f32>()?;
-        let crop = self.crop.flatten_all()?.to_vec1::<f32>()?;
+        let dims = (c, (h, w), self.box_size()?);
+        let (base, crop) = (self.base.contiguous()?, self.crop.contiguous()?);
+        // Read in place, not copied out first.
+        let out = crate::ops::with_values::<f32, _>(&base, |base| {
+            crate::ops::with_values::<f32, _>(&crop, |crop| Ok(self.gather_from(base, crop, dims, starts, size)))
+        })?;
+        Tensor::from_vec(out, (starts.len(), c, size.0, size.1), &Device::Cpu)
+    }
+
+    /// [`Region::gather`] from the values of `base` `(1, C, H, W)` and `crop` `(B, C, bh,
+    /// bw)`.
+    fn gather_from(
+        &self,
+        base: &[f32],
+        crop: &[f32],
+        (c, (h, w), (bh, bw)): (usize, (usize, usize), (usize, usize)),
+        starts: &[(isize, isize)],
+        (gh, gw): (usize, usize),
+    ) -> Vec<f32> {
         let mut out = vec![0f32; starts.len() * c * gh * gw];
         // The columns `lo..hi` of `len` starting at `start` that fall in `0..end`.
         let clip = |start: isize, len: usize, lo: isize, end: isize| -> (usize, usize) {
@@ -219,7 +235,7 @@ impl Region {
                 }
             }
         }
-        Tensor::from_vec(out, (starts.len(), c, gh, gw), &Device::Cpu)
+        out
     }
 }
 

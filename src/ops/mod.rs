@@ -65,6 +65,19 @@ pub(crate) fn contiguous_slice<'a, T: candle_core::WithDType>(
     Ok(&v[s..e])
 }
 
+/// A contiguous CPU tensor's values, read through `f` while its storage is locked (no
+/// copy, unlike `to_vec1`).
+pub(crate) fn with_values<T: candle_core::WithDType, R>(
+    t: &candle_core::Tensor,
+    f: impl FnOnce(&[T]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (s, l) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(s) = &*s else {
+        candle_core::bail!("custom op: CPU tensors only")
+    };
+    f(contiguous_slice(s.as_slice::<T>()?, l)?)
+}
+
 /// Runs an element-wise loop compiled with AVX2 where the CPU has it (the default build
 /// targets plain x86-64, whose vectors are half as wide). The loop must not rely on fused
 /// multiply-add, so both versions give the same bits.

@@ -15,12 +15,13 @@
 
 use std::sync::{Arc, Mutex, OnceLock};
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Storage, Tensor, WithDType};
+use candle_core::{CpuStorage, CustomOp1, Layout, Shape, Tensor};
 
 use super::bias::{act_backward, act_mask, apply_act, epilogue, Act};
 use super::conv::{self, Conv2d};
 use super::pointwise::{matmul, matmul_batch};
 use super::winograd::{Element, Kernel};
+use super::with_values;
 
 /// One convolution of a block: weight `(O, C, k, k)` and bias `O` (batch norm folded in).
 pub struct Unit {
@@ -179,15 +180,6 @@ impl Real for f64 {
     fn storage(v: Vec<f64>) -> CpuStorage {
         CpuStorage::F64(v)
     }
-}
-
-/// A contiguous CPU tensor's values, read through `f` while its storage is locked.
-fn with_values<T: WithDType, R>(t: &Tensor, f: impl FnOnce(&[T]) -> candle_core::Result<R>) -> candle_core::Result<R> {
-    let (s, l) = t.storage_and_layout();
-    let Storage::Cpu(s) = &*s else {
-        candle_core::bail!("residual block: CPU only")
-    };
-    f(super::contiguous_slice(s.as_slice::<T>()?, l)?)
 }
 
 struct Op {
