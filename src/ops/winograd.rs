@@ -128,11 +128,13 @@ pub fn tiles(n: usize, h: usize, w: usize, [pt, pb, pl, pr]: [usize; 4]) -> usiz
 }
 
 /// Whether the transforms pay for a call: enough tiles that the 16 products are not thin,
-/// and enough channels that the products, not the transforms, are the work. Measured on
-/// one core (docs/performance.md): from 64 input and output channels it is 1.2–1.7×
-/// faster than the direct path (ResNet's 3×3s at 56² to 7²).
+/// and enough channels that the products, not the transforms, are the work (their cost
+/// grows with C + O, the products' with C · O). Measured on one core (docs/performance.md):
+/// from 64 tiles and 64 input and output channels it is 1.2–1.7× faster than the direct
+/// path; with 48 tiles only at 512 channels (1.5× faster; at 64–128 channels 0.6–0.95× as
+/// fast, at 256 1.0–1.2×), and with 16 (7², one image) not even there.
 pub fn pays(tiles: usize, c: usize, o: usize) -> bool {
-    tiles >= 64 && wide(c, o)
+    wide(c, o) && (tiles >= 64 || (tiles >= 48 && c.min(o) >= 512))
 }
 
 /// Whether a convolution has channels enough for [`pays`] ever to hold: only those keep a
