@@ -235,11 +235,6 @@ pub fn conv<T: WithDType>(
     y
 }
 
-/// `Bᵀ d B` of `len` rows of `tw` tiles of one channel's `plane` (`h × w`), whose first
-/// input row is `top` (negative: padding) and first input column `−pl`, into `dst(ξ)`
-/// (`len · tw` each). Each input row is padded, split into even and odd columns and
-/// combined across (`d B`: `[d0 − d2, d1 + d2, d2 − d1, d1 − d3]` of a tile's columns),
-/// once for the two rows of tiles that share it; then rows are combined down (`Bᵀ ·`).
 /// One channel's rows of tiles for [`input_transform`]: the plane, its size, the first
 /// input row (negative: padding), the left padding, and (rows of tiles, tiles per row).
 type InputRows<'a, T> = (&'a [T], (usize, usize), isize, usize, (usize, usize));
@@ -259,6 +254,11 @@ fn input_transform_best<T: WithDType>(buf: &mut Vec<T>, rows: InputRows<T>, dst:
     input_transform(buf, rows, dst)
 }
 
+/// `Bᵀ d B` of `len` rows of `tw` tiles of one channel's `plane` (`h × w`), whose first
+/// input row is `top` (negative: padding) and first input column `−pl`, into `dst[ξ]`
+/// (`len · tw` each). Each input row is padded, split into even and odd columns and
+/// combined across (`d B`: `[d0 − d2, d1 + d2, d2 − d1, d1 − d3]` of a tile's columns),
+/// once for the two rows of tiles that share it; then rows are combined down (`Bᵀ ·`).
 #[inline(always)]
 fn input_transform<T: WithDType>(
     buf: &mut Vec<T>,
@@ -344,9 +344,6 @@ fn input_transform<T: WithDType>(
     }
 }
 
-/// `Aᵀ m A` of `len` rows of `tw` tiles of one output channel (`m[ξ]`, `len · tw` each)
-/// into the output rows `dst` (`ow` wide, 2 per row of tiles, the last one cut where the
-/// map's height is odd).
 /// [`output_transform`], compiled with AVX2 where the CPU has it (as [`input_transform_best`]).
 fn output_transform_best<T: WithDType>(buf: &mut Vec<T>, m: &[&[T]; 16], lt: (usize, usize), ow: usize, dst: &mut [T]) {
     #[cfg(target_arch = "x86_64")]
@@ -361,6 +358,9 @@ fn output_transform_best<T: WithDType>(buf: &mut Vec<T>, m: &[&[T]; 16], lt: (us
     output_transform(buf, m, lt, ow, dst)
 }
 
+/// `Aᵀ m A` of `len` rows of `tw` tiles of one output channel (`m[ξ]`, `len · tw` each)
+/// into the output rows `dst` (`ow` wide, 2 per row of tiles, the last one cut where the
+/// map's height is odd).
 #[inline(always)]
 fn output_transform<T: WithDType>(
     buf: &mut Vec<T>,
@@ -370,13 +370,15 @@ fn output_transform<T: WithDType>(
     dst: &mut [T],
 ) {
     let l = len * tw;
+    // Of known length, so the loop below needs no bounds checks (and vectorises).
+    let m: [&[T]; 16] = std::array::from_fn(|k| &m[k][..l]);
     buf.resize(8 * l, T::zero());
     // Per tile: rows 0 and 1 of the result, even and odd columns.
     let (r0, r1) = buf[..4 * l].split_at_mut(2 * l);
     let (e0, o0) = r0.split_at_mut(l);
     let (e1, o1) = r1.split_at_mut(l);
     for q in 0..l {
-        // Aᵀ m: 2 × 4, then · A: 2 × 2, in the order of a tile at a time.
+        // Aᵀ m: 2 × 4 per tile, then · A: 2 × 2.
         let a = |k: usize| {
             (
                 m[k][q] + m[4 + k][q] + m[8 + k][q],
